@@ -1,0 +1,204 @@
+"""Every error silobridge raises, in one tree, so callers can catch by meaning.
+
+    SilobridgeError
+    ├── ConfigError            config or mapping files are invalid; carries every Problem found
+    ├── TopologyConflict       a queue exists with arguments that differ from what the config wants
+    ├── BrokerError            anything the broker did to a publish (all retryable)
+    │   ├── BrokerUnavailable  no connection, channel closed, or the connection is blocked too long
+    │   ├── PublishNacked      the broker refused the message (basic.nack)
+    │   ├── PublishReturned    unroutable: no queue bound for the routing key (basic.return)
+    │   └── PublishTimeout     no confirm arrived within the publish timeout
+    └── ProcessingError        one message failed in the pipeline; .stage and .retryable decide its fate
+        ├── DecodeError        the body is not a CloudEvent (permanent)
+        ├── SchemaError        a payload does not match its JSON Schema (permanent)
+        ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
+        │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
+        └── DeliveryError      the target refused or failed; retryable as classified by the adapter
+
+Foreign exceptions (pika, zeep, httpx, sqlite3, psycopg) are translated where they are caught,
+with ``raise ... from exc``, so the pipeline only ever sees this tree. Each error carries data
+(``details``) that ends up in dead-letter headers; messages never contain payload values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "DecodeError",
+    "DeliveryError",
+    "MappingError",
+    "Problem",
+    "ProcessingError",
+    "PublishNacked",
+    "PublishReturned",
+    "PublishTimeout",
+    "SchemaError",
+    "SilobridgeError",
+    "TopologyConflict",
+    "XrefMissing",
+]
+
+
+class SilobridgeError(Exception):
+    """Root of every error silobridge raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file: where it is and how to fix it."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(SilobridgeError):
+    """One or more problems in a config or mapping file; all of them, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class TopologyConflict(SilobridgeError):
+    """A queue already exists with arguments that differ from the config.
+
+    RabbitMQ refuses to redeclare it (PRECONDITION_FAILED); the operator must delete the queue or
+    change the config, so we name both.
+    """
+
+    def __init__(self, queue: str, reply: str) -> None:
+        self.queue = queue
+        self.reply = reply
+        super().__init__(
+            f"queue {queue!r} already exists with different arguments ({reply}); "
+            f"delete it (after draining) or align the config with it"
+        )
+
+
+class BrokerError(SilobridgeError):
+    """A publish did not reach a durable state; always worth another try."""
+
+    retryable = True
+
+
+class BrokerUnavailable(BrokerError):
+    """No usable connection or channel, or the broker blocked us longer than allowed."""
+
+
+class PublishNacked(BrokerError):
+    """The broker answered basic.nack (for example a full queue with overflow=reject-publish)."""
+
+
+class PublishReturned(BrokerError):
+    """The broker returned the message as unroutable: nothing is bound for the routing key."""
+
+    def __init__(self, exchange: str, routing_key: str, reply_text: str) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        super().__init__(
+            f"unroutable: exchange {exchange!r} has no binding for routing key "
+            f"{routing_key!r} ({reply_text}); declare a route or a binding for it"
+        )
+
+
+class PublishTimeout(BrokerError):
+    """No confirm within the timeout; the message may or may not be stored."""
+
+
+class ProcessingError(SilobridgeError):
+    """A message failed at one pipeline stage.
+
+    ``stage`` names the stage (decode, validate, map, deliver), ``retryable`` decides between a
+    retry tier and the dead-letter queue, ``details`` are short strings copied into DLQ headers.
+    """
+
+    stage = "process"
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+        self.details: dict[str, Any] = details or {}
+
+
+class DecodeError(ProcessingError):
+    """The message body is not a valid CloudEvent envelope."""
+
+    stage = "decode"
+
+
+class SchemaError(ProcessingError):
+    """A payload failed JSON Schema validation; ``path`` is where, in JSON Pointer-ish dots."""
+
+    stage = "validate"
+
+    def __init__(self, message: str, *, path: str, schema: str = "") -> None:
+        super().__init__(message, details={"path": path, "schema": schema})
+        self.path = path
+        self.schema = schema
+
+
+class MappingError(ProcessingError):
+    """A mapping rule failed at run time; names mapping, rule and source path, never values."""
+
+    stage = "map"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mapping: str = "",
+        rule: str = "",
+        path: str = "",
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            retryable=retryable,
+            details={"mapping": mapping, "rule": rule, "path": path},
+        )
+        self.mapping = mapping
+        self.rule = rule
+        self.path = path
+
+
+class XrefMissing(MappingError):
+    """A cross-reference lookup found nothing; retryable when the rule says on_missing=retry."""
+
+
+class DeliveryError(ProcessingError):
+    """The target did not accept the message. Adapters classify it via ``retryable``.
+
+    ``retry_after`` (seconds) carries a target's Retry-After hint into the retry decision.
+    """
+
+    stage = "deliver"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        self.retry_after = retry_after

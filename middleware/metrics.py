@@ -1,0 +1,115 @@
+"""Every Prometheus metric silobridge exports, defined in one place.
+
+Names are fixed and prefixed ``silobridge_``; labels are bounded (route, target, adapter,
+endpoint, outcome, reason, queue kind, connection) and never carry ids or payload values.
+The dashboard and alert rules in deploy/ query exactly these names.
+"""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+__all__ = [
+    "BROKER_CONNECTED",
+    "BUILD_INFO",
+    "CONSUMERS",
+    "DELIVERY_SECONDS",
+    "DLQ_OLDEST_AGE",
+    "IN_FLIGHT",
+    "MAPPING_RELOADS",
+    "MESSAGES",
+    "PROCESSING_SECONDS",
+    "PUBLISHED",
+    "QUEUE_DEPTH",
+    "RECEIVED",
+    "RECONNECTS",
+    "REJECTED",
+    "SYNC_LAG",
+    "XREF_MISSES",
+]
+
+_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_LAG = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+RECEIVED = Counter(
+    "silobridge_received",
+    "Events accepted by an inbound endpoint and confirmed by the broker.",
+    ["endpoint", "adapter"],
+)
+REJECTED = Counter(
+    "silobridge_rejected",
+    "Inbound requests refused (bad signature, too large, malformed, schema, broker down...).",
+    ["endpoint", "adapter", "reason"],
+)
+PUBLISHED = Counter(
+    "silobridge_published",
+    "Messages confirmed by the broker, by purpose (ingress, deliver, retry, dlq, replay).",
+    ["purpose"],
+)
+MESSAGES = Counter(
+    "silobridge_messages",
+    "Route messages by final outcome of one processing attempt (see middleware.outcome).",
+    ["route", "target", "outcome"],
+)
+PROCESSING_SECONDS = Histogram(
+    "silobridge_processing_seconds",
+    "Time from taking a message off the route queue to acking it.",
+    ["route"],
+    buckets=_LATENCY,
+)
+DELIVERY_SECONDS = Histogram(
+    "silobridge_delivery_seconds",
+    "Time the target took to accept (or refuse) one delivery.",
+    ["route", "target"],
+    buckets=_LATENCY,
+)
+SYNC_LAG = Histogram(
+    "silobridge_sync_lag_seconds",
+    "Source change time (envelope time) to target acceptance: how far behind the target is.",
+    ["route"],
+    buckets=_LAG,
+)
+QUEUE_DEPTH = Gauge(
+    "silobridge_queue_depth",
+    "Messages ready in a route's queues, by kind (main, retry, dlq).",
+    ["route", "kind"],
+)
+DLQ_OLDEST_AGE = Gauge(
+    "silobridge_dlq_oldest_age_seconds",
+    "Age of the oldest dead letter of a route (0 when the DLQ is empty).",
+    ["route"],
+)
+IN_FLIGHT = Gauge(
+    "silobridge_in_flight",
+    "Messages taken from a route queue and not yet acked.",
+    ["route"],
+)
+CONSUMERS = Gauge(
+    "silobridge_consumers",
+    "Consumers this process runs on a route queue.",
+    ["route"],
+)
+BROKER_CONNECTED = Gauge(
+    "silobridge_broker_connected",
+    "1 while the named broker connection is open and usable.",
+    ["connection"],
+)
+RECONNECTS = Counter(
+    "silobridge_reconnects",
+    "Broker connections re-established after a loss.",
+    ["connection"],
+)
+MAPPING_RELOADS = Counter(
+    "silobridge_mapping_reloads",
+    "Mapping hot reloads by outcome (success, failure).",
+    ["outcome"],
+)
+XREF_MISSES = Counter(
+    "silobridge_xref_misses",
+    "Cross-reference lookups that found nothing, by mapping.",
+    ["mapping"],
+)
+BUILD_INFO = Info("silobridge_build", "Version of silobridge and Python.")
+BUILD_INFO.info({"version": "0.1.0", "python": platform.python_version()})

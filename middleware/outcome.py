@@ -1,0 +1,22 @@
+"""What finally happened to one message; one vocabulary for the worker, logs and metrics."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Outcome"]
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    """The target accepted the payload; the source message was acked afterwards."""
+    RETRIED = "retried"
+    """A transient failure; the message waits in a retry tier and comes back to the route."""
+    DEAD_LETTERED = "dead_lettered"
+    """A permanent failure or exhausted retries; the message is in the route's DLQ."""
+    DUPLICATE = "duplicate"
+    """Already delivered earlier (idempotency record); acked without a second delivery."""
+    FILTERED = "filtered"
+    """The route's filter expression did not match; acked and not delivered."""
+    REQUEUED = "requeued"
+    """Neither delivery nor the retry/DLQ publish succeeded; nacked back to the route queue."""

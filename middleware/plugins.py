@@ -1,0 +1,55 @@
+"""Adapter registry: one registration call per protocol, found through entry points.
+
+Each adapter package calls ``register(AdapterSpec(...))`` in its ``__init__``; the package is
+named in the ``silobridge.adapters`` entry-point group, so third-party adapters plug in the same
+way as the built-in ones and the core never imports ``adapters``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from middleware.adapter import AdapterConfig, InboundAdapter, OutboundAdapter
+
+__all__ = ["AdapterSpec", "get", "known_types", "register"]
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """How to configure and build one protocol's adapters; either direction may be absent."""
+
+    type: str
+    inbound_config: type[AdapterConfig] | None = None
+    inbound: Callable[[AdapterConfig], InboundAdapter] | None = None
+    outbound_config: type[AdapterConfig] | None = None
+    outbound: Callable[[AdapterConfig], OutboundAdapter] | None = None
+
+
+_REGISTRY: dict[str, AdapterSpec] = {}
+_loaded = False
+
+
+def register(spec: AdapterSpec) -> None:
+    """Add a protocol; registering the same type twice replaces the earlier spec."""
+    _REGISTRY[spec.type] = spec
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for ep in entry_points(group="silobridge.adapters"):
+        ep.load()
+
+
+def known_types() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def get(adapter_type: str) -> AdapterSpec | None:
+    _load_entry_points()
+    return _REGISTRY.get(adapter_type)

@@ -1,0 +1,133 @@
+"""Read a YAML file keeping the line of every value, with ${ENV} interpolation.
+
+Config and mapping errors must name file and line; PyYAML's composed node tree knows both, so we
+walk it once to build plain Python data plus a path -> line index. Interpolation happens here so
+secrets never need to live in committed YAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from middleware.errors import ConfigError, Problem
+
+__all__ = ["Located", "did_you_mean", "dotted", "load_yaml"]
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Path_ = tuple[str | int, ...]
+# One constructor turns scalar nodes into typed values (ints, bools, dates) by YAML's own rules.
+_SCALARS = yaml.SafeLoader("")
+
+
+class Located:
+    """Parsed YAML data plus the line of each value, addressed by its path of keys and indexes."""
+
+    def __init__(self, file: str, data: Any, lines: dict[Path_, int]) -> None:
+        self.file = file
+        self.data = data
+        self.lines = lines
+
+    def line(self, path: Iterable[str | int]) -> int | None:
+        """Line of the deepest known ancestor of path (pydantic locs can go below YAML nodes)."""
+        parts = tuple(path)
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            parts = parts[:-1]
+        return self.lines.get((), None)
+
+    def problem(self, path: Iterable[str | int], message: str) -> Problem:
+        parts = tuple(path)
+        return Problem(self.file, self.line(parts), dotted(parts), message)
+
+
+def dotted(path: Iterable[str | int]) -> str:
+    """routes.0.target.exchange style path, the form every error message uses."""
+    return ".".join(str(p) for p in path)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' when a close choice exists, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_yaml(path: str | Path, env: Mapping[str, str] | None = None) -> Located:
+    """Parse one YAML file; raise ConfigError with the file and line for syntax or ${ENV} errors."""
+    file = str(path)
+    environ = os.environ if env is None else env
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(file, None, "", f"cannot read file: {exc.strerror}")]) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(file, line, "", f"YAML syntax error: {reason}")]) from exc
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    data = None if node is None else _convert(node, (), lines, problems, file, environ)
+    if problems:
+        raise ConfigError(problems)
+    return Located(file, data, lines)
+
+
+def _convert(
+    node: yaml.Node,
+    path: Path_,
+    lines: dict[Path_, int],
+    problems: list[Problem],
+    file: str,
+    environ: Mapping[str, str],
+) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in out:
+                problems.append(Problem(file, key_node.start_mark.line + 1, dotted((*path, key)),
+                                        "duplicate key; the later value would silently win"))
+            out[key] = _convert(value_node, (*path, key), lines, problems, file, environ)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(child, (*path, i), lines, problems, file, environ)
+            for i, child in enumerate(node.value)
+        ]
+    value = _SCALARS.construct_object(node, deep=True)
+    if isinstance(value, str) and "${" in value:
+        return _interpolate(value, path, lines[path], problems, file, environ)
+    return value
+
+
+def _interpolate(
+    value: str,
+    path: Path_,
+    line: int,
+    problems: list[Problem],
+    file: str,
+    environ: Mapping[str, str],
+) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        problems.append(Problem(file, line, dotted(path),
+                                f"environment variable {name} is not set; set it or write "
+                                f"${{{name}:-default}}"))
+        return ""
+
+    return _ENV.sub(replace, value)
