@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from middleware.broker.publisher import Publisher
+    from middleware.config.models import BrokerConfig
     from middleware.envelope import Envelope
     from middleware.ingress import Ingress
-    from middleware.publisher import EnvelopePublisher
     from middleware.stores.base import Stores
 
 __all__ = [
@@ -52,9 +53,15 @@ class Delivered:
 
 @dataclass
 class AdapterContext:
-    """What the daemon hands an adapter at start: publishing, stores, ingress, base directory."""
+    """What the daemon hands an adapter at start.
 
-    publisher: EnvelopePublisher | None
+    ``publisher`` sends confirmed messages (see ``middleware.ingest`` for envelopes), ``broker``
+    lets an adapter declare what it needs, ``ingress`` is the shared HTTP server (None in a
+    worker-only process), ``base_dir`` resolves relative paths in the adapter's config.
+    """
+
+    publisher: Publisher
+    broker: BrokerConfig
     stores: Stores
     base_dir: Path
     ingress: Ingress | None = None

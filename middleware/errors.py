@@ -8,12 +8,12 @@
     │   ├── PublishNacked      the broker refused the message (basic.nack)
     │   ├── PublishReturned    unroutable: no queue bound for the routing key (basic.return)
     │   └── PublishTimeout     no confirm arrived within the publish timeout
-    └── ProcessingError        one message failed in the pipeline; .stage and .retryable decide its fate
+    └── ProcessingError        one message failed; .stage and .retryable decide its fate
         ├── DecodeError        the body is not a CloudEvent (permanent)
         ├── SchemaError        a payload does not match its JSON Schema (permanent)
         ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
         │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
-        └── DeliveryError      the target refused or failed; retryable as classified by the adapter
+        └── DeliveryError      the target refused or failed; the adapter classifies it
 
 Foreign exceptions (pika, zeep, httpx, sqlite3, psycopg) are translated where they are caught,
 with ``raise ... from exc``, so the pipeline only ever sees this tree. Each error carries data

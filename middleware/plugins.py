@@ -7,6 +7,7 @@ way as the built-in ones and the core never imports ``adapters``.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -21,9 +22,9 @@ class AdapterSpec:
     """How to configure and build one protocol's adapters; either direction may be absent."""
 
     type: str
-    inbound_config: type[AdapterConfig] | None = None
+    inbound_config: builtins.type[AdapterConfig] | None = None
     inbound: Callable[[AdapterConfig], InboundAdapter] | None = None
-    outbound_config: type[AdapterConfig] | None = None
+    outbound_config: builtins.type[AdapterConfig] | None = None
     outbound: Callable[[AdapterConfig], OutboundAdapter] | None = None
 
 

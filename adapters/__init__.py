@@ -1,0 +1,1 @@
+"""Protocol adapters. Each subpackage registers itself with ``middleware.plugins`` on import."""

@@ -1,0 +1,74 @@
+"""AMQP outbound adapter: the mapped payload becomes a message on a configured exchange.
+
+Delivery means the broker confirmed it, so the Future is the publisher's own confirm Future and
+no thread is spent waiting. The target envelope keeps the source envelope id as its id (the
+idempotency key downstream consumers dedupe on) and names the source event as its cause.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import orjson
+
+from adapters.amqp.config import AmqpTargetConfig
+from middleware.adapter import AdapterContext, Delivered
+from middleware.broker.declare import declare
+from middleware.broker.publisher import Publisher
+from middleware.broker.topology import ExchangeSpec, QueueSpec, Topology
+from middleware.envelope import Envelope
+from middleware.ingest import envelope_properties
+
+__all__ = ["AmqpTarget"]
+
+_DELIVERED = Delivered()
+
+
+class AmqpTarget:
+    def __init__(self, config: AmqpTargetConfig) -> None:
+        self._config = config
+        self._publisher: Publisher | None = None
+
+    def start(self, context: AdapterContext) -> None:
+        config = self._config
+        queues = []
+        if config.queue:
+            queues.append(QueueSpec(config.queue, {"x-queue-type": "quorum"},
+                                    ((config.exchange, config.routing_key),)))
+        declare(context.broker, Topology(
+            [ExchangeSpec(config.exchange, config.exchange_type)], queues))
+        self._publisher = context.publisher
+
+    def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:
+        assert self._publisher is not None, "start() must run before deliver()"
+        config = self._config
+        key = config.routing_key
+        if "{" in key:
+            key = key.format(type=envelope.type, subject=envelope.subject or "")
+        if config.envelope:
+            out = envelope.model_copy(update={
+                "type": key, "data": payload, "causationid": envelope.id,
+                "hops": envelope.hops + 1,
+            })
+            body = out.to_json()
+            properties = envelope_properties(out)
+        else:
+            body = orjson.dumps(payload)
+            properties = envelope_properties(envelope)
+            properties.content_type = "application/json"
+        confirmed = self._publisher.publish(config.exchange, key, body, properties)
+        result: Future[Delivered] = Future()
+
+        def settle(done: Future[None]) -> None:
+            error = done.exception()
+            if error is None:
+                result.set_result(_DELIVERED)
+            else:
+                result.set_exception(error)
+
+        confirmed.add_done_callback(settle)
+        return result
+
+    def close(self) -> None:
+        """The publisher belongs to the daemon; nothing of our own to release."""

@@ -1,0 +1,170 @@
+"""Consuming with manual acks and bounded prefetch on its own connection.
+
+Handlers run on the connection's thread and must not block; they finish a message later, from
+any thread, through ``Delivery.ack`` / ``Delivery.nack``. Acks are queued and sent in batches on
+the connection's thread. A delivery from a channel that has since closed cannot be acked any
+more (the broker already requeued it), so such acks are dropped, and idempotency records make
+the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import pika
+from pika.channel import Channel
+from pika.spec import Basic
+
+from middleware.broker.connection import ConnectionThread
+from middleware.broker.topology import Topology
+from middleware.config.models import BrokerConfig
+
+__all__ = ["Consumer", "Delivery"]
+
+
+class Delivery:
+    """One message taken from a queue; finish it exactly once with ack() or nack()."""
+
+    __slots__ = ("_consumer", "_generation", "body", "properties", "queue", "received",
+                 "redelivered", "tag")
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        generation: int,
+        method: Basic.Deliver,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        self._consumer = consumer
+        self._generation = generation
+        self.tag: int = method.delivery_tag
+        self.queue: str = method.routing_key
+        self.redelivered: bool = method.redelivered
+        self.properties = properties
+        self.body = body
+        self.received = time.monotonic()
+
+    @property
+    def headers(self) -> dict[str, object]:
+        return self.properties.headers or {}
+
+    def ack(self) -> None:
+        self._consumer.settle(self._generation, self.tag, True)
+
+    def nack(self) -> None:
+        """Return the message to its queue (the broker counts it against the delivery limit)."""
+        self._consumer.settle(self._generation, self.tag, False)
+
+
+Handler = Callable[[Delivery], None]
+
+
+class Consumer:
+    """Consumes a set of queues, each with its own handler, on one connection and channel."""
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        handlers: dict[str, Handler],
+        *,
+        prefetch: int,
+        topology: Topology | None = None,
+        name: str = "consume",
+    ) -> None:
+        from middleware.broker.declare import declare
+
+        self._handlers = handlers
+        self._prefetch = prefetch
+        self._channel: Channel | None = None
+        self._generation = 0
+        self._settles: deque[tuple[int, int, bool]] = deque()
+        self._flush_scheduled = False
+        self._lock = threading.Lock()
+        self._consuming = threading.Event()
+        self._paused = False
+        prepare = None if topology is None else (lambda: declare(broker, topology))
+        self._thread = ConnectionThread(name, broker, self._on_channel, self._on_lost, prepare)
+
+    @property
+    def consuming(self) -> bool:
+        return self._consuming.is_set()
+
+    @property
+    def fatal(self) -> Exception | None:
+        return self._thread.fatal
+
+    def start(self, wait: float | None = None) -> bool:
+        self._thread.start()
+        return self._consuming.wait(wait) if wait else False
+
+    def pause(self) -> None:
+        """Stop taking new messages (graceful shutdown); in-flight ones can still be settled."""
+        self._paused = True
+        self._thread.call_soon(self._cancel)
+
+    def stop(self) -> None:
+        self._thread.call_soon(self._flush)  # acks still queued go out before the close
+        self._thread.stop()
+
+    def settle(self, generation: int, tag: int, ack: bool) -> None:
+        """Queue an ack/nack from any thread; sent in a batch on the connection's thread."""
+        with self._lock:
+            self._settles.append((generation, tag, ack))
+            schedule = not self._flush_scheduled
+            self._flush_scheduled = True
+        if schedule and not self._thread.call_soon(self._flush):
+            with self._lock:
+                self._flush_scheduled = False
+                self._settles.clear()  # the channel is gone; the broker requeues them itself
+
+    # -- the connection's thread ------------------------------------------------------------
+
+    def _on_channel(self, channel: Channel) -> None:
+        self._generation += 1
+        self._channel = channel
+        if self._paused:
+            return
+        channel.basic_qos(prefetch_count=self._prefetch)
+        for queue, handler in self._handlers.items():
+            channel.basic_consume(queue, self._dispatcher(handler), consumer_tag=queue)
+        self._consuming.set()
+
+    def _dispatcher(self, handler: Handler) -> Callable[..., None]:
+        def on_message(
+            _channel: Channel, method: Basic.Deliver, properties: pika.BasicProperties,
+            body: bytes,
+        ) -> None:
+            handler(Delivery(self, self._generation, method, properties, body))
+
+        return on_message
+
+    def _on_lost(self) -> None:
+        self._channel = None
+        self._consuming.clear()
+
+    def _cancel(self) -> None:
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            for queue in self._handlers:
+                channel.basic_cancel(queue)
+        self._consuming.clear()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
+            batch = list(self._settles)
+            self._settles.clear()
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            return
+        for generation, tag, ack in batch:
+            if generation != self._generation:
+                continue
+            if ack:
+                channel.basic_ack(tag)
+            else:
+                channel.basic_nack(tag, requeue=True)

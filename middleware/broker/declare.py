@@ -1,0 +1,55 @@
+"""Declare a topology idempotently over a short-lived blocking connection.
+
+Declaration is a handful of synchronous round trips, done before every (re)connect, so the
+asynchronous publish/consume connections never carry declaration state. A queue that exists with
+other arguments is reported as TopologyConflict naming the queue and RabbitMQ's own explanation
+(which names the argument and both values), not as a channel-closed trace.
+"""
+
+from __future__ import annotations
+
+import pika
+import pika.exceptions
+
+from middleware.broker.connection import connection_parameters
+from middleware.broker.topology import Topology
+from middleware.config.models import BrokerConfig
+from middleware.errors import BrokerUnavailable, TopologyConflict
+
+__all__ = ["declare"]
+
+_PRECONDITION_FAILED = 406
+
+
+def declare(broker: BrokerConfig, topology: Topology) -> None:
+    """Create exchanges, queues and bindings; existing equal ones are left as they are."""
+    try:
+        connection = pika.BlockingConnection(connection_parameters(broker, "declare"))
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
+    try:
+        channel = connection.channel()
+        for spec in topology.exchanges:
+            try:
+                channel.exchange_declare(spec.name, exchange_type=spec.type, durable=True,
+                                         arguments=spec.arguments)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == _PRECONDITION_FAILED:
+                    raise TopologyConflict(spec.name, exc.reply_text) from exc
+                raise
+        for queue in topology.queues:
+            try:
+                channel.queue_declare(queue.name, durable=True, arguments=queue.arguments)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == _PRECONDITION_FAILED:
+                    raise TopologyConflict(queue.name, exc.reply_text) from exc
+                raise
+            for exchange, pattern in queue.bindings:
+                channel.queue_bind(queue.name, exchange, routing_key=pattern)
+    except pika.exceptions.AMQPError as exc:
+        raise BrokerUnavailable(f"declaring the topology failed: {exc!r}") from exc
+    finally:
+        if connection.is_open:
+            connection.close()
+
+

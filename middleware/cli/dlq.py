@@ -1,0 +1,153 @@
+"""``silobridge dlq list|show|replay|purge`` and ``silobridge peek``: operating dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import orjson
+
+from middleware import dlq
+from middleware.broker.topology import dlq_name
+from middleware.cli.common import config_from_args
+from middleware.config.models import Config
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    group = sub.add_parser("dlq", help="inspect and replay dead letters")
+    commands = group.add_subparsers(dest="dlq_command", required=True)
+
+    listing = commands.add_parser("list", help="dead letters of a route")
+    listing.add_argument("route")
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.set_defaults(handler=_list)
+
+    show = commands.add_parser("show", help="headers and body of one dead letter")
+    show.add_argument("id", help="message (envelope) id")
+    show.add_argument("--route", help="only search this route's DLQ")
+    show.set_defaults(handler=_show)
+
+    replay = commands.add_parser("replay", help="send dead letters back to their route")
+    replay.add_argument("route")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", action="append", dest="ids", help="envelope id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every dead letter of the route")
+    replay.add_argument("--dry-run", action="store_true", help="only say what would be replayed")
+    replay.set_defaults(handler=_replay)
+
+    purge = commands.add_parser("purge", help="delete every dead letter of a route")
+    purge.add_argument("route")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(handler=_purge)
+
+    peek = sub.add_parser("peek", help="show messages of any queue without removing them")
+    peek.add_argument("queue")
+    peek.add_argument("-n", "--count", type=int, default=10)
+    peek.set_defaults(handler=_peek)
+
+    for parser in (listing, show, replay, purge, peek):
+        parser.add_argument("-c", "--config", help="config file (broker settings, routes); "
+                            "without it AMQP_URL or the local default broker is used")
+
+
+def _check_route(config: Config, route: str) -> bool:
+    names = [r.name for r in config.routes]
+    if names and route not in names:
+        print(f"error: no route {route!r} in the config; routes: {', '.join(names)}",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def _list(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not _check_route(config, args.route):
+        return 2
+    letters = dlq.browse(config.broker, dlq_name(args.route), args.limit)
+    print(f"{'ID':<38} {'TYPE':<28} {'SUBJECT':<14} {'ATT':>3} {'AGE':>8}  REASON")
+    for letter in letters:
+        age = letter.age_seconds()
+        print(f"{letter.message_id or '-':<38} {letter.type or '-':<28} "
+              f"{letter.subject or '-':<14} {letter.attempts:>3} "
+              f"{_age(age):>8}  {letter.reason[:80]}")
+    print(f"{len(letters)} dead letter(s) in {dlq_name(args.route)}")
+    return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _show(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    routes = [args.route] if args.route else [r.name for r in config.routes]
+    for route in routes:
+        for letter in dlq.browse(config.broker, dlq_name(route)):
+            if letter.message_id == args.id:
+                print(f"route: {route}")
+                print("headers:")
+                print(json.dumps(letter.headers, indent=2, default=str))
+                print("body:")
+                print(_pretty(letter.body))
+                return 0
+    print(f"error: no dead letter with id {args.id!r} in {', '.join(routes) or 'any route'}"
+          " (give -c CONFIG or --route ROUTE)", file=sys.stderr)
+    return 1
+
+
+def _pretty(body: bytes) -> str:
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not _check_route(config, args.route):
+        return 2
+    ids = None if args.all else set(args.ids)
+    done = dlq.replay(config.broker, args.route, ids, dry_run=args.dry_run)
+    verb = "would replay" if args.dry_run else "replayed"
+    for message_id in done:
+        print(f"{verb} {message_id}")
+    print(f"{verb} {len(done)} message(s) to route {args.route}")
+    missing = (ids or set()) - set(done)
+    if missing:
+        print(f"error: not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not _check_route(config, args.route):
+        return 2
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("error: refusing to purge without --yes when not on a terminal",
+                  file=sys.stderr)
+            return 2
+        answer = input(f"delete every dead letter of route {args.route!r}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    print(f"purged {dlq.purge(config.broker, args.route)} dead letter(s)")
+    return 0
+
+
+def _peek(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    for letter in dlq.browse(config.broker, args.queue, args.count):
+        print(f"--- {letter.message_id} {letter.type or ''}")
+        print(_pretty(letter.body))
+    return 0

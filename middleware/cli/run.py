@@ -1,0 +1,82 @@
+"""``silobridge run``, ``validate`` and ``topology apply``: the daemon and its config."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from middleware.broker.declare import declare
+from middleware.broker.topology import topology_for
+from middleware.config.loader import load_config
+from middleware.errors import SilobridgeError, TopologyConflict
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    run.add_argument("--role", choices=["all", "ingress", "worker"], default="all",
+                     help="run ingress, workers, or both (default) in this process")
+    run.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                     help="JSON lines (containers) or console; auto picks by terminal")
+    run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check a config and every mapping it uses")
+    validate.add_argument("-c", "--config", required=True)
+    validate.set_defaults(handler=_validate)
+
+    topology = sub.add_parser("topology", help="broker topology")
+    topology_sub = topology.add_subparsers(dest="topology_command", required=True)
+    apply = topology_sub.add_parser("apply", help="declare exchanges and queues (idempotent)")
+    apply.add_argument("-c", "--config", required=True)
+    apply.set_defaults(handler=_topology_apply)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    routes = loaded.config.routes
+    print(f"{args.config}: valid ({len(routes)} route(s), "
+          f"{len(loaded.config.inbound)} inbound adapter(s))")
+    return 0
+
+
+def _topology_apply(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    topology = topology_for(loaded.config)
+    try:
+        declare(loaded.config.broker, topology)
+    except SilobridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"declared {len(topology.exchanges)} exchange(s) and {len(topology.queues)} queue(s)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from middleware.daemon import Daemon, Role
+    from middleware.log import configure_logging
+
+    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
+    loaded = load_config(args.config)
+    daemon = Daemon(loaded, Role(args.role))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: daemon.reload_mappings())
+    try:
+        daemon.start()
+    except TopologyConflict as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        daemon.stop()
+        return 2
+    except (SilobridgeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        daemon.stop()
+        return 1
+    while not stop.wait(0.5):
+        pass
+    return 0 if daemon.stop() else 1

@@ -1,0 +1,53 @@
+"""``silobridge send``: wrap a JSON file in an envelope and publish it, confirmed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from middleware.broker.publisher import Publisher
+from middleware.cli.common import config_from_args
+from middleware.envelope import Envelope
+from middleware.errors import BrokerError
+from middleware.ingest import publish_envelopes
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    send = sub.add_parser("send", help="publish a JSON file as an event")
+    send.add_argument("file", help="JSON payload (the event's data)")
+    send.add_argument("--type", required=True, help="event type, e.g. crm.customer.updated")
+    send.add_argument("--source", default="cli/silobridge-send", help="event source")
+    send.add_argument("--subject", help="business key, e.g. the customer number")
+    send.add_argument("--id", help="event id (default: a new UUID)")
+    send.add_argument("-c", "--config", help="config file for broker settings")
+    send.set_defaults(handler=_send)
+
+
+def _send(args: argparse.Namespace) -> int:
+    try:
+        data = orjson.loads(Path(args.file).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    envelope = Envelope.new(source=args.source, type=args.type, data=data,
+                            subject=args.subject, id=args.id)
+    config = config_from_args(args)
+    publisher = Publisher(config.broker, name="send")
+    try:
+        if not publisher.start(wait=10):
+            print("error: cannot connect to the broker", file=sys.stderr)
+            return 1
+        publish_envelopes(publisher, [envelope], timeout=config.broker.publish_timeout)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        publisher.stop()
+    print(f"sent {envelope.type} id={envelope.id}")
+    return 0

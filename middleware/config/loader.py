@@ -1,0 +1,173 @@
+"""Load a config file and report every problem at once, each with file, line and path.
+
+Three passes: the core models, then each adapter section against its adapter's own model, then
+every mapping the routes refer to. Problems from all passes are collected before raising, so an
+integrator fixes a file in one round instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from middleware import plugins
+from middleware.adapter import AdapterConfig
+from middleware.config.models import Config
+from middleware.errors import ConfigError, Problem
+from middleware.yamlfile import Located, did_you_mean, load_yaml
+
+__all__ = ["LoadedConfig", "load_config", "problems_from"]
+
+
+@dataclass
+class LoadedConfig:
+    """A valid config plus where it came from (relative paths resolve against ``base_dir``)."""
+
+    config: Config
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Parse and validate; raise ConfigError listing every problem found."""
+    located = load_yaml(path)
+    data = located.data if located.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([located.problem((), "the config file must be a mapping of sections")])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, located, Config)) from exc
+    loaded = LoadedConfig(config, Path(path).resolve())
+    problems = _adapter_pass(config, located) + _mapping_pass(loaded, located)
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def problems_from(
+    exc: ValidationError,
+    located: Located,
+    model: type[BaseModel],
+    prefix: Sequence[str | int] = (),
+) -> list[Problem]:
+    """Turn pydantic errors into Problems; unknown keys get a 'did you mean'."""
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            message = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), known)}"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(located.problem((*prefix, *loc), message))
+    return problems
+
+
+def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """Field names of the model found by following loc through nested models and lists."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside Optional[...] or list[...], if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (
+        typing.Union,
+        list,
+    ):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _adapter_pass(config: Config, located: Located) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, inbound in enumerate(config.inbound):
+        typed = _validate_adapter(inbound, "inbound", ("inbound", i), located, problems)
+        if typed is not None:
+            config.inbound[i] = typed
+    for i, route in enumerate(config.routes):
+        typed = _validate_adapter(route.target, "outbound", ("routes", i, "target"), located,
+                                  problems)
+        if typed is not None:
+            route.target = typed
+    return problems
+
+
+def _validate_adapter(
+    section: AdapterConfig,
+    direction: str,
+    where: tuple[str | int, ...],
+    located: Located,
+    problems: list[Problem],
+) -> AdapterConfig | None:
+    spec = plugins.get(section.type)
+    model = None if spec is None else getattr(spec, f"{direction}_config")
+    if model is None:
+        choices = [
+            t for t in plugins.known_types()
+            if getattr(plugins.get(t), f"{direction}_config") is not None
+        ]
+        problems.append(located.problem(
+            (*where, "type"),
+            f"no {direction} adapter of type {section.type!r}{did_you_mean(section.type, choices)}"
+            f"; known: {', '.join(choices) or 'none'}",
+        ))
+        return None
+    try:
+        typed: AdapterConfig = model.model_validate(section.model_dump())
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, located, model, where))
+        return None
+    return typed
+
+
+def _mapping_pass(loaded: LoadedConfig, located: Located) -> list[Problem]:
+    from middleware.mapping import load_mapping
+
+    problems: list[Problem] = []
+    for i, route in enumerate(loaded.config.routes):
+        if route.mapping is None:
+            continue
+        path = loaded.resolve(route.mapping)
+        if not path.is_file():
+            problems.append(located.problem(("routes", i, "mapping"),
+                                            f"mapping file {str(path)!r} does not exist"))
+            continue
+        try:
+            mapping = load_mapping(path)
+            if route.reverse:
+                mapping.reverse()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems

@@ -1,0 +1,198 @@
+"""Wiring of the long-running process: broker connections, workers, adapters, ops server.
+
+Roles let ingress and workers scale as separate processes (``--role ingress|worker``); ``all``
+runs both in one. Stopping is graceful: consumers stop taking messages, in-flight ones finish
+within ``shutdown_grace``, then inbound adapters, connections and stores close.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+
+import structlog
+
+from middleware import metrics, plugins
+from middleware.adapter import AdapterContext, InboundAdapter, OutboundAdapter
+from middleware.broker.consumer import Consumer, Delivery
+from middleware.broker.publisher import Publisher
+from middleware.broker.topology import topology_for
+from middleware.config.loader import LoadedConfig
+from middleware.errors import SilobridgeError
+from middleware.health import ops_app
+from middleware.http import ServerThread
+from middleware.ingress import Ingress
+from middleware.mapping import Mapping, MappingSet
+from middleware.monitor import QueueMonitor
+from middleware.pipeline import RouteWorker
+from middleware.stores import Stores, open_stores
+
+__all__ = ["Daemon", "Role"]
+
+log = structlog.get_logger(__name__)
+
+
+class Role(StrEnum):
+    ALL = "all"
+    INGRESS = "ingress"
+    WORKER = "worker"
+
+
+class Daemon:
+    """One silobridge process. ``start`` returns once everything runs; ``stop`` drains."""
+
+    def __init__(self, loaded: LoadedConfig, role: Role = Role.ALL) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.role = role
+        self.stopped = threading.Event()
+        self.workers: list[RouteWorker] = []
+        self.targets: list[OutboundAdapter] = []
+        self.inbound: list[InboundAdapter] = []
+        self.consumer: Consumer | None = None
+        self.ingress: Ingress | None = None
+        self.mappings: MappingSet | None = None
+        self.stores: Stores = open_stores(self.config.store)
+        self.publisher = Publisher(self.config.broker, topology_for(self.config))
+        self.ops = ServerThread(ops_app(self.readiness), self.config.ops.host,
+                                self.config.ops.port, "ops")
+        self.monitor: QueueMonitor | None = None
+
+    @property
+    def runs_workers(self) -> bool:
+        return self.role in (Role.ALL, Role.WORKER)
+
+    @property
+    def runs_ingress(self) -> bool:
+        return self.role in (Role.ALL, Role.INGRESS)
+
+    def start(self) -> None:
+        self.ops.start_and_wait()
+        self.publisher.start()
+        self._wait_for_broker()
+        context = AdapterContext(self.publisher, self.config.broker, self.stores,
+                                 self.loaded.base_dir)
+        if self.runs_workers:
+            self._start_workers(context)
+        if self.runs_ingress:
+            self._start_ingress(context)
+        self.monitor = QueueMonitor(self.config, self.mappings)
+        self.monitor.start()
+        log.info("silobridge started", role=self.role.value, routes=len(self.workers),
+                 inbound=len(self.inbound), ops_port=self.ops.port,
+                 ingress_port=self.ingress.port if self.ingress else None)
+
+    def _wait_for_broker(self) -> None:
+        """Block until the publisher is connected; a topology conflict is fatal."""
+        logged, since = False, time.monotonic()
+        while not self.publisher.connected:
+            if self.publisher.fatal is not None:
+                raise self.publisher.fatal
+            if self.stopped.wait(0.1):
+                raise SilobridgeError("stopped before the broker became reachable")
+            if not logged and time.monotonic() - since > 2:
+                host = self.config.broker.url.split("@")[-1]
+                log.warning("waiting for the broker", broker=host)
+                logged = True
+
+    def _start_workers(self, context: AdapterContext) -> None:
+        routes = self.config.routes
+        self.mappings = MappingSet(mapping_paths(self.loaded))
+        handlers: dict[str, Callable[[Delivery], None]] = {}
+        for route in routes:
+            spec = plugins.get(route.target.type)
+            assert spec is not None and spec.outbound is not None  # checked by the loader
+            target = spec.outbound(route.target)
+            target.start(context)
+            self.targets.append(target)
+            provider = self._mapping_provider(route.mapping, route.reverse)
+            worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
+                                 self.stores, provider)
+            self.workers.append(worker)
+            handlers[f"silobridge.route.{route.name}"] = worker.handle
+            metrics.CONSUMERS.labels(route.name).set(1)
+        if handlers:
+            self.consumer = Consumer(self.config.broker, handlers,
+                                     prefetch=self.config.broker.prefetch,
+                                     topology=topology_for(self.config))
+            self.consumer.start()
+
+    def _mapping_provider(
+        self, relative: str | None, reverse: bool
+    ) -> Callable[[], Mapping | None]:
+        if relative is None or self.mappings is None:
+            return lambda: None
+        mappings, path = self.mappings, self.loaded.resolve(relative)
+        if not reverse:
+            return lambda: mappings.get(path)
+        cache: dict[int, Mapping] = {}
+
+        def reversed_mapping() -> Mapping:
+            current = mappings.get(path)
+            if id(current) not in cache:
+                cache.clear()
+                cache[id(current)] = current.reverse()
+            return cache[id(current)]
+
+        return reversed_mapping
+
+    def _start_ingress(self, context: AdapterContext) -> None:
+        self.ingress = Ingress(self.config.ingress)
+        context.ingress = self.ingress
+        for section in self.config.inbound:
+            spec = plugins.get(section.type)
+            assert spec is not None and spec.inbound is not None  # checked by the loader
+            adapter = spec.inbound(section)
+            adapter.start(context)
+            self.inbound.append(adapter)
+        if self.ingress.has_routes:
+            self.ingress.start()
+
+    def reload_mappings(self) -> None:
+        """SIGHUP: reload changed mapping files; a bad file keeps the previous mapping."""
+        if self.mappings is None:
+            return
+        for problem in self.mappings.reload():
+            log.error("mapping reload rejected", problem=str(problem))
+
+    def readiness(self) -> dict[str, bool]:
+        checks = {"broker_publish": self.publisher.connected, "config_loaded": True}
+        if self.runs_workers:
+            checks["consumers"] = self.consumer is None or self.consumer.consuming
+            checks["mappings_loaded"] = self.mappings is not None
+        if self.runs_ingress and self.ingress is not None and self.ingress.has_routes:
+            checks["ingress_listening"] = self.ingress.listening
+        return checks
+
+    def stop(self) -> bool:
+        """Drain and close; True when every in-flight message finished within the grace."""
+        self.stopped.set()
+        for adapter in self.inbound:
+            adapter.close()
+        if self.ingress is not None:
+            self.ingress.stop()
+        drained = True
+        if self.consumer is not None:
+            self.consumer.pause()
+            deadline = time.monotonic() + self.config.shutdown_grace
+            drained = all(
+                worker.wait_idle(max(0.0, deadline - time.monotonic())) for worker in self.workers
+            )
+            self.consumer.stop()
+        for target in self.targets:
+            target.close()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.publisher.stop()
+        self.stores.close()
+        self.ops.stop()
+        log.info("silobridge stopped", drained=drained)
+        return drained
+
+
+def mapping_paths(loaded: LoadedConfig) -> list[Path]:
+    """Every mapping file the config's routes use, once each."""
+    return sorted({loaded.resolve(r.mapping) for r in loaded.config.routes if r.mapping})

@@ -1,0 +1,132 @@
+"""Dead letters as a product: list, show, replay and purge a route's DLQ, and peek any queue.
+
+All operations use their own short blocking connection and work while the daemon runs. Browsing
+takes messages with basic.get and lets the channel close without acking, so the broker puts them
+back: nothing is removed unless an operation says so (replay acks what it republished, after the
+broker confirmed the republish).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from middleware import headers as h
+from middleware.broker.connection import connection_parameters
+from middleware.broker.topology import dlq_name, queue_name
+from middleware.config.models import BrokerConfig
+from middleware.errors import BrokerUnavailable
+
+__all__ = ["DeadLetter", "browse", "purge", "replay"]
+
+
+@dataclass
+class DeadLetter:
+    """One message in a queue, with what an operator needs to decide about it."""
+
+    message_id: str | None
+    type: str | None
+    subject: str | None
+    reason: str
+    attempts: int
+    failed_at: datetime | None
+    headers: dict[str, Any] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def age_seconds(self, now: datetime | None = None) -> float | None:
+        if self.failed_at is None:
+            return None
+        return ((now or datetime.now(UTC)) - self.failed_at).total_seconds()
+
+
+@contextlib.contextmanager
+def _channel(broker: BrokerConfig) -> Iterator[BlockingChannel]:
+    try:
+        connection = pika.BlockingConnection(connection_parameters(broker, "cli"))
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()  # unacked basic.get messages go back to their queue
+
+
+def _parse(props: pika.BasicProperties, body: bytes) -> DeadLetter:
+    headers = dict(props.headers or {})
+    subject = None
+    try:
+        event = orjson.loads(body)
+        subject = event.get("subject") if isinstance(event, dict) else None
+    except orjson.JSONDecodeError:
+        pass
+    reason = str(headers.get(h.REASON) or headers.get("x-first-death-reason") or "unknown")
+    failed = headers.get(h.LAST_FAILURE)
+    failed_at = datetime.fromisoformat(str(failed)) if failed else None
+    if failed_at is None and props.timestamp:
+        failed_at = datetime.fromtimestamp(props.timestamp, UTC)
+    return DeadLetter(props.message_id, props.type, subject, reason,
+                      int(headers.get(h.ATTEMPTS, 0) or 0), failed_at, headers, body)
+
+
+def _take(channel: BlockingChannel, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter,
+                                                                             pika.BasicProperties]]:
+    for _ in range(limit):
+        method, props, body = channel.basic_get(queue, auto_ack=False)
+        if method is None:
+            return
+        yield method.delivery_tag, _parse(props, body), props
+
+
+def browse(broker: BrokerConfig, queue: str, limit: int = 1000) -> list[DeadLetter]:
+    """Up to ``limit`` messages of a queue, left in place."""
+    with _channel(broker) as channel:
+        return [letter for _tag, letter, _props in _take(channel, queue, limit)]
+
+
+def replay(
+    broker: BrokerConfig,
+    route: str,
+    ids: set[str] | None,
+    *,
+    dry_run: bool = False,
+    limit: int = 100_000,
+) -> list[str]:
+    """Send dead letters back to the route queue (all when ``ids`` is None).
+
+    The envelope id is kept (so idempotency still applies), failure headers are dropped so the
+    message gets a fresh set of retries, and the replay count is incremented.
+    """
+    replayed: list[str] = []
+    with _channel(broker) as channel:
+        channel.confirm_delivery()
+        for tag, letter, props in _take(channel, dlq_name(route), limit):
+            if ids is not None and letter.message_id not in ids:
+                continue
+            replayed.append(letter.message_id or "")
+            if dry_run:
+                continue
+            new_headers = h.without_failure(letter.headers)
+            new_headers[h.REPLAYS] = int(letter.headers.get(h.REPLAYS, 0) or 0) + 1
+            properties = pika.BasicProperties(
+                message_id=props.message_id, correlation_id=props.correlation_id,
+                type=props.type, content_type=props.content_type, timestamp=props.timestamp,
+                delivery_mode=2, headers=new_headers,
+            )
+            channel.basic_publish("", queue_name(route), letter.body, properties, mandatory=True)
+            channel.basic_ack(tag)
+    return replayed
+
+
+def purge(broker: BrokerConfig, route: str) -> int:
+    """Delete every dead letter of a route; returns how many there were."""
+    with _channel(broker) as channel:
+        return int(channel.queue_purge(dlq_name(route)).method.message_count)

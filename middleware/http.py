@@ -1,0 +1,53 @@
+"""Run an ASGI app under uvicorn on a background thread.
+
+The daemon's own work happens on pika threads; the ops server and the ingress each get a thread
+with their own event loop, so an HTTP burst never stalls a broker connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["ServerThread"]
+
+
+class ServerThread(threading.Thread):
+    """uvicorn.Server in a thread; ``port`` is the bound port (useful when configured as 0)."""
+
+    def __init__(self, app: ASGIApp, host: str, port: int, name: str) -> None:
+        super().__init__(name=f"http-{name}", daemon=True)
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=5)
+        self._server = uvicorn.Server(config)
+        self.port = port
+
+    def run(self) -> None:
+        asyncio.run(self._server.serve())
+
+    def start_and_wait(self, timeout: float = 10.0) -> None:
+        """Start and return once the socket listens; raise if it could not bind."""
+        self.start()
+        deadline = threading.Event()
+        for _ in range(int(timeout * 50)):
+            if self._server.started:
+                break
+            if not self.is_alive():
+                raise OSError(f"HTTP server {self.name} failed to start (port in use?)")
+            deadline.wait(0.02)
+        else:
+            raise OSError(f"HTTP server {self.name} did not start within {timeout:g}s")
+        sockets = [s for server in self._server.servers for s in server.sockets]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._server.started) and not self._server.should_exit
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self.join(timeout)

@@ -1,0 +1,49 @@
+"""Publishing envelopes onto the events exchange, as every inbound adapter does.
+
+An inbound adapter answers its sender with success only after ``publish_envelopes`` returned:
+every envelope of the request was confirmed by the broker. Anything else raises a BrokerError,
+which adapters turn into 503 (REST) or a Server fault (SOAP) so the sender retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_all
+
+import pika
+
+from middleware.broker.publisher import Publisher
+from middleware.broker.topology import EVENTS_EXCHANGE
+from middleware.envelope import Envelope
+from middleware.errors import BrokerError, PublishTimeout
+
+__all__ = ["envelope_properties", "publish_envelope", "publish_envelopes"]
+
+
+def envelope_properties(envelope: Envelope, **extra: object) -> pika.BasicProperties:
+    return pika.BasicProperties(**envelope.amqp_properties(), **extra)
+
+
+def publish_envelope(publisher: Publisher, envelope: Envelope) -> Future[None]:
+    """Publish with the envelope type as routing key; the Future resolves on the confirm."""
+    return publisher.publish(
+        EVENTS_EXCHANGE, envelope.type, envelope.to_json(), envelope_properties(envelope),
+        purpose="ingress",
+    )
+
+
+def publish_envelopes(
+    publisher: Publisher, envelopes: Sequence[Envelope], timeout: float
+) -> None:
+    """Publish all (pipelined) and wait for every confirm; raise the first failure."""
+    futures = [publish_envelope(publisher, envelope) for envelope in envelopes]
+    _done, not_done = wait_all(futures, timeout=timeout)
+    if not_done:
+        raise PublishTimeout(f"{len(not_done)} of {len(futures)} envelopes not confirmed in time")
+    for future in futures:
+        error = future.exception()
+        if isinstance(error, BrokerError):
+            raise error
+        if error is not None:
+            raise BrokerError(str(error)) from error

@@ -1,0 +1,64 @@
+"""The shared HTTP ingress: one server on which REST and SOAP inbound adapters mount endpoints.
+
+Adapters register their routes during ``start``; the daemon starts the server afterwards, so the
+route table is fixed before the first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from middleware.config.models import IngressConfig
+from middleware.http import ServerThread
+
+__all__ = ["Endpoint", "Ingress"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Ingress:
+    def __init__(self, config: IngressConfig) -> None:
+        self._config = config
+        self._routes: list[BaseRoute] = []
+        self._server: ServerThread | None = None
+
+    def add_route(self, path: str, endpoint: Endpoint, methods: Sequence[str]) -> None:
+        if self._server is not None:
+            raise RuntimeError("routes must be added before the ingress starts")
+        self._routes.append(Route(path, endpoint, methods=list(methods)))
+
+    def add(self, route: BaseRoute) -> None:
+        """Mount a prepared Starlette route (for example an OpenAPI document endpoint)."""
+        if self._server is not None:
+            raise RuntimeError("routes must be added before the ingress starts")
+        self._routes.append(route)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return list(self._routes)
+
+    @property
+    def has_routes(self) -> bool:
+        return bool(self._routes)
+
+    def start(self) -> None:
+        self._server = ServerThread(Starlette(routes=self._routes), self._config.host,
+                                    self._config.port, "ingress")
+        self._server.start_and_wait()
+
+    @property
+    def port(self) -> int:
+        return self._server.port if self._server else self._config.port
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.listening
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()

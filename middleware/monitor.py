@@ -1,0 +1,79 @@
+"""Background chores of a running daemon: queue depth gauges and mapping file watching.
+
+Queue depths come from passive declares on a connection of the monitor's own (the management
+plugin is not required). Mapping files are polled for changes: cheap (a stat per file), and it
+works the same on every filesystem and in containers with ConfigMap volumes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pika
+import pika.exceptions
+import structlog
+
+from middleware import metrics
+from middleware.broker.connection import connection_parameters
+from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.config.models import Config
+from middleware.mapping import MappingSet
+
+__all__ = ["QueueMonitor"]
+
+log = structlog.get_logger(__name__)
+
+
+class QueueMonitor(threading.Thread):
+    def __init__(
+        self, config: Config, mappings: MappingSet | None, interval: float = 5.0,
+        reload_interval: float = 2.0,
+    ) -> None:
+        super().__init__(name="monitor", daemon=True)
+        self._config = config
+        self._mappings = mappings
+        self._interval = interval
+        self._reload_interval = reload_interval
+        self._halt = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def run(self) -> None:
+        since_depths = self._interval
+        while not self._halt.wait(self._reload_interval):
+            if self._mappings is not None:
+                for problem in self._mappings.reload():
+                    log.error("mapping reload rejected", problem=str(problem))
+            since_depths += self._reload_interval
+            if since_depths >= self._interval:
+                since_depths = 0.0
+                self._measure()
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _measure(self) -> None:
+        try:
+            if self._connection is None or not self._connection.is_open:
+                self._connection = pika.BlockingConnection(
+                    connection_parameters(self._config.broker, "monitor"))
+            channel = self._connection.channel()
+            for route in self._config.routes:
+                name = route.name
+                tiers = len(self._config.retry_for(route).delays())
+                main = _depth(channel, queue_name(name))
+                retry = sum(_depth(channel, retry_name(name, n)) for n in range(1, tiers + 1))
+                dlq = _depth(channel, dlq_name(name))
+                metrics.QUEUE_DEPTH.labels(name, "main").set(main)
+                metrics.QUEUE_DEPTH.labels(name, "retry").set(retry)
+                metrics.QUEUE_DEPTH.labels(name, "dlq").set(dlq)
+            channel.close()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            log.debug("queue depth unavailable", error=str(exc))
+            self._connection = None
+
+
+def _depth(channel: pika.adapters.blocking_connection.BlockingChannel, name: str) -> int:
+    return int(channel.queue_declare(name, passive=True).method.message_count)

@@ -1,0 +1,220 @@
+"""One route's processing: decode -> filter -> validate -> map -> validate -> deliver -> ack.
+
+``handle`` runs on the consumer's connection thread and never blocks: delivery is started and
+finished in a callback when the target's Future completes. A message is acked only after the
+target accepted it, or after its retry-tier or DLQ copy was confirmed by the broker; when even
+that fails it is nacked back to its queue, where the broker's delivery limit stops poison loops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+import structlog
+
+from middleware import headers, metrics
+from middleware.adapter import Delivered, OutboundAdapter
+from middleware.broker.consumer import Delivery
+from middleware.broker.publisher import Publisher
+from middleware.broker.topology import dlq_name, retry_name
+from middleware.config.models import RetryPolicy, RouteConfig
+from middleware.envelope import Envelope
+from middleware.errors import DecodeError, SilobridgeError, XrefMissing
+from middleware.mapping import Mapping
+from middleware.outcome import Outcome
+from middleware.retry import DeadLetter, Retry, decide
+from middleware.routing import compile_filter, compile_patterns
+from middleware.stores.base import Stores
+
+__all__ = ["RouteWorker"]
+
+log = structlog.get_logger(__name__)
+
+
+class RouteWorker:
+    """Processes the messages of one route queue."""
+
+    def __init__(
+        self,
+        route: RouteConfig,
+        policy: RetryPolicy,
+        target: OutboundAdapter,
+        publisher: Publisher,
+        stores: Stores,
+        mapping: Callable[[], Mapping | None],
+    ) -> None:
+        self.route = route
+        self._policy = policy
+        self._target = target
+        self._target_name = route.target.type
+        self._publisher = publisher
+        self._stores = stores
+        self._mapping = mapping
+        self._matches = compile_patterns(route.bind)
+        self._filter = compile_filter(route.filter) if route.filter else None
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._messages = {
+            outcome: metrics.MESSAGES.labels(route.name, self._target_name, outcome.value)
+            for outcome in Outcome
+        }
+        self._gauge = metrics.IN_FLIGHT.labels(route.name)
+        self._processing = metrics.PROCESSING_SECONDS.labels(route.name)
+        self._delivery = metrics.DELIVERY_SECONDS.labels(route.name, self._target_name)
+        self._lag = metrics.SYNC_LAG.labels(route.name)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is in flight (graceful shutdown); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    # -- consumer thread --------------------------------------------------------------------
+
+    def handle(self, delivery: Delivery) -> None:
+        self._begin()
+        try:
+            self._process(delivery)
+        except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
+            log.exception("unexpected error while processing", route=self.route.name)
+            self._fail(delivery, None, exc)
+
+    def _process(self, delivery: Delivery) -> None:
+        try:
+            envelope = Envelope.from_json(delivery.body)
+            if not self._matches(envelope.type):
+                raise DecodeError(
+                    f"event type {envelope.type!r} does not match the route's bindings "
+                    f"{self.route.bind}; it reached the queue by other means"
+                )
+        except DecodeError as exc:
+            self._fail(delivery, None, exc)
+            return
+        if self._stores.idempotency.seen(self.route.name, envelope.id):
+            self._finish(delivery, Outcome.DUPLICATE)
+            return
+        try:
+            if self._filter is not None and not self._filter(envelope):
+                self._finish(delivery, Outcome.FILTERED)
+                return
+            mapping = self._mapping()
+            payload = self._map(mapping, envelope.data)
+            started = time.perf_counter()
+            future = self._target.deliver(envelope, payload)
+        except SilobridgeError as exc:
+            self._fail(delivery, envelope, exc)
+            return
+        future.add_done_callback(
+            lambda done: self._delivered(delivery, envelope, mapping, done, started)
+        )
+
+    def _map(self, mapping: Mapping | None, data: Any) -> Any:
+        if mapping is None:
+            return data
+        mapping.validate_source(data)
+        try:
+            result = mapping.apply(data, self._stores.xref.lookup)
+        except XrefMissing:
+            metrics.XREF_MISSES.labels(mapping.name).inc()
+            raise
+        mapping.validate_target(result)
+        return result
+
+    # -- any thread -------------------------------------------------------------------------
+
+    def _delivered(
+        self,
+        delivery: Delivery,
+        envelope: Envelope,
+        mapping: Mapping | None,
+        done: Future[Delivered],
+        started: float,
+    ) -> None:
+        self._delivery.observe(time.perf_counter() - started)
+        error = done.exception()
+        if error is not None:
+            self._fail(delivery, envelope, error)
+            return
+        try:
+            result = done.result()
+            if mapping is not None and result.response is not None:
+                for link in mapping.capture(envelope.data, result.response):
+                    self._stores.xref.link(*link)
+            self._stores.idempotency.record(self.route.name, envelope.id)
+        except Exception as exc:  # delivered but not recorded: a retry re-sends the same key
+            self._fail(delivery, envelope, exc)
+            return
+        if envelope.time is not None:
+            self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
+        self._finish(delivery, Outcome.DELIVERED)
+
+    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
+        retryable = bool(getattr(error, "retryable", False))
+        attempts_done = int(str(delivery.headers.get(headers.ATTEMPTS, 0) or 0))
+        decision = decide(self._policy, attempts_done, retryable,
+                          getattr(error, "retry_after", None))
+        dead = isinstance(decision, DeadLetter)
+        if isinstance(decision, Retry):
+            queue, attempts = retry_name(self.route.name, decision.tier), decision.tier
+        else:
+            queue, attempts = dlq_name(self.route.name), attempts_done
+        new_headers = headers.failure_headers(
+            dict(delivery.headers), error, attempts=attempts, route=self.route.name,
+            target=self._target_name, now=datetime.now(UTC),
+        )
+        if isinstance(decision, DeadLetter):
+            new_headers[headers.REASON] = f"{decision.reason}: {new_headers[headers.REASON]}"
+        props = delivery.properties
+        properties = pika.BasicProperties(
+            message_id=props.message_id or (envelope.id if envelope else None),
+            correlation_id=props.correlation_id, type=props.type,
+            content_type=props.content_type, timestamp=props.timestamp, headers=new_headers,
+        )
+        outcome = Outcome.DEAD_LETTERED if dead else Outcome.RETRIED
+        log.warning(
+            "dead-lettered" if dead else "retry scheduled", route=self.route.name,
+            message_id=properties.message_id,
+            correlation_id=envelope.correlationid if envelope else None,
+            stage=new_headers[headers.STAGE], error=new_headers[headers.ERROR],
+            reason=new_headers[headers.REASON], attempts=new_headers[headers.ATTEMPTS],
+        )
+        future = self._publisher.publish(
+            "", queue, delivery.body, properties, purpose="dlq" if dead else "retry"
+        )
+        future.add_done_callback(lambda done: self._parked(delivery, done, outcome))
+
+    def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome) -> None:
+        if done.exception() is None:
+            self._finish(delivery, outcome)
+        else:
+            log.error("could not park failed message; returned to queue",
+                      route=self.route.name, error=str(done.exception()))
+            self._finish(delivery, Outcome.REQUEUED)
+
+    def _begin(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+        self._gauge.inc()
+
+    def _finish(self, delivery: Delivery, outcome: Outcome) -> None:
+        if outcome is Outcome.REQUEUED:
+            delivery.nack()
+        else:
+            delivery.ack()
+        self._messages[outcome].inc()
+        self._processing.observe(time.monotonic() - delivery.received)
+        self._gauge.dec()
+        with self._idle:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.notify_all()
+

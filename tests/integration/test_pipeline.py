@@ -1,0 +1,191 @@
+"""The worker pipeline against the real RabbitMQ: delivery, retries, dead letters, replay."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import pika
+import pytest
+
+from middleware import dlq
+from middleware import headers as h
+from middleware.broker.topology import dlq_name, queue_name
+from middleware.config.loader import LoadedConfig
+from middleware.daemon import Daemon, Role
+from tests.integration.helpers import (
+    ScriptedTarget,
+    counter,
+    drain,
+    publish_events,
+    queue_count,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def run_daemon() -> Iterator[Callable[[LoadedConfig], Daemon]]:
+    started: list[Daemon] = []
+
+    def run(loaded: LoadedConfig) -> Daemon:
+        daemon = Daemon(loaded, Role.WORKER)
+        daemon.start()
+        started.append(daemon)
+        assert wait_until(lambda: all(daemon.readiness().values()), 10)
+        return daemon
+
+    yield run
+    for daemon in started:
+        if not daemon.stopped.is_set():
+            daemon.stop()
+
+
+def amqp_route(prefix: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": f"{prefix}-r",
+        "bind": [f"{prefix}.customer.*"],
+        "target": {"type": "amqp", "exchange": f"{prefix}.out", "routing_key": "erp.account",
+                   "queue": f"{prefix}.out"},
+        **extra,
+    }
+
+
+def scripted_route(prefix: str) -> dict[str, Any]:
+    return {"name": f"{prefix}-r", "bind": [f"{prefix}.customer.*"],
+            "target": {"type": "scripted", "name": prefix}}
+
+
+def test_pipeline_delivers_each_of_1000_envelopes_once(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    # Given a route delivering to an AMQP target exchange with a bound queue
+    loaded = make_config([amqp_route(prefix)])
+    route = f"{prefix}-r"
+    before = counter("silobridge_messages_total", route=route, target="amqp",
+                     outcome="delivered")
+    run_daemon(loaded)
+    # When 1,000 envelopes are published on the events exchange
+    ids = publish_events(amqp_url, prefix, 1000)
+    # Then the target queue receives each envelope id exactly once, and the metrics agree
+    assert wait_until(lambda: queue_count(amqp_url, f"{prefix}.out") >= 1000, 60)
+    time.sleep(0.5)
+    out = drain(amqp_url, f"{prefix}.out")
+    received = [props.message_id for props, _ in out]
+    assert sorted(received) == sorted(ids)
+    event = orjson.loads(out[0][1])
+    assert event["type"] == "erp.account" and event["causationid"] == event["id"]
+    assert event["hops"] == 1
+    delivered = counter("silobridge_messages_total", route=route, target="amqp",
+                        outcome="delivered")
+    assert delivered - before == 1000
+    assert queue_count(amqp_url, queue_name(route)) == 0
+
+
+def test_pipeline_retries_transient_failures_with_backoff_then_delivers_once(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    loaded = make_config([scripted_route(prefix)])
+    run_daemon(loaded)
+    target = ScriptedTarget.instances[prefix]
+    target.fail_all = 3
+    [event_id] = publish_events(amqp_url, prefix, 1)
+    assert wait_until(lambda: target.accepted == [event_id], 20)
+    times = [t for i, t in target.calls if i == event_id]
+    assert len(times) == 4
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # tiers are 0.3s, 0.6s, 1.2s; the broker expires TTL messages at the head promptly
+    for gap, delay in zip(gaps, [0.3, 0.6, 1.2], strict=True):
+        assert gap >= delay * 0.9, gaps
+    time.sleep(0.5)
+    assert target.accepted == [event_id]
+    assert queue_count(amqp_url, dlq_name(f"{prefix}-r")) == 0
+
+
+def test_pipeline_dead_letters_permanent_failure_and_replay_delivers_once(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    loaded = make_config([scripted_route(prefix)])
+    route = f"{prefix}-r"
+    run_daemon(loaded)
+    target = ScriptedTarget.instances[prefix]
+    target.retryable = False
+    target.fail_all = 1
+    [event_id] = publish_events(amqp_url, prefix, 1)
+    assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 15)
+    # one call only: a permanent failure is not retried
+    assert [i for i, _ in target.calls] == [event_id]
+    [letter] = dlq.browse(loaded.config.broker, dlq_name(route))
+    assert letter.message_id == event_id
+    assert letter.headers[h.STAGE] == "deliver"
+    assert letter.headers[h.ERROR] == "DeliveryError"
+    assert letter.headers[h.ROUTE] == route
+    assert letter.headers[h.TARGET] == "scripted"
+    assert letter.headers[h.ATTEMPTS] == 0
+    assert letter.headers["x-sb-detail-status"] == "400"
+    assert letter.reason.startswith("permanent: scripted failure")
+    assert letter.headers[h.FIRST_FAILURE] and letter.headers[h.LAST_FAILURE]
+    # When the cause is fixed and the dead letter replayed
+    assert target.fail_all == 1 and target.failures[event_id] == 0
+    assert dlq.replay(loaded.config.broker, route, {event_id}) == [event_id]
+    assert wait_until(lambda: target.accepted == [event_id], 10)
+    assert queue_count(amqp_url, dlq_name(route)) == 0
+    time.sleep(0.5)
+    assert target.accepted == [event_id]
+
+
+def test_pipeline_exhausted_retries_end_in_dlq_with_attempt_count(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    loaded = make_config([scripted_route(prefix)])
+    route = f"{prefix}-r"
+    run_daemon(loaded)
+    ScriptedTarget.instances[prefix].fail_all = 100
+    [event_id] = publish_events(amqp_url, prefix, 1)
+    assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 20)
+    [letter] = dlq.browse(loaded.config.broker, dlq_name(route))
+    assert letter.message_id == event_id
+    assert letter.attempts == 3
+    assert letter.reason.startswith("retries_exhausted")
+    assert len(ScriptedTarget.instances[prefix].calls) == 4
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\x00not json", "body is not JSON"),
+        (b'{"hello": "world"}', "not a CloudEvent: missing attribute(s) id, source, type"),
+        (b'{"id": "1", "source": "s", "type": "other.thing.happened", "specversion": "1.0"}',
+         "does not match the route's bindings"),
+    ],
+)
+def test_pipeline_sends_malformed_messages_straight_to_dlq(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon], body: bytes, reason: str,
+) -> None:
+    loaded = make_config([scripted_route(prefix)])
+    route = f"{prefix}-r"
+    run_daemon(loaded)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("", queue_name(route), body,
+                          pika.BasicProperties(message_id="bad-1", delivery_mode=2))
+    good = publish_events(amqp_url, prefix, 1)
+    connection.close()
+    assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
+    [letter] = dlq.browse(loaded.config.broker, dlq_name(route))
+    assert letter.headers[h.STAGE] == "decode"
+    assert reason in letter.reason
+    assert letter.attempts == 0
+    # the poison message did not block the good one behind it, and was tried only once
+    assert wait_until(lambda: ScriptedTarget.instances[prefix].accepted == good, 5)
+    assert ScriptedTarget.instances[prefix].calls[0][0] == good[0]
