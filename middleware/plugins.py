@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from importlib.metadata import entry_points
 
 from middleware.adapter import AdapterConfig, InboundAdapter, OutboundAdapter
@@ -26,6 +27,8 @@ class AdapterSpec:
     inbound: Callable[[AdapterConfig], InboundAdapter] | None = None
     outbound_config: builtins.type[AdapterConfig] | None = None
     outbound: Callable[[AdapterConfig], OutboundAdapter] | None = None
+    commands: Callable[[Any], None] | None = None
+    """Adds the adapter's own CLI commands (e.g. ``poll``, ``demo erp``) to the subparsers."""
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

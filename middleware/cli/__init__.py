@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from middleware import plugins
 from middleware.errors import ConfigError
 
 __all__ = ["main"]
@@ -25,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in commands.MODULES:
         module.register(sub)
+    for adapter_type in plugins.known_types():
+        spec = plugins.get(adapter_type)
+        if spec is not None and spec.commands is not None:
+            spec.commands(sub)
     return parser
 
 
