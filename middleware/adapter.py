@@ -11,12 +11,13 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
     from middleware.broker.publisher import Publisher
+    from middleware.broker.topology import Topology
     from middleware.config.models import BrokerConfig
     from middleware.envelope import Envelope
     from middleware.ingress import Ingress
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdapterConfig",
     "AdapterContext",
+    "DeclaresTopology",
     "Delivered",
     "InboundAdapter",
     "OutboundAdapter",
@@ -78,6 +80,13 @@ class OutboundAdapter(Protocol):
 
     def close(self) -> None:
         """Release connections and threads."""
+
+
+@runtime_checkable
+class DeclaresTopology(Protocol):
+    """Optional: an adapter whose broker objects ``silobridge topology apply`` declares too."""
+
+    def topology(self) -> Topology: ...
 
 
 class InboundAdapter(Protocol):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from importlib.metadata import entry_points
+from typing import Any
 
 from middleware.adapter import AdapterConfig, InboundAdapter, OutboundAdapter
 

@@ -30,14 +30,17 @@ class AmqpTarget:
         self._config = config
         self._publisher: Publisher | None = None
 
-    def start(self, context: AdapterContext) -> None:
+    def topology(self) -> Topology:
+        """The target exchange (and optional result queue); ``topology apply`` declares it too."""
         config = self._config
         queues = []
         if config.queue:
             queues.append(QueueSpec(config.queue, {"x-queue-type": "quorum"},
                                     ((config.exchange, config.routing_key),)))
-        declare(context.broker, Topology(
-            [ExchangeSpec(config.exchange, config.exchange_type)], queues))
+        return Topology([ExchangeSpec(config.exchange, config.exchange_type)], queues)
+
+    def start(self, context: AdapterContext) -> None:
+        declare(context.broker, self.topology())
         self._publisher = context.publisher
 
     def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:

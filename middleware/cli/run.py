@@ -8,8 +8,10 @@ import sys
 import threading
 from typing import Any
 
+from middleware import plugins
+from middleware.adapter import DeclaresTopology
 from middleware.broker.declare import declare
-from middleware.broker.topology import topology_for
+from middleware.broker.topology import Topology, topology_for
 from middleware.config.loader import load_config
 from middleware.errors import SilobridgeError, TopologyConflict
 
@@ -46,13 +48,21 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _topology_apply(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
-    topology = topology_for(loaded.config)
+    parts = [topology_for(loaded.config)]
+    for route in loaded.config.routes:
+        spec = plugins.get(route.target.type)
+        assert spec is not None and spec.outbound is not None  # checked by the loader
+        target = spec.outbound(route.target)
+        if isinstance(target, DeclaresTopology):
+            parts.append(target.topology())
+    exchanges = [e for part in parts for e in part.exchanges]
+    queues = [q for part in parts for q in part.queues]
     try:
-        declare(loaded.config.broker, topology)
+        declare(loaded.config.broker, Topology(exchanges, queues))
     except SilobridgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"declared {len(topology.exchanges)} exchange(s) and {len(topology.queues)} queue(s)")
+    print(f"declared {len(exchanges)} exchange(s) and {len(queues)} queue(s)")
     return 0
 
 

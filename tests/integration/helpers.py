@@ -13,27 +13,28 @@ from prometheus_client import REGISTRY
 from pydantic import ConfigDict
 
 from middleware.adapter import AdapterConfig, AdapterContext, Delivered
-from middleware.broker.topology import EVENTS_EXCHANGE
+from middleware.broker.publisher import Publisher
+from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
+from middleware.ingest import publish_envelopes
 from middleware.plugins import AdapterSpec, register
 
 
 def publish_events(url: str, prefix: str, count: int, entity: str = "customer") -> list[str]:
-    """Publish ``count`` confirmed envelopes of type ``<prefix>.<entity>.updated``."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    ids = []
-    for n in range(count):
-        envelope = Envelope.new(source="crm/test", type=f"{prefix}.{entity}.updated",
-                                subject=f"C-{n}", data={"customer_no": f"C-{n}", "n": n})
-        channel.basic_publish(EVENTS_EXCHANGE, envelope.type, envelope.to_json(),
-                              pika.BasicProperties(**envelope.amqp_properties(),
-                                                   delivery_mode=2))
-        ids.append(envelope.id)
-    connection.close()
-    return ids
+    """Publish ``count`` envelopes of type ``<prefix>.<entity>.updated``, all confirmed."""
+    publisher = Publisher(BrokerConfig(url=url))
+    assert publisher.start(wait=10), "cannot connect to the broker"
+    envelopes = [
+        Envelope.new(source="crm/test", type=f"{prefix}.{entity}.updated", subject=f"C-{n}",
+                     data={"customer_no": f"C-{n}", "n": n})
+        for n in range(count)
+    ]
+    try:
+        publish_envelopes(publisher, envelopes, timeout=60)
+    finally:
+        publisher.stop()
+    return [envelope.id for envelope in envelopes]
 
 
 def queue_count(url: str, queue: str) -> int:
