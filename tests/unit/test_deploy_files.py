@@ -305,10 +305,11 @@ def test_compose_bind_mount_sources_exist() -> None:
 
 
 def test_compose_published_ports_are_documented() -> None:
-    published = {
-        name: {int(p.split(":")[-1]) for p in service.get("ports", [])}
-        for name, service in _compose()["services"].items()
-    }
+    published: dict[str, set[int]] = {}
+    for name, service in _compose()["services"].items():
+        pairs = [tuple(int(n) for n in p.split(":")) for p in service.get("ports", [])]
+        assert all(host == inside for host, inside in pairs), f"{name}: {pairs} remapped"
+        published[name] = {inside for _, inside in pairs}
     assert all(ports <= _documented_ports() for ports in published.values()), published
     assert published["ingress"] == {APP_PORTS["ingress"]}
     assert published["erp"] == {APP_PORTS["erp"]}
