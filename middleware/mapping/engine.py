@@ -242,12 +242,12 @@ class _Compiler:
         return lambda value, run: _run_steps(frozen, value, ctx)
 
     def lookup(self, rule: FieldRule, loc: Loc, ctx: _Ctx) -> Stage | None:
+        """Xref stage; a miss becomes None for 'default' so the field default (or absence)
+        applies, exactly as for a missing source value."""
         if rule.lookup is None:
             return None
         from_ns, to_ns = parse_xref(rule.lookup.xref)
         on_missing = rule.lookup.on_missing
-        if on_missing == "default" and rule.default is None:
-            self.bad((*loc, "lookup", "on_missing"), "on_missing: default needs a default")
 
         def look(value: Any, run: Run) -> Any:
             if run.lookup is None:

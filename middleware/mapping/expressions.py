@@ -12,6 +12,7 @@ available by their bare names.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import cel
@@ -19,6 +20,7 @@ import cel
 __all__ = ["Expression", "ExpressionError", "from_cel"]
 
 _RESERVED = frozenset({"source", "item"})
+_UNDEFINED = re.compile(r"Undefined variable or function: '(\w+)'")
 
 
 class ExpressionError(ValueError):
@@ -71,8 +73,10 @@ def from_cel(value: Any) -> Any:
 
 def _kind(exc: Exception) -> str:
     """A value-free description of a CEL failure."""
-    if isinstance(exc, KeyError | RuntimeError) and "Undefined variable" in str(exc):
-        return "a variable is not present in the payload; guard it with has(...)"
+    undefined = _UNDEFINED.search(str(exc))
+    if undefined:  # the name comes from the expression text, not from the payload
+        return (f"{undefined.group(1)!r} is neither a field of the payload nor a CEL function; "
+                f"guard optional fields with has(item.x) or has(source.x)")
     kinds = {
         KeyError: "a map key is missing; guard it with has(...)",
         TypeError: "no such overload: convert types explicitly with int(), double(), string()",

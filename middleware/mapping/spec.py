@@ -33,7 +33,8 @@ class Lookup(_Model):
     on_missing: Literal["fail", "retry", "default", "passthrough"] = Field(
         "fail",
         description="On a miss: fail (dead-letter), retry (the record is not synced yet), "
-        "default (use the field's default) or passthrough (keep the value).",
+        "default (the field's default, or no field without one) or passthrough (keep the "
+        "value).",
     )
 
 
