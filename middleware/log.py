@@ -12,10 +12,11 @@ output unmasked:
   authorization, api_key, cookie, session...) become ``***``; values under keys that carry
   business payloads (payload, body, data, envelope) and any ``bytes`` are withheld, with
   their size only, because payloads hold personal data and must never be logged;
-- by pattern, inside every other string: ``Authorization:`` headers, bearer tokens, JWTs,
-  ``key=value`` secrets (query strings, cookies), XML elements such as ``wsse:Password`` or
-  ``SessionId``, e-mail addresses, phone numbers, IBANs (mod-97 checked) and card numbers
-  (Luhn checked). The checksums keep order numbers and amounts readable.
+- by pattern, inside every other string: passwords in URLs (``amqp://user:***@host``),
+  ``Authorization:`` headers, bearer tokens, JWTs, ``key=value`` secrets (query strings,
+  cookies), XML elements such as ``wsse:Password`` or ``SessionId``, e-mail addresses, phone
+  numbers, IBANs (mod-97 checked) and card numbers (Luhn checked). The checksums keep order
+  numbers and amounts readable.
 
 A worker binds the message identity once per delivery with :func:`bind_message`; every line
 logged inside carries ``message_id``, ``correlation_id`` and ``route``.
@@ -44,11 +45,12 @@ _IDENTITY_KEYS = frozenset(
 """Keys our own code fills with ids and metadata; exempt from pattern masking so traces join."""
 
 _SECRET_KEY = re.compile(
-    r"passw(?:or)?d|pwd|secret|token|authori[sz]ation|api_?key|cookie|session|"
+    r"passw(?:or)?d|pwd|secret|token|authori[sz]ation|^auth$|api_?key|cookie|session|"
     r"credential|private_?key|signature"
 )
 _PAYLOAD_KEYS = frozenset({"payload", "body", "data", "envelope", "content"})
 
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n,;]+")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]+")
@@ -114,6 +116,7 @@ def _mask_phone(match: re.Match[str]) -> str:
 def _mask_text(text: str) -> str:
     """Mask what looks like a secret or personal data inside free text (order matters)."""
     text = _XML_SECRET.sub(lambda m: f"{m.group(1)}{MASK}{m.group(4)}", text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = _JWT.sub("<token>", text)

@@ -73,6 +73,7 @@ def _json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
         "sessionId",
         "private_key",
         "credentials",
+        "auth",
     ],
 )
 def test_mask_secret_keys_replaced(key: str) -> None:
@@ -137,6 +138,8 @@ def test_mask_salesforce_session_id_in_real_outbound_message() -> None:
         ("GET /api?api_key=abc123&page=2", "abc123", "page=2"),
         ("Cookie: JSESSIONID=1A2B3C4D5E6F; lang=de", "1A2B3C4D5E6F", "lang=de"),
         ('{"password": "hunter2", "user": "svc"}', "hunter2", '"user": "svc"'),
+        ("broker amqp://svc:s3cr3t@rabbitmq:5672/", "s3cr3t", "amqp://svc:***@rabbitmq:5672/"),
+        ("dsn postgresql://app:pw%40x@db.example.com/erp", "pw%40x", "***@db.example.com/erp"),
     ],
 )
 def test_mask_secret_patterns_in_text(text: str, secret: str, kept: str) -> None:
