@@ -55,9 +55,9 @@ def amqp_route(prefix: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def scripted_route(prefix: str) -> dict[str, Any]:
+def scripted_route(prefix: str, target: str = "") -> dict[str, Any]:
     return {"name": f"{prefix}-r", "bind": [f"{prefix}.customer.*"],
-            "target": {"type": "scripted", "name": prefix}}
+            "target": {"type": "scripted", "name": target or prefix}}
 
 
 def test_pipeline_delivers_each_of_1000_envelopes_once(
@@ -189,3 +189,40 @@ def test_pipeline_sends_malformed_messages_straight_to_dlq(
     # the poison message did not block the good one behind it, and was tried only once
     assert wait_until(lambda: ScriptedTarget.instances[prefix].accepted == good, 5)
     assert ScriptedTarget.instances[prefix].calls[0][0] == good[0]
+
+
+def test_pipeline_competing_workers_share_a_route_without_double_delivery(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    # Given two workers on the same route, each with its own target and store (as replicas on
+    # different hosts would have)
+    run_daemon(make_config([scripted_route(prefix, f"{prefix}-a")]))
+    second_config = make_config([scripted_route(prefix, f"{prefix}-b")])
+    second_config.config.store.path = second_config.config.store.path + ".replica"
+    run_daemon(second_config)
+    first, second = (ScriptedTarget.instances[f"{prefix}-{x}"] for x in "ab")
+    ids = publish_events(amqp_url, prefix, 2000)
+    assert wait_until(lambda: len(first.accepted) + len(second.accepted) >= 2000, 60)
+    time.sleep(0.5)
+    # Then each envelope went to exactly one of them, and both took a share
+    assert sorted(first.accepted + second.accepted) == sorted(ids)
+    assert first.accepted and second.accepted
+
+
+def test_ops_endpoints_report_health_readiness_and_metrics(
+    make_config: Callable[..., LoadedConfig], prefix: str,
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    import httpx
+
+    daemon = run_daemon(make_config([amqp_route(prefix)]))
+    base = f"http://127.0.0.1:{daemon.ops.port}"
+    assert httpx.get(f"{base}/healthz").json() == {"status": "alive"}
+    ready = httpx.get(f"{base}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"broker_publish": True, "config_loaded": True,
+                                      "consumers": True, "mappings_loaded": True}
+    metrics = httpx.get(f"{base}/metrics").text
+    assert f'silobridge_consumers{{route="{prefix}-r"}} 1.0' in metrics
+    assert "silobridge_build_info{" in metrics
