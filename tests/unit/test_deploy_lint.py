@@ -141,7 +141,6 @@ ALERT_CASES: list[dict[str, Any]] = [
             {"series": 'silobridge_consumers{route="orders",instance="w1"}', "values": "2 0x10"},
             {"series": 'silobridge_consumers{route="orders",instance="w2"}', "values": "0x10"},
             {"series": 'silobridge_consumers{route="invoices",instance="w1"}', "values": "1x10"},
-            {"series": 'up{job="silobridge-worker",instance="w1"}', "values": "1x10"},
         ],
         "alert_rule_test": [
             {"eval_time": "8m", "alertname": "SilobridgeNoConsumers",
@@ -152,8 +151,9 @@ ALERT_CASES: list[dict[str, Any]] = [
     },
     {
         "interval": "1m",
-        "input_series": [{"series": 'up{job="silobridge-worker",instance="w1"}',
-                          "values": "1 0x10"}],
+        # Workers gone: only the ingress is scraped.
+        "input_series": [{"series": 'silobridge_received_total{endpoint="crm",adapter="rest"}',
+                          "values": "0+10x10"}],
         "alert_rule_test": [
             {"eval_time": "8m", "alertname": "SilobridgeWorkersDown",
              "exp_alerts": [_alert("SilobridgeWorkersDown", severity="critical")]},
