@@ -1,0 +1,106 @@
+"""Time-zone edge cases: DST gaps and folds, offsets, naive times, day changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from middleware.mapping.timefuncs import (
+    StepError,
+    attach_zone,
+    convert_zone,
+    format_date,
+    format_datetime,
+    parse_date,
+    parse_datetime,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_attach_zone_refuses_time_in_spring_gap() -> None:
+    with pytest.raises(StepError, match="gap"):
+        attach_zone(datetime(2024, 3, 31, 2, 30), BERLIN, "earlier")
+
+
+def test_attach_zone_picks_earlier_or_later_in_autumn_fold() -> None:
+    naive = datetime(2024, 10, 27, 2, 30)
+    assert attach_zone(naive, BERLIN, "earlier").utcoffset() == timedelta(hours=2)
+    assert attach_zone(naive, BERLIN, "later").utcoffset() == timedelta(hours=1)
+
+
+def test_attach_zone_raise_refuses_ambiguous_time() -> None:
+    with pytest.raises(StepError, match="ambiguous"):
+        attach_zone(datetime(2024, 10, 27, 2, 30), BERLIN, "raise")
+
+
+def test_attach_zone_accepts_unambiguous_time_with_any_policy() -> None:
+    assert attach_zone(datetime(2024, 6, 1, 12, 0), BERLIN, "raise").hour == 12
+
+
+@pytest.mark.parametrize(
+    ("utc", "local"),
+    [
+        ("2024-03-31T00:59:59+00:00", "2024-03-31T01:59:59+01:00"),  # last second of CET
+        ("2024-03-31T01:00:00+00:00", "2024-03-31T03:00:00+02:00"),  # first of CEST
+        ("2024-10-27T00:30:00+00:00", "2024-10-27T02:30:00+02:00"),  # fold, first pass
+        ("2024-10-27T01:30:00+00:00", "2024-10-27T02:30:00+01:00"),  # fold, second pass
+        ("2024-12-31T23:30:00+00:00", "2025-01-01T00:30:00+01:00"),  # new year locally
+    ],
+)
+def test_convert_zone_utc_to_berlin_across_dst(utc: str, local: str) -> None:
+    result = convert_zone(datetime.fromisoformat(utc), None, BERLIN, "earlier")
+    assert result.isoformat() == local
+
+
+def test_convert_zone_us_dst_change_differs_from_europe() -> None:
+    # 2024-03-10 is the US spring-forward day, three weeks before Europe's.
+    result = convert_zone(datetime(2024, 3, 10, 7, 30, tzinfo=UTC), None, NEW_YORK, "earlier")
+    assert result.isoformat() == "2024-03-10T03:30:00-04:00"
+
+
+def test_convert_zone_naive_without_source_is_refused() -> None:
+    with pytest.raises(StepError, match="'from'"):
+        convert_zone(datetime(2024, 1, 1), None, BERLIN, "earlier")
+
+
+def test_convert_zone_ignores_source_for_aware_values() -> None:
+    aware = datetime(2024, 1, 1, 12, tzinfo=UTC)
+    assert convert_zone(aware, NEW_YORK, BERLIN, "earlier").hour == 13
+
+
+def test_convert_zone_refuses_text() -> None:
+    with pytest.raises(StepError, match="parse_datetime"):
+        convert_zone("2024-01-01T00:00:00Z", None, BERLIN, "earlier")
+
+
+def test_parse_datetime_iso_accepts_z_and_offsets() -> None:
+    assert parse_datetime("2024-01-01T10:00:00Z", "iso8601").utcoffset() is not None
+    assert parse_datetime("2024-01-01T10:00:00", "iso8601").tzinfo is None
+
+
+def test_parse_datetime_mismatch_names_format_not_value() -> None:
+    with pytest.raises(StepError) as caught:
+        parse_datetime("31/12/2024 secret", "%d.%m.%Y")
+    assert "%d.%m.%Y" in str(caught.value)
+    assert "secret" not in str(caught.value)
+
+
+def test_format_datetime_strftime_and_iso() -> None:
+    moment = datetime(2024, 5, 1, 8, 5, tzinfo=UTC)
+    assert format_datetime(moment, "%d.%m.%Y %H:%M") == "01.05.2024 08:05"
+    assert format_datetime(moment, "iso8601") == "2024-05-01T08:05:00+00:00"
+
+
+def test_parse_and_format_date_round_trip() -> None:
+    day = parse_date("31.12.2024", "%d.%m.%Y")
+    assert format_date(day, "iso8601") == "2024-12-31"
+    assert format_date(datetime(2024, 1, 2, 3), "%Y%m%d") == "20240102"
+
+
+def test_parse_date_refuses_non_text() -> None:
+    with pytest.raises(StepError):
+        parse_date(20240101, "%Y%m%d")

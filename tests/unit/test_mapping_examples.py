@@ -1,0 +1,40 @@
+"""Every case of every ``mappings/**/*.test.yaml`` as its own pytest test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from middleware.mapping.testing import CaseResult, discover, run_file
+
+MAPPINGS = Path(__file__).parents[2] / "mappings"
+
+
+def _cases() -> list[CaseResult]:
+    return [result for path in discover([MAPPINGS]) for result in run_file(path)]
+
+
+CASES = _cases()
+
+
+def mapping_files() -> set[Path]:
+    """YAML files under mappings/ that are mapping files (configs live there too)."""
+    return {p for p in MAPPINGS.rglob("*.yaml")
+            if not p.name.endswith(".test.yaml") and "fields" in (yaml.safe_load(p.read_text())
+                                                                 or {})}
+
+
+def test_mapping_examples_exist_for_every_mapping() -> None:
+    mappings = mapping_files()
+    assert len(mappings) >= 7
+    tested = {p.with_name(p.name.replace(".test.yaml", ".yaml")) for p in discover([MAPPINGS])}
+    assert mappings <= tested, f"mappings without a .test.yaml: {sorted(mappings - tested)}"
+
+
+@pytest.mark.parametrize(
+    "case", CASES, ids=[f"{c.file.relative_to(MAPPINGS)}::{c.name}" for c in CASES]
+)
+def test_mapping_example_case_passes(case: CaseResult) -> None:
+    assert case.ok, case.detail
