@@ -1,0 +1,42 @@
+"""REST adapters: webhook endpoints (``rest`` inbound), HTTP targets (``rest`` outbound) and
+scheduled pollers (``poll`` inbound, with the ``silobridge poll`` command)."""
+
+from adapters.rest.cli import register_commands
+from adapters.rest.inbound import RestInbound
+from adapters.rest.inbound_config import RestEndpointConfig
+from adapters.rest.outbound import RestTarget
+from adapters.rest.outbound_config import RestTargetConfig
+from adapters.rest.poll import Poller
+from adapters.rest.poll_config import PollConfig
+from middleware.adapter import AdapterConfig
+from middleware.plugins import AdapterSpec, register
+
+__all__ = [
+    "PollConfig",
+    "Poller",
+    "RestEndpointConfig",
+    "RestInbound",
+    "RestTarget",
+    "RestTargetConfig",
+]
+
+
+def _endpoint(config: AdapterConfig) -> RestInbound:
+    assert isinstance(config, RestEndpointConfig)
+    return RestInbound(config)
+
+
+def _target(config: AdapterConfig) -> RestTarget:
+    assert isinstance(config, RestTargetConfig)
+    return RestTarget(config)
+
+
+def _poller(config: AdapterConfig) -> Poller:
+    assert isinstance(config, PollConfig)
+    return Poller(config)
+
+
+register(AdapterSpec("rest", inbound_config=RestEndpointConfig, inbound=_endpoint,
+                     outbound_config=RestTargetConfig, outbound=_target))
+register(AdapterSpec("poll", inbound_config=PollConfig, inbound=_poller,
+                     commands=register_commands))

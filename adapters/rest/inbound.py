@@ -1,0 +1,201 @@
+"""REST webhook endpoint: authenticate, check, parse, derive, publish confirmed, then answer.
+
+The order of checks keeps cheap refusals first and never reads more than the size limit:
+declared size (413) -> media type (415) -> streamed size (413) -> signature over the raw bytes
+(401) -> JSON (400) -> schema and derivation per event (422) -> delivery-id dedupe (200) ->
+publish with confirms (202, or 503 + Retry-After when the broker did not confirm everything).
+Nothing is published for a request that fails any check, and nothing is answered 2xx unless it
+is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import structlog
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adapters._derive import DerivationError, ValueRule, compile_derive, compile_rule
+from adapters.rest.body import Rejected, parse_json, read_body
+from adapters.rest.inbound_config import (
+    GithubAuth,
+    HubspotAuth,
+    RestEndpointConfig,
+    ShopifyAuth,
+    StripeAuth,
+)
+from adapters.rest.openapi import document_for
+from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
+from middleware import metrics
+from middleware.adapter import AdapterContext
+from middleware.envelope import Envelope
+from middleware.errors import BrokerError, SchemaError, SilobridgeError
+from middleware.ingest import publish_envelopes
+from middleware.validation import SchemaCheck, load_schema
+
+__all__ = ["RestInbound", "default_dedupe"]
+
+log = structlog.get_logger(__name__)
+
+_DEFAULT_DEDUPE: dict[type, ValueRule] = {
+    ShopifyAuth: ValueRule(header="X-Shopify-Webhook-Id"),
+    GithubAuth: ValueRule(header="X-GitHub-Delivery"),
+    StripeAuth: ValueRule(path="id"),
+    HubspotAuth: ValueRule(path="eventId"),
+}
+
+
+def default_dedupe(config: RestEndpointConfig) -> ValueRule | None:
+    """The configured delivery-id rule, else the provider's own (by auth scheme)."""
+    return config.dedupe or _DEFAULT_DEDUPE.get(type(config.auth))
+
+
+class RestInbound:
+    """One configured webhook endpoint mounted on the shared ingress."""
+
+    def __init__(self, config: RestEndpointConfig) -> None:
+        self.name = config.name
+        self._config = config
+        self._deriver = compile_derive(config.derive)
+        dedupe = default_dedupe(config)
+        self._dedupe = None if dedupe is None else compile_rule(dedupe, "dedupe")
+        self._namespace = f"ingress:{config.name}"
+        self._verifier: Verifier | None = None
+        self._schema: SchemaCheck | None = None
+        self._context: AdapterContext | None = None
+        self._closing = False
+        self._received = metrics.RECEIVED.labels(config.name, "rest")
+
+    def start(self, context: AdapterContext) -> None:
+        config = self._config
+        if context.ingress is None:
+            raise SilobridgeError(f"REST endpoint {config.name!r} needs the ingress role")
+        if config.auth is not None:
+            self._verifier = build_verifier(config.auth, f"inbound.{config.name}.auth")
+        schema_doc = None
+        if config.json_schema is not None:
+            path = context.base_dir / config.json_schema
+            self._schema = load_schema(path)
+            schema_doc = json.loads(path.read_text(encoding="utf-8"))
+        self._context = context
+        context.ingress.add_route(config.path, self.handle, ["POST"])
+        document_for(context.ingress).add(config, schema_doc)
+        log.info("REST endpoint ready", endpoint=config.name, path=config.path,
+                 auth=getattr(config.auth, "scheme", "none"))
+
+    def close(self) -> None:
+        """New requests get 503 (retry elsewhere or later); in-flight ones finish."""
+        self._closing = True
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return await self._handle(request)
+        except Rejected as rejected:
+            metrics.REJECTED.labels(self.name, "rest", rejected.reason).inc()
+            log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
+                        reason=rejected.reason, detail=rejected.detail)
+            return rejected.response()
+
+    async def _handle(self, request: Request) -> Response:
+        config = self._config
+        if self._closing:
+            raise self._unavailable("the endpoint is shutting down")
+        body = await read_body(request, config.max_body_bytes, config.content_types)
+        if self._verifier is not None:
+            signed = SignedRequest(request.method, str(request.url), request.headers,
+                                   request.query_params, body)
+            try:
+                self._verifier.verify(signed, time.time())
+            except AuthError as exc:
+                headers = {"WWW-Authenticate": "Basic"} if exc.reason == "missing" else None
+                raise Rejected(401, "bad_signature", f"{exc.reason} credentials", str(exc),
+                               headers=headers) from None
+        document = parse_json(body)
+        batch = config.batch and isinstance(document, list)
+        events = document if batch else [document]
+        keyed = [self._envelope(i if batch else None, event, request.headers)
+                 for i, event in enumerate(events)]
+        keyed = _unique_keys(keyed)
+        ids, duplicates = await anyio.to_thread.run_sync(self._store, keyed)
+        if keyed and not ids:
+            metrics.REJECTED.labels(self.name, "rest", "duplicate").inc()
+            log.info("duplicate delivery", endpoint=self.name, events=len(keyed))
+            return JSONResponse({"status": "duplicate", "ids": [e.id for _, e in keyed],
+                                 "duplicates": duplicates}, status_code=200)
+        self._received.inc(len(ids))
+        log.info("webhook accepted", endpoint=self.name, events=len(ids), duplicates=duplicates)
+        return JSONResponse({"status": "accepted", "ids": ids, "duplicates": duplicates},
+                            status_code=202)
+
+    def _envelope(
+        self, index: int | None, event: Any, headers: Mapping[str, str]
+    ) -> tuple[str | None, Envelope]:
+        """(delivery id, envelope) of one event, or 422 naming the event and field."""
+        where = "" if index is None else f"{index}."
+        if self._schema is not None:
+            try:
+                self._schema(event)
+            except SchemaError as exc:
+                raise Rejected(422, "schema", "schema violation",
+                               f"event {where or '<body>'}: {exc}; fix the event or the schema",
+                               extra={"path": f"{where}{exc.path}".rstrip(".")}) from None
+        try:
+            derived = self._deriver.derive(event, headers)
+            key = self._dedupe(event, headers) if self._dedupe else None
+        except DerivationError as exc:
+            raise Rejected(422, "schema", "cannot derive event attributes",
+                           f"event {where or '<body>'}: {exc}; fix the 'derive' rules or send "
+                           f"the field", extra={"path": f"derive.{exc.field}"}) from None
+        envelope = Envelope.new(
+            source=self._config.envelope_source,
+            type=f"{self._config.system}.{derived.entity}.{derived.action}",
+            data=event, subject=derived.subject, id=derived.id or key, time=derived.time,
+        )
+        return key, envelope
+
+    def _store(self, keyed: list[tuple[str | None, Envelope]]) -> tuple[list[str], int]:
+        """Publish the events not seen before and remember their delivery ids (worker thread)."""
+        assert self._context is not None
+        context = self._context
+        store = context.stores.idempotency
+        fresh = [(key, env) for key, env in keyed
+                 if key is None or not store.seen(self._namespace, key)]
+        if not fresh:
+            return [], len(keyed)
+        try:
+            publish_envelopes(context.publisher, [env for _, env in fresh],
+                              context.broker.publish_timeout)
+        except BrokerError as exc:
+            raise self._unavailable(str(exc)) from None
+        store.record_many([(self._namespace, key) for key, _ in fresh if key is not None])
+        return [env.id for _, env in fresh], len(keyed) - len(fresh)
+
+    def _unavailable(self, why: str) -> Rejected:
+        seconds = self._config.retry_after
+        return Rejected(503, "broker_unavailable", "temporarily unable to store events",
+                        f"{why}; nothing was stored, retry in {seconds}s",
+                        headers={"Retry-After": str(seconds)})
+
+
+def _unique_keys(
+    keyed: list[tuple[str | None, Envelope]],
+) -> list[tuple[str | None, Envelope]]:
+    """A per-request delivery id (a header) shared by a batch's events gets '#<n>' suffixes."""
+    keys = [key for key, _ in keyed if key is not None]
+    if len(keys) == len(set(keys)):
+        return keyed
+    out: list[tuple[str | None, Envelope]] = []
+    for n, (key, envelope) in enumerate(keyed):
+        if key is None:
+            out.append((key, envelope))
+            continue
+        unique = f"{key}#{n}"
+        if envelope.id == key:
+            envelope = envelope.model_copy(update={"id": unique, "correlationid": unique})
+        out.append((unique, envelope))
+    return out

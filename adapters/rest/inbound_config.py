@@ -1,0 +1,154 @@
+"""Config of the REST inbound endpoint (``inbound[*]`` with ``type: rest``) and its auth schemes.
+
+    inbound:
+      - type: rest
+        name: shopify-orders
+        path: /webhooks/shopify/orders
+        system: crm
+        derive:
+          entity: {value: order}
+          action: {header: X-Shopify-Topic, map: {orders/create: created, orders/updated: updated}}
+          subject: {path: id}
+          time: {path: updated_at}
+        json_schema: schemas/shopify/order.json
+        auth: {scheme: shopify, secret_env: SHOPIFY_WEBHOOK_SECRET}
+
+Secrets are named by environment variable (``secret_env``), never written into the file; during a
+rotation ``previous_secret_env`` names the secret still accepted until senders switched.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters._derive import Derive, ValueRule
+from middleware.adapter import AdapterConfig
+
+__all__ = [
+    "ApiKeyAuth",
+    "BasicAuth",
+    "GithubAuth",
+    "HmacAuth",
+    "HubspotAuth",
+    "InboundAuth",
+    "RestEndpointConfig",
+    "ShopifyAuth",
+    "StripeAuth",
+]
+
+_WORD = r"^[a-z0-9_-]+$"
+_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class _Secrets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    secret_env: str = Field(
+        description="Environment variable holding the secret (key, password or signing secret).",
+        examples=["SHOPIFY_WEBHOOK_SECRET"],
+    )
+    previous_secret_env: str | None = Field(
+        None, description="Second secret still accepted during a rotation (environment variable)."
+    )
+
+
+class HmacAuth(_Secrets):
+    """Generic HMAC-SHA256 over the raw body, for senders with their own header conventions."""
+
+    scheme: Literal["hmac"] = Field(description="Generic HMAC-SHA256 signature header.")
+    header: str = Field(description="Header carrying the signature.", examples=["X-Signature"])
+    encoding: Literal["hex", "base64"] = Field("hex", description="How the digest is encoded.")
+    prefix: str = Field("", description="Text before the digest, e.g. 'sha256='.")
+
+
+class GithubAuth(_Secrets):
+    scheme: Literal["github"] = Field(description="X-Hub-Signature-256: sha256=<hex HMAC>.")
+
+
+class ShopifyAuth(_Secrets):
+    scheme: Literal["shopify"] = Field(description="X-Shopify-Hmac-SHA256: base64 HMAC of body.")
+
+
+class StripeAuth(_Secrets):
+    scheme: Literal["stripe"] = Field(description="Stripe-Signature: t=<unix>,v1=<hex>.")
+    tolerance: int = Field(300, ge=1, description="Seconds a signature timestamp stays valid.")
+
+
+class HubspotAuth(_Secrets):
+    scheme: Literal["hubspot"] = Field(
+        description="X-HubSpot-Signature-v3 over method+URI+body+timestamp (app client secret)."
+    )
+    max_age: int = Field(300, ge=1, description="Seconds X-HubSpot-Request-Timestamp is valid.")
+    public_url: str | None = Field(
+        None,
+        description="Scheme and host HubSpot calls (behind a proxy the ingress sees another).",
+        examples=["https://hooks.example.com"],
+    )
+
+
+class ApiKeyAuth(_Secrets):
+    scheme: Literal["api_key"] = Field(description="A shared key in a header or query parameter.")
+    header: str | None = Field("X-API-Key", description="Header carrying the key.")
+    query: str | None = Field(
+        None, description="Query parameter carrying the key instead (Dynamics 365 'code')."
+    )
+
+
+class BasicAuth(_Secrets):
+    scheme: Literal["basic"] = Field(description="HTTP basic auth; secret_env is the password.")
+    username: str = Field(description="Expected user name.")
+
+
+InboundAuth = Annotated[
+    HmacAuth | GithubAuth | ShopifyAuth | StripeAuth | HubspotAuth | ApiKeyAuth | BasicAuth,
+    Field(discriminator="scheme"),
+]
+
+
+class RestEndpointConfig(AdapterConfig):
+    """One webhook endpoint on the shared ingress."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["rest"] = Field("rest", description="Selects this adapter.")
+    name: str = Field(
+        pattern=_NAME, description="Endpoint name; labels metrics and namespaces dedupe ids."
+    )
+    path: str = Field(
+        pattern=r"^/[A-Za-z0-9_./-]*$", description="URL path on the ingress.",
+        examples=["/webhooks/shopify/orders"],
+    )
+    system: str = Field(
+        pattern=_WORD, description="First word of the event type: 'crm' in crm.customer.updated."
+    )
+    source: str | None = Field(
+        None, description="Envelope source; default '<system>/<name>'.", examples=["crm/shopify"]
+    )
+    derive: Derive = Field(description="Where entity, action, subject, time and id come from.")
+    json_schema: str | None = Field(
+        None, description="JSON Schema file (relative to the config) each event must match."
+    )
+    auth: InboundAuth | None = Field(None, description="How senders prove who they are.")
+    dedupe: ValueRule | None = Field(
+        None,
+        description="Provider delivery id to answer resends 200 without publishing; default "
+        "per auth scheme (Shopify/GitHub delivery header, Stripe 'id', HubSpot 'eventId').",
+        examples=[{"header": "X-Request-Id"}],
+    )
+    batch: bool = Field(True, description="A JSON array body carries one event per element.")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, le=64 * 1_048_576, description="Larger bodies get 413 unread."
+    )
+    content_types: list[str] = Field(
+        default_factory=lambda: ["application/json"],
+        min_length=1, description="Accepted media types; others get 415.",
+    )
+    retry_after: int = Field(
+        10, ge=1, description="Seconds in Retry-After when the broker is unavailable (503)."
+    )
+
+    @property
+    def envelope_source(self) -> str:
+        return self.source or f"{self.system}/{self.name}"

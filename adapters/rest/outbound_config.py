@@ -1,0 +1,91 @@
+"""Config of the REST target (``routes[*].target`` with ``type: rest``) and of client auth.
+
+    target:
+      type: rest
+      method: PUT
+      url: https://erp.example.com/api/accounts/{payload.account_no}
+      headers: {X-Source: silobridge}
+      auth: {type: oauth2, token_url: https://erp.example.com/oauth/token,
+             client_id: silobridge, client_secret_env: ERP_CLIENT_SECRET}
+      timeout: 10
+      concurrency: 8
+
+URL and header values are templates: ``{envelope.<attr>}`` and ``{payload.<path>}`` are replaced
+(URL-encoded in the URL). The client auth models are shared with the poller.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from middleware.adapter import AdapterConfig
+
+__all__ = ["BasicClientAuth", "BearerAuth", "ClientAuth", "OAuth2Auth", "RestTargetConfig"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BasicClientAuth(_Strict):
+    type: Literal["basic"] = Field(description="HTTP basic auth.")
+    username: str = Field(description="User name.")
+    password_env: str = Field(description="Environment variable holding the password.")
+
+
+class BearerAuth(_Strict):
+    type: Literal["bearer"] = Field(description="A static bearer token.")
+    token_env: str = Field(description="Environment variable holding the token.")
+
+
+class OAuth2Auth(_Strict):
+    type: Literal["oauth2"] = Field(description="OAuth2 client-credentials grant.")
+    token_url: str = Field(description="Token endpoint.", examples=["https://idp/oauth/token"])
+    client_id: str = Field(description="Client id.")
+    client_secret_env: str = Field(description="Environment variable holding the secret.")
+    scope: str | None = Field(None, description="Space-separated scopes to request.")
+    audience: str | None = Field(None, description="Audience parameter (Auth0, some IdPs).")
+    refresh_margin: float = Field(
+        30.0, ge=0, description="Seconds before expiry at which the token is renewed."
+    )
+
+
+ClientAuth = Annotated[BasicClientAuth | BearerAuth | OAuth2Auth, Field(discriminator="type")]
+
+
+class RestTargetConfig(AdapterConfig):
+    """Where and how mapped payloads are sent over HTTP."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["rest"] = Field("rest", description="Selects this adapter.")
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(
+        "POST", description="HTTP method."
+    )
+    url: str = Field(
+        pattern=r"^https?://",
+        description="URL template: {envelope.subject}, {payload.a.b} are filled in.",
+        examples=["https://erp.example.com/api/accounts/{envelope.subject}"],
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers (templates allowed)."
+    )
+    auth: ClientAuth | None = Field(None, description="How to authenticate to the target.")
+    timeout: float = Field(
+        10.0, gt=0, le=120,
+        description="Seconds per request; keep it far below RabbitMQ's consumer timeout.",
+    )
+    concurrency: int = Field(
+        8, ge=1, le=128,
+        description="Requests in flight to this target at most (a slow target blocks nothing "
+        "else).",
+    )
+    idempotency_header: str | None = Field(
+        "Idempotency-Key", description="Header carrying the envelope id; null to leave it out."
+    )
+    send_body: bool = Field(
+        True, description="Send the mapped payload as the JSON body (false for DELETE)."
+    )
+    verify_tls: bool = Field(True, description="Verify the target's TLS certificate.")

@@ -1,0 +1,124 @@
+"""Config of the scheduled REST poller (``inbound[*]`` with ``type: poll``).
+
+    inbound:
+      - type: poll
+        name: erp-products
+        schedule: "0 2 * * *"            # cron, in 'timezone'
+        system: erp
+        url: https://erp.example.com/api/products
+        records: items                   # where the record list is in each page
+        pagination: {style: cursor, param: cursor, cursor_path: next_cursor}
+        watermark: {param: updated_since, path: updated_at}
+        derive:
+          entity: {value: product}
+          action: {value: upserted}
+          subject: {path: sku}
+        auth: {type: bearer, token_env: ERP_TOKEN}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters._derive import Derive
+from adapters.rest.outbound_config import ClientAuth
+from middleware.adapter import AdapterConfig
+
+__all__ = ["Pagination", "PollConfig", "Watermark"]
+
+_DEFAULT_PARAM = {"page": "page", "offset": "offset", "cursor": "cursor"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Pagination(_Strict):
+    """How to get from one page to the next; every loop is bounded by ``max_pages``."""
+
+    style: Literal["none", "page", "offset", "cursor", "next_link"] = Field(
+        "none", description="none, page number, record offset, opaque cursor, or next link."
+    )
+    param: str | None = Field(
+        None, description="Query parameter of the page/offset/cursor (default: the style name)."
+    )
+    first_page: int = Field(1, ge=0, description="Number of the first page (page style).")
+    size_param: str | None = Field("limit", description="Query parameter of the page size.")
+    size: int = Field(100, ge=1, le=10_000, description="Records per page requested.")
+    cursor_path: str | None = Field(
+        None, description="Path of the next cursor in the response (cursor style)."
+    )
+    next_link_path: str | None = Field(
+        None, description="Path of the next URL in the response; default the Link header."
+    )
+    max_pages: int = Field(10_000, ge=1, description="Safety stop for one run.")
+
+    @model_validator(mode="after")
+    def _cursor_path(self) -> Pagination:
+        if self.style == "cursor" and not self.cursor_path:
+            raise ValueError("style 'cursor' needs cursor_path (where the next cursor is)")
+        return self
+
+    @property
+    def query_param(self) -> str:
+        return self.param or _DEFAULT_PARAM.get(self.style, "")
+
+
+class Watermark(_Strict):
+    """'Changed since' filter, advanced only after every record of a run was confirmed."""
+
+    param: str = Field(description="Query parameter for the watermark.",
+                       examples=["updated_since"])
+    path: str = Field(description="Record field holding its change time or version.",
+                      examples=["updated_at"])
+    initial: str = Field("1970-01-01T00:00:00Z", description="Watermark of the first run.")
+
+
+class PollConfig(AdapterConfig):
+    """A scheduled REST GET whose records become one envelope each."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["poll"] = Field("poll", description="Selects this adapter.")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+                      description="Poller name, used by 'silobridge poll NAME'.")
+    schedule: str = Field(description="Cron expression (5 fields).", examples=["0 2 * * *"])
+    timezone: str = Field("UTC", description="Time zone the schedule is read in.")
+    run_on_start: bool = Field(False, description="Also poll once when the daemon starts.")
+    system: str = Field(pattern=r"^[a-z0-9_-]+$", description="First word of the event type.")
+    source: str | None = Field(None, description="Envelope source; default '<system>/<name>'.")
+    url: str = Field(pattern=r"^https?://", description="Collection URL to GET.")
+    params: dict[str, str] = Field(default_factory=dict, description="Fixed query parameters.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    auth: ClientAuth | None = Field(None, description="How to authenticate to the API.")
+    timeout: float = Field(30.0, gt=0, le=300, description="Seconds per page request.")
+    records: str | None = Field(
+        None, description="Path of the record list in a page; none: the page is the list."
+    )
+    pagination: Pagination = Field(default_factory=Pagination, description="Paging.")
+    watermark: Watermark | None = Field(None, description="Incremental polling.")
+    derive: Derive = Field(description="Entity, action, subject, time and id of each record.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError("not a valid cron expression, e.g. '0 2 * * *' (02:00 daily)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown time zone; use an IANA name like 'Europe/Berlin'") from None
+        return value
+
+    @property
+    def envelope_source(self) -> str:
+        return self.source or f"{self.system}/{self.name}"
