@@ -1,0 +1,131 @@
+"""SOAP 1.1 / 1.2 envelopes and faults, as the inbound endpoints read and write them.
+
+A request's envelope namespace decides its SOAP version and the answer is written in the same
+version. Faults follow the versions' HTTP bindings: SOAP 1.1 faults go out with HTTP 500 (WS-I
+Basic Profile R1126), SOAP 1.2 ``Sender`` faults with 400 and ``Receiver`` faults with 500;
+requests refused before they were read (too large, wrong media type) get 413 / 415, with a fault
+body so SOAP stacks still show a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from lxml import etree
+
+__all__ = ["SoapFault", "SoapMessage", "SoapVersion", "fault_document", "response_document",
+           "split_envelope"]
+
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+
+class SoapVersion(Enum):
+    V11 = (SOAP11_ENV, "text/xml")
+    V12 = (SOAP12_ENV, "application/soap+xml")
+
+    @property
+    def namespace(self) -> str:
+        return self.value[0]
+
+    @property
+    def media_type(self) -> str:
+        return self.value[1]
+
+    @classmethod
+    def for_media_type(cls, media_type: str) -> SoapVersion | None:
+        return next((v for v in cls if v.media_type == media_type), None)
+
+
+class SoapFault(Exception):
+    """Answer the sender with a fault. ``code`` is who must act: the Client (fix the request,
+    don't resend as is) or the Server (try again later). ``reason`` labels the rejected metric.
+    """
+
+    def __init__(
+        self,
+        code: Literal["Client", "Server", "MustUnderstand", "VersionMismatch"],
+        message: str,
+        *,
+        reason: str,
+        status: int | None = None,
+        detail: dict[str, str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.status = status
+        self.detail = detail or {}
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class SoapMessage:
+    """A parsed request: its version, the SOAP header blocks and the first body element."""
+
+    version: SoapVersion
+    header: list[etree._Element]
+    body: etree._Element | None
+
+
+def split_envelope(root: etree._Element) -> SoapMessage:
+    """Check the envelope structure; a SoapFault says precisely what is wrong."""
+    qname = etree.QName(root)
+    version = next((v for v in SoapVersion if v.namespace == qname.namespace), None)
+    if version is None or qname.localname != "Envelope":
+        raise SoapFault("VersionMismatch" if qname.localname == "Envelope" else "Client",
+                        f"expected a SOAP 1.1 or 1.2 Envelope, got {{{qname.namespace or ''}}}"
+                        f"{qname.localname}", reason="not_soap")
+    ns = version.namespace
+    header = root.find(f"{{{ns}}}Header")
+    body = root.find(f"{{{ns}}}Body")
+    if body is None:
+        raise SoapFault("Client", "the Envelope has no Body", reason="not_soap")
+    blocks = list(header) if header is not None else []
+    for block in blocks:
+        if block.get(f"{{{ns}}}mustUnderstand") in ("1", "true"):
+            raise SoapFault("MustUnderstand", f"header block {block.tag} is not understood",
+                            reason="must_understand")
+    children = list(body)
+    return SoapMessage(version, blocks, children[0] if children else None)
+
+
+def response_document(version: SoapVersion, content: etree._Element | None) -> bytes:
+    """An Envelope whose Body holds ``content`` (nothing for an empty body)."""
+    ns = version.namespace
+    envelope = etree.Element(f"{{{ns}}}Envelope", nsmap={"soapenv": ns})
+    body = etree.SubElement(envelope, f"{{{ns}}}Body")
+    if content is not None:
+        body.append(content)
+    result: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return result
+
+
+def fault_document(version: SoapVersion, fault: SoapFault) -> tuple[int, bytes]:
+    """HTTP status and body of a fault in the request's SOAP version."""
+    ns = version.namespace
+    envelope = etree.Element(f"{{{ns}}}Envelope", nsmap={"soapenv": ns})
+    node = etree.SubElement(etree.SubElement(envelope, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
+    if version is SoapVersion.V11:
+        etree.SubElement(node, "faultcode").text = f"soapenv:{fault.code}"
+        etree.SubElement(node, "faultstring").text = fault.message
+        detail = etree.SubElement(node, "detail") if fault.detail else None
+        status = 500
+    else:
+        code = {"Client": "Sender", "Server": "Receiver"}.get(fault.code, fault.code)
+        value = etree.SubElement(etree.SubElement(node, f"{{{ns}}}Code"), f"{{{ns}}}Value")
+        value.text = f"soapenv:{code}"
+        text = etree.SubElement(etree.SubElement(node, f"{{{ns}}}Reason"), f"{{{ns}}}Text")
+        text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
+        text.text = fault.message
+        detail = etree.SubElement(node, f"{{{ns}}}Detail") if fault.detail else None
+        status = 400 if code == "Sender" else 500
+    for key, item in fault.detail.items():
+        assert detail is not None
+        etree.SubElement(detail, key).text = item
+    body: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return fault.status or status, body
