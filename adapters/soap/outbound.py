@@ -1,0 +1,151 @@
+"""SOAP outbound adapter: call one WSDL operation per delivery through zeep.
+
+The WSDL is read from a local file at start, and service, port and operation are resolved then,
+so every configuration mistake stops the start with the file named. ``deliver`` never blocks
+the consumer thread: the call runs on a bounded thread pool and resolves the returned Future.
+zeep builds (and validates against the WSDL types) the request before anything is sent; a
+payload that does not fit is a permanent failure, see ``classify`` for the rest.
+
+The envelope id goes out as the idempotency key (an operation argument and/or an HTTP header,
+see ``IdempotencyKey``) so a redelivery after a lost answer does not create a second record.
+The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
+stores ids the target assigned (e.g. the ERP order id) in the xref store.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from zeep import Client, Plugin
+from zeep.proxy import ServiceProxy
+from zeep.wsse.username import UsernameToken
+
+from adapters.soap.classify import classify
+from adapters.soap.config import SoapTargetConfig
+from adapters.soap.values import plain
+from adapters.soap.wsdl import MaskedLogPlugin, WssePlugin, load_client
+from middleware.adapter import AdapterContext, Delivered
+from middleware.envelope import Envelope
+from middleware.errors import ConfigError, DeliveryError, Problem
+from middleware.yamlfile import did_you_mean
+
+__all__ = ["SoapTarget"]
+
+
+class SoapTarget:
+    def __init__(self, config: SoapTargetConfig) -> None:
+        self._config = config
+        self._client: Client | None = None
+        self._service: ServiceProxy | None = None
+        self._session: requests.Session | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def start(self, context: AdapterContext) -> None:
+        config = self._config
+        wsdl = _resolve(context.base_dir, config.wsdl)
+        session = requests.Session()
+        pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
+        session.mount("http://", pool)
+        session.mount("https://", pool)
+        plugins: list[Plugin] = []
+        if config.basic is not None:
+            session.auth = (config.basic.username, _secret(config.basic.password_env))
+        if config.wsse is not None:
+            plugins.append(WssePlugin(UsernameToken(
+                config.wsse.username, _secret(config.wsse.password_env),
+                use_digest=config.wsse.digest)))
+        plugins.append(MaskedLogPlugin())
+        client = load_client(wsdl, session=session, plugins=plugins,
+                             operation_timeout=(config.connect_timeout, config.timeout))
+        binding, address = _select(client, config, wsdl)
+        self._client, self._session = client, session
+        self._service = client.create_service(binding, address)
+        self._executor = ThreadPoolExecutor(max_workers=config.max_workers,
+                                            thread_name_prefix=f"soap-{config.operation}")
+
+    def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:
+        assert self._executor is not None, "start() must run before deliver()"
+        if not isinstance(payload, dict):
+            failed: Future[Delivered] = Future()
+            failed.set_exception(DeliveryError(
+                f"the mapped payload must be an object of {self._config.operation} arguments, "
+                f"not {type(payload).__name__}", retryable=False))
+            return failed
+        arguments = dict(payload)
+        key = self._config.idempotency.argument
+        if key is not None and arguments.get(key) in (None, ""):
+            arguments[key] = envelope.id
+        return self._executor.submit(self._call, envelope.id, arguments)
+
+    def _call(self, envelope_id: str, arguments: dict[str, Any]) -> Delivered:
+        assert self._client is not None and self._service is not None
+        operation = self._config.operation
+        header = self._config.idempotency.header
+        try:
+            with self._client.settings(extra_http_headers={header: envelope_id} if header
+                                       else {}):
+                result = self._service[operation](**arguments)
+        except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
+            raise classify(exc, operation) from exc
+        return Delivered(response=plain(result), details={"operation": operation})
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._session is not None:
+            self._session.close()
+
+
+def _resolve(base_dir: Path, relative: str) -> Path:
+    path = Path(relative)
+    return path if path.is_absolute() else base_dir / path
+
+
+def _secret(variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError([Problem("environment", None, variable,
+                                   "the variable holding the SOAP password is not set")])
+    return value
+
+
+def _select(client: Client, config: SoapTargetConfig, wsdl: Path) -> tuple[str, str]:
+    """The binding name and address to call; ConfigError naming what exists otherwise."""
+
+    def problem(path: str, message: str) -> ConfigError:
+        return ConfigError([Problem(str(wsdl), None, path, message)])
+
+    services = client.wsdl.services
+    if config.service is not None:
+        service = services.get(config.service)
+        if service is None:
+            raise problem("service", f"no service {config.service!r}"
+                          f"{did_you_mean(config.service, services)}; has {', '.join(services)}")
+    elif len(services) == 1:
+        service = next(iter(services.values()))
+    else:
+        raise problem("service", f"several services ({', '.join(services)}); set 'service'")
+    ports = service.ports
+    if config.port is not None:
+        port = ports.get(config.port)
+        if port is None:
+            raise problem("port", f"no port {config.port!r} in {service.name}"
+                          f"{did_you_mean(config.port, ports)}; has {', '.join(ports)}")
+    elif ports:
+        port = next(iter(ports.values()))
+    else:
+        raise problem("port", f"service {service.name} has no SOAP port")
+    operations = port.binding.all()
+    if config.operation not in operations:
+        raise problem("operation", f"no operation {config.operation!r} in {port.binding.name}"
+                      f"{did_you_mean(config.operation, operations)}; "
+                      f"has {', '.join(sorted(operations))}")
+    address = config.address or port.binding_options.get("address")
+    if not address:
+        raise problem("address", f"port {port.name} has no soap:address; set 'address'")
+    return str(port.binding.name), str(address)
