@@ -1,0 +1,41 @@
+"""SOAP adapters: WSDL endpoints (``soap`` inbound), Salesforce Outbound Messaging
+(``salesforce-om`` inbound), zeep targets (``soap`` outbound) and the ``silobridge demo erp``
+command that runs a SOAP ERP to integrate against."""
+
+from adapters.soap.cli import register_commands
+from adapters.soap.config import SalesforceConfig, SoapEndpointConfig, SoapTargetConfig
+from adapters.soap.inbound import SoapInbound
+from adapters.soap.outbound import SoapTarget
+from adapters.soap.salesforce import SalesforceInbound
+from middleware.adapter import AdapterConfig
+from middleware.plugins import AdapterSpec, register
+
+__all__ = [
+    "SalesforceConfig",
+    "SalesforceInbound",
+    "SoapEndpointConfig",
+    "SoapInbound",
+    "SoapTarget",
+    "SoapTargetConfig",
+]
+
+
+def _endpoint(config: AdapterConfig) -> SoapInbound:
+    assert isinstance(config, SoapEndpointConfig)
+    return SoapInbound(config)
+
+
+def _salesforce(config: AdapterConfig) -> SalesforceInbound:
+    assert isinstance(config, SalesforceConfig)
+    return SalesforceInbound(config)
+
+
+def _target(config: AdapterConfig) -> SoapTarget:
+    assert isinstance(config, SoapTargetConfig)
+    return SoapTarget(config)
+
+
+register(AdapterSpec("soap", inbound_config=SoapEndpointConfig, inbound=_endpoint,
+                     outbound_config=SoapTargetConfig, outbound=_target,
+                     commands=register_commands))
+register(AdapterSpec("salesforce-om", inbound_config=SalesforceConfig, inbound=_salesforce))

@@ -1,0 +1,128 @@
+"""Salesforce Outbound Messaging: the receiving end of workflow and flow notifications.
+
+Salesforce POSTs a SOAP 1.1 ``notifications`` message with up to 100 ``Notification`` elements
+and resends the *whole* message, for up to 24 hours and not necessarily in order, until it gets
+``<Ack>true</Ack>``. So:
+
+- the OrganizationId must match the configured org (compared on the 15-character id, since
+  Salesforce may send the 18-character form); otherwise a Fault, and nothing is stored;
+- each notification becomes one envelope whose id is the notification Id, so a resend dedupes
+  (ids already confirmed are skipped, and recorded only after their confirm);
+- the Ack is sent only after every envelope was confirmed; any failure answers a Fault, and the
+  resend then stores only what is still missing;
+- the payload is the sObject's fields by name (text as sent, ``xsi:nil`` as null). sObjects are
+  read by element name, not against the WSDL types, because every org's WSDL differs (custom
+  ``__c`` fields) and the one served at ``?wsdl`` is just the one Salesforce generated;
+- an empty ``notifications`` element (seen in the wild) stores nothing and is acked;
+- the SessionId Salesforce includes is never stored or logged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+from starlette.requests import Request
+
+from adapters._derive import parse_time
+from adapters.soap.config import SalesforceConfig
+from adapters.soap.endpoint import SoapEndpoint
+from adapters.soap.protocol import SoapFault, SoapMessage
+from adapters.soap.xmlsafe import XmlLimits
+from middleware.adapter import AdapterContext
+from middleware.envelope import Envelope
+
+__all__ = ["OUTBOUND_NS", "SalesforceInbound"]
+
+OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
+MAX_NOTIFICATIONS = 100
+_XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_WORD_BAD = re.compile(r"[^a-z0-9_-]+")
+
+
+def _org_key(org_id: str) -> str:
+    """The case-sensitive 15-character id; the 18-character form only adds a checksum."""
+    return org_id.strip()[:15]
+
+
+def _fields(node: etree._Element) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for child in node:
+        name = etree.QName(child).localname
+        if child.get(f"{{{_XSI}}}nil") in ("true", "1"):
+            fields[name] = None
+        elif len(child):
+            fields[name] = _fields(child)
+        else:
+            fields[name] = child.text or ""
+    return fields
+
+
+class SalesforceInbound(SoapEndpoint):
+    def __init__(self, config: SalesforceConfig) -> None:
+        super().__init__(config.name, config.path,
+                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after)
+        self._config = config
+        self._org = _org_key(config.organization_id)
+
+    def start(self, context: AdapterContext) -> None:
+        wsdl = None
+        if self._config.wsdl is not None:
+            wsdl = Path(self._config.wsdl)
+            wsdl = wsdl if wsdl.is_absolute() else context.base_dir / wsdl
+        self.mount(context, wsdl)
+
+    async def process(self, message: SoapMessage, request: Request) -> etree._Element:
+        body = message.body
+        if body is None or body.tag != f"{{{OUTBOUND_NS}}}notifications":
+            found = "nothing" if body is None else body.tag
+            raise SoapFault("Client", f"expected {{{OUTBOUND_NS}}}notifications in the Body, "
+                            f"got {found}", reason="invalid")
+        notifications = body.findall(f"{{{OUTBOUND_NS}}}Notification")
+        if len(notifications) > MAX_NOTIFICATIONS:
+            raise SoapFault("Client", f"{len(notifications)} notifications; Salesforce sends "
+                            f"at most {MAX_NOTIFICATIONS}", reason="invalid")
+        org = body.findtext(f"{{{OUTBOUND_NS}}}OrganizationId")
+        if (org is not None or notifications) and _org_key(org or "") != self._org:
+            raise SoapFault("Client", "OrganizationId does not match the organization this "
+                            "endpoint accepts", reason="org_mismatch")
+        envelopes = [self._envelope(n, i) for i, n in enumerate(notifications)]
+        if envelopes:
+            await self.publish(envelopes, dedupe=True)
+        response = etree.Element(f"{{{OUTBOUND_NS}}}notificationsResponse",
+                                 nsmap={None: OUTBOUND_NS})
+        etree.SubElement(response, f"{{{OUTBOUND_NS}}}Ack").text = "true"
+        return response
+
+    def _envelope(self, notification: etree._Element, index: int) -> Envelope:
+        where = f"Notification[{index}]"
+        ident = (notification.findtext(f"{{{OUTBOUND_NS}}}Id") or "").strip()
+        sobject = notification.find(f"{{{OUTBOUND_NS}}}sObject")
+        if not ident or sobject is None:
+            raise SoapFault("Client", f"{where} needs an Id and an sObject", reason="invalid")
+        fields = _fields(sobject)
+        entity = self._config.entity or self._entity(sobject)
+        if not entity:
+            raise SoapFault("Client", f"{where}: the sObject has no xsi:type; set 'entity'",
+                            reason="invalid")
+        when = fields.get(self._config.time_field)
+        try:
+            time = parse_time(when) if isinstance(when, str) and when else None
+        except ValueError:
+            raise SoapFault("Client", f"{where}: {self._config.time_field} is not a date-time",
+                            reason="invalid") from None
+        subject = fields.get(self._config.subject_field)
+        config = self._config
+        return Envelope.new(
+            source=config.source, type=f"{config.system}.{entity}.{config.action}",
+            data=fields, id=ident, time=time,
+            subject=subject if isinstance(subject, str) and subject else None,
+        )
+
+    @staticmethod
+    def _entity(sobject: etree._Element) -> str:
+        """'sf:Account' -> 'account'; custom objects keep their suffix ('invoice__c')."""
+        declared = sobject.get(f"{{{_XSI}}}type") or ""
+        return _WORD_BAD.sub("_", declared.rsplit(":", 1)[-1].lower()).strip("_")
