@@ -39,7 +39,10 @@ def hmac_b64(secret: str, data: bytes) -> str:
 
 
 class Peer:
-    """A real HTTP server on 127.0.0.1 whose handler a test scripts; records every request."""
+    """A real HTTP server on 127.0.0.1 whose handler a test scripts.
+
+    Every request is recorded as (method, raw path with query, headers, body).
+    """
 
     def __init__(self, handler: Callable[[Request, bytes], Awaitable[Response]]) -> None:
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
@@ -48,9 +51,10 @@ class Peer:
 
         async def endpoint(request: Request) -> Response:
             body = await request.body()
+            query = request.scope["query_string"].decode()
+            raw = request.scope["raw_path"].decode() + (f"?{query}" if query else "")
             with self._lock:
-                self.requests.append((request.method, str(request.url),
-                                      dict(request.headers), body))
+                self.requests.append((request.method, raw, dict(request.headers), body))
             return await self._handler(request, body)
 
         app = Starlette(routes=[Route("/{path:path}", endpoint,
