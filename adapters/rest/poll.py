@@ -174,20 +174,17 @@ class Poller:
 
     def _pages(self, watermark: str | None) -> Iterator[list[Any]]:
         """Record lists page by page, following the configured pagination style."""
-        assert self._client is not None
         config, paging = self._config, self._config.pagination
-        url: str = config.url
-        query: dict[str, Any] | None = dict(config.params)
-        assert query is not None
+        query: dict[str, Any] = dict(config.params)
         if config.watermark is not None and watermark is not None:
             query[config.watermark.param] = watermark
-        if paging.style in ("page", "offset") and paging.size_param:
+        if paging.style != "none" and paging.size_param:
             query[paging.size_param] = paging.size
-        page, offset = paging.first_page, 0
+        url, page, offset = config.url, paging.first_page, 0
         for _ in range(paging.max_pages):
-            if query is not None and paging.style == "page":
+            if paging.style == "page":
                 query[paging.query_param] = page
-            elif query is not None and paging.style == "offset":
+            elif paging.style == "offset":
                 query[paging.query_param] = offset
             body, response = self._get(url, query)
             records = resolve_path(body, config.records) if config.records else body
@@ -205,20 +202,19 @@ class Poller:
                 cursor = resolve_path(body, paging.cursor_path or "")
                 if cursor in (None, ""):
                     return
-                assert query is not None
                 query[paging.query_param] = cursor
-            else:
+            else:  # next_link: the link carries the whole query
                 link = (resolve_path(body, paging.next_link_path) if paging.next_link_path
                         else response.links.get("next", {}).get("url"))
                 if not link:
                     return
-                url, query = urljoin(str(response.url), str(link)), None
+                url, query = urljoin(str(response.url), str(link)), {}
         raise PollFailed(f"poller {self.name!r} stopped after max_pages={paging.max_pages}")
 
-    def _get(self, url: str, query: dict[str, Any] | None) -> tuple[Any, httpx.Response]:
-        assert self._client is not None
+    def _get(self, url: str, query: dict[str, Any]) -> tuple[Any, httpx.Response]:
+        assert self._client is not None, "open() or start() must run first"
         try:
-            response = self._client.get(url, params=query)
+            response = self._client.get(url, params=query or None)
         except httpx.HTTPError as exc:
             raise PollFailed(f"poller {self.name!r}: GET failed ({type(exc).__name__})") from exc
         if not response.is_success:
