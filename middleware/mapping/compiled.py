@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from middleware.errors import ConfigError, MappingError
-from middleware.mapping.engine import Builder, Lookup, Run, Where, compile_rules, parse_xref
+from middleware.mapping.engine import Builder, Lookup, Where, compile_rules, parse_xref
 from middleware.mapping.functions import to_text
 from middleware.mapping.paths import compile_getter, parse_path
 from middleware.mapping.reverse import reverse_spec
@@ -57,7 +57,7 @@ class Mapping:
         if not isinstance(source, dict):
             raise MappingError(f"mapping {self.name!r}: the source payload must be a JSON "
                                f"object", mapping=self.name)
-        return self._build(source, Run(source, lookup))
+        return self._build(source, (source, lookup))
 
     def validate_source(self, payload: Any) -> None:
         """SchemaError with the failing path; a no-op when the mapping declares no schema."""

@@ -13,26 +13,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from middleware.errors import MappingError, Problem, XrefMissing
+from middleware.errors import MappingError, Problem
 from middleware.mapping.expressions import Expression, ExpressionError
-from middleware.mapping.functions import (
-    StepError,
-    TransformSpecError,
-    build_step,
-    step_name,
-    to_text,
-)
+from middleware.mapping.functions import TransformSpecError, build_step, step_name
 from middleware.mapping.paths import PathSyntaxError, compile_getter, compile_setter, parse_path
 from middleware.mapping.spec import FieldRule
+from middleware.mapping.stages import (
+    ROOT,
+    Lookup,
+    Post,
+    Rule,
+    RuleCtx,
+    Run,
+    Stage,
+    Steps,
+    guarded,
+    lookup_stage,
+    map_stage,
+    run_steps,
+    stages_post,
+    step_error,
+    steps_post,
+    steps_stage,
+    then,
+)
 
 __all__ = ["Builder", "Lookup", "Run", "Where", "compile_rules", "parse_xref"]
 
-Lookup = Callable[[str, str, str], str | None]
 Loc = tuple[str | int, ...]
-Rule = Callable[[Any, "Run"], Any]
-Builder = Callable[[Any, "Run"], dict[str, Any]]
-Stage = Callable[[Any, "Run"], Any]
-_MISS = object()
+Builder = Callable[[Any, Run], dict[str, Any]]
 _SOURCES = {"from": "from_", "value": "value", "expr": "expr", "fields": "fields"}
 
 
@@ -44,35 +53,6 @@ class Where(Protocol):
     def line(self, path: Loc) -> int | None: ...
 
     def problem(self, path: Loc, message: str) -> Problem: ...
-
-
-class Run:
-    """Per-call state: the whole payload, the xref lookup, and whether we are inside each."""
-
-    __slots__ = ("in_item", "lookup", "root")
-
-    def __init__(self, root: Any, lookup: Lookup | None, in_item: bool = False) -> None:
-        self.root = root
-        self.lookup = lookup
-        self.in_item = in_item
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    """Names a rule in runtime errors: mapping, rule path, file:line and source path."""
-
-    mapping: str
-    rule: str
-    source: str
-    where: str
-
-    def error(self, what: str, cls: type[MappingError] = MappingError,
-              retryable: bool | None = None) -> MappingError:
-        return cls(
-            f"mapping {self.mapping!r}, rule {self.rule!r} ({self.where}, from {self.source!r}): "
-            f"{what}",
-            mapping=self.mapping, rule=self.rule, path=self.source, retryable=retryable,
-        )
 
 
 def parse_xref(text: str) -> tuple[str, str]:
@@ -106,27 +86,48 @@ class _Compiler:
         self.problems.append(self.where.problem(loc, message))
 
     def object(self, rules: dict[str, FieldRule], loc: Loc, prefix: str) -> Builder:
-        entries: list[tuple[Callable[[dict[str, Any], Any], None], str, Rule]] = []
+        """Build one target object; top-level key reads happen inline, without a call, and so
+        does a single transform on them (its failure is translated here, by field name)."""
+        entries = []
+        failures: dict[str, tuple[RuleCtx, str]] = {}
         for name, rule in rules.items():
             try:
                 setter = compile_setter(parse_path(name))
             except PathSyntaxError as exc:
                 self.bad((*loc, name), f"bad target field name: {exc}")
                 continue
-            entries.append((setter, name, self.rule(rule, (*loc, name), prefix + name)))
-        if all("." not in name and "[" not in name for _, name, _ in entries):
-            plain = tuple((name, fn) for _, name, fn in entries)
+            fn, inline = self.rule(rule, (*loc, name), prefix + name)
+            key, post = inline.key, inline.post
+            if inline.failure is not None:
+                failures[name] = inline.failure
+            entries.append((name, setter, key, post, fn))
+        if all("." not in name and "[" not in name for name, *_ in entries):
+            plain = tuple((name, key, post, fn) for name, _, key, post, fn in entries)
 
             def build(cur: Any, run: Run) -> dict[str, Any]:
                 out: dict[str, Any] = {}
-                for name, fn in plain:
-                    value = fn(cur, run)
-                    if value is not None:
-                        out[name] = value
+                get = cur.get if type(cur) is dict else _absent
+                name = ""
+                try:
+                    for name, key, post, fn in plain:
+                        if key is None:
+                            value = fn(cur, run)
+                        else:
+                            value = get(key)
+                            if post is not None and value is not None:
+                                value = post(value)
+                        if value is not None:
+                            out[name] = value
+                except MappingError:
+                    raise
+                except Exception as exc:
+                    if name not in failures:
+                        raise
+                    raise step_error(*failures[name], exc) from None
                 return out
 
             return build
-        nested = tuple((setter, fn) for setter, _, fn in entries)
+        nested = tuple((setter, fn) for _, setter, _, _, fn in entries)
 
         def build_nested(cur: Any, run: Run) -> dict[str, Any]:
             out: dict[str, Any] = {}
@@ -138,25 +139,35 @@ class _Compiler:
 
         return build_nested
 
-    def rule(self, rule: FieldRule, loc: Loc, name: str) -> Rule:
+    def rule(self, rule: FieldRule, loc: Loc, name: str) -> tuple[Rule, _Inline]:
+        """The rule as a function, and how the builder may run it inline instead."""
         given = [k for k, attr in _SOURCES.items() if attr in rule.model_fields_set]
         if len(given) != 1:
             choice = "choose one of" if given else "add one of"
             self.bad(loc, f"{choice} from, value, expr, fields (or each + fields); "
                           f"found {', '.join(given) or 'none'}")
-            return _none
+            return _none, _NOT_INLINE
         source = rule.each or (rule.from_ if isinstance(rule.from_, str) else None) or given[0]
-        ctx = _Ctx(self.mapping, name, str(source),
-                   f"{self.where.file}:{self.where.line(loc) or '?'}")
+        ctx = RuleCtx(self.mapping, name, str(source),
+                      f"{self.where.file}:{self.where.line(loc) or '?'}")
         base = self.base(rule, loc, name, ctx)
-        plain = not (rule.transform or rule.map is not None or rule.lookup or rule.when
-                     or rule.required or rule.default is not None or "else_" in
-                     rule.model_fields_set)
-        if plain:
-            return base
-        return self.pipeline(rule, loc, ctx, base)
+        key = _direct_key(rule)
+        if _plain(rule):
+            return base, _Inline(key)
+        steps = self.steps(rule, loc)
+        post = self.post(rule, steps, ctx)
+        if rule.when is None:
+            if "else_" in rule.model_fields_set:
+                self.bad((*loc, "else"), "else needs when: the condition it is the alternative "
+                                         "to")
+            if key is not None and _steps_only(rule) and rule.default is None:
+                return then(base, post), _inline_steps(key, steps, ctx)
+            return then(base, post), _NOT_INLINE
+        cond = self.expression(rule.when, (*loc, "when"), "[]" in name)
+        return guarded(then(base, post), cond, rule.else_, rule.default, rule.required,
+                       ctx), _NOT_INLINE
 
-    def base(self, rule: FieldRule, loc: Loc, name: str, ctx: _Ctx) -> Rule:
+    def base(self, rule: FieldRule, loc: Loc, name: str, ctx: RuleCtx) -> Rule:
         if rule.fields is not None:
             if rule.transform or rule.map is not None or rule.lookup:
                 self.bad(loc, "transform, map and lookup apply to single values; "
@@ -170,11 +181,11 @@ class _Compiler:
         if rule.from_ is not None:
             return self.getter(rule.from_, (*loc, "from"))
         if rule.expr is not None:
-            expr = self.expression(rule.expr, (*loc, "expr"))
+            expr = self.expression(rule.expr, (*loc, "expr"), "[]" in name)
 
             def compute(cur: Any, run: Run) -> Any:
                 try:
-                    return expr.evaluate(cur, run.root, run.in_item)
+                    return expr.evaluate(cur, run[ROOT])
                 except ExpressionError as exc:
                     raise ctx.error(str(exc)) from None
 
@@ -182,7 +193,7 @@ class _Compiler:
         const = rule.value
         return lambda cur, run: const
 
-    def nested(self, rule: FieldRule, loc: Loc, name: str, ctx: _Ctx) -> Rule:
+    def nested(self, rule: FieldRule, loc: Loc, name: str, ctx: RuleCtx) -> Rule:
         assert rule.fields is not None
         if rule.each is None:
             inner = self.object(rule.fields, (*loc, "fields"), name + ".")
@@ -196,73 +207,35 @@ class _Compiler:
                 return None
             if not isinstance(found, list):
                 raise ctx.error("each expects a list at the source path")
-            item_run = Run(run.root, run.lookup, True)
-            return [build(item, item_run) for item in found]
+            return [build(item, run) for item in found]
 
         return each
 
-    def pipeline(self, rule: FieldRule, loc: Loc, ctx: _Ctx, base: Rule) -> Rule:
-        has_default = rule.default is not None
-        stages = [s for s in (self.transforms(rule, loc, ctx), _value_map(rule, ctx),
-                              self.lookup(rule, loc, ctx)) if s is not None]
+    def post(self, rule: FieldRule, steps: Steps, ctx: RuleCtx) -> Post:
+        """What follows the read: transforms, map, lookup (backwards in a reverse), default,
+        required."""
+        if steps and _steps_only(rule):
+            return steps_post(steps, rule.default, ctx)
+        stages: list[Stage] = []
+        if steps:
+            stages.append(steps_stage(steps, ctx))
+        if rule.map is not None:
+            stages.append(map_stage(rule.map, rule.default is not None, ctx))
+        if rule.lookup is not None:
+            from_ns, to_ns = parse_xref(rule.lookup.xref)
+            stages.append(lookup_stage(from_ns, to_ns, rule.lookup.on_missing, ctx))
         if self.reverse:
             stages.reverse()
-        cond = None if rule.when is None else self.expression(rule.when, (*loc, "when"))
-        if "else_" in rule.model_fields_set and cond is None:
-            self.bad((*loc, "else"), "else needs when: the condition it is the alternative to")
-        otherwise, default, required = rule.else_, rule.default, rule.required
+        return stages_post(stages, rule.default, rule.required, ctx)
 
-        def apply(cur: Any, run: Run) -> Any:
-            if cond is not None and not _holds(cond, cur, run, ctx):
-                value = otherwise
-            else:
-                value = base(cur, run)
-                for stage in stages:
-                    if value is None:
-                        break
-                    value = stage(value, run)
-            if value is None:
-                if required and not has_default:
-                    raise ctx.error("required value is missing or null")
-                return default
-            return value
-
-        return apply
-
-    def transforms(self, rule: FieldRule, loc: Loc, ctx: _Ctx) -> Stage | None:
+    def steps(self, rule: FieldRule, loc: Loc) -> Steps:
         steps = []
         for i, spec in enumerate(rule.transform):
             try:
                 steps.append((step_name(spec), build_step(spec)))
             except TransformSpecError as exc:
                 self.bad((*loc, "transform", i), str(exc))
-        if not steps:
-            return None
-        frozen = tuple(steps)
-        return lambda value, run: _run_steps(frozen, value, ctx)
-
-    def lookup(self, rule: FieldRule, loc: Loc, ctx: _Ctx) -> Stage | None:
-        """Xref stage; a miss becomes None for 'default' so the field default (or absence)
-        applies, exactly as for a missing source value."""
-        if rule.lookup is None:
-            return None
-        from_ns, to_ns = parse_xref(rule.lookup.xref)
-        on_missing = rule.lookup.on_missing
-
-        def look(value: Any, run: Run) -> Any:
-            if run.lookup is None:
-                raise ctx.error("this rule needs the cross-reference store; pass lookup=")
-            found = run.lookup(from_ns, to_text(value), to_ns)
-            if found is not None:
-                return found
-            if on_missing == "passthrough":
-                return value
-            if on_missing == "default":
-                return None
-            raise ctx.error(f"no {to_ns} linked to this {from_ns} (on_missing: {on_missing})",
-                            XrefMissing, retryable=on_missing == "retry")
-
-        return look
+        return tuple(steps)
 
     def getter(self, path: str, loc: Loc) -> Callable[..., Any]:
         try:
@@ -271,9 +244,9 @@ class _Compiler:
             self.bad(loc, str(exc))
             return _none
 
-    def expression(self, text: str, loc: Loc) -> Expression:
+    def expression(self, text: str, loc: Loc, in_item: bool) -> Expression:
         try:
-            return Expression(text)
+            return Expression(text, in_item)
         except ExpressionError as exc:
             self.bad(loc, str(exc))
             return Expression("null")
@@ -283,44 +256,50 @@ def _none(cur: Any, run: Any = None) -> None:
     return None
 
 
-def _value_map(rule: FieldRule, ctx: _Ctx) -> Stage | None:
-    """Map stage; keys are text, so source values are looked up by their text form."""
-    if rule.map is None:
+def _absent(key: str) -> None:
+    """``get`` of something that is not a dict: every key is absent."""
+    return None
+
+
+@dataclass(frozen=True)
+class _Inline:
+    """How the object builder may run a rule itself: read ``key``, then call ``post`` on a
+    non-null value; ``failure`` names the rule and step when post is a bare transform."""
+
+    key: str | None = None
+    post: Callable[[Any], Any] | None = None
+    failure: tuple[RuleCtx, str] | None = None
+
+
+_NOT_INLINE = _Inline()
+
+
+def _inline_steps(key: str, steps: Steps, ctx: RuleCtx) -> _Inline:
+    if not steps:
+        return _NOT_INLINE
+    if len(steps) == 1:
+        ((name, step),) = steps
+        return _Inline(key, step, (ctx, name))
+    return _Inline(key, lambda value: run_steps(steps, value, ctx))
+
+
+def _steps_only(rule: FieldRule) -> bool:
+    return rule.map is None and rule.lookup is None and not rule.required
+
+
+def _plain(rule: FieldRule) -> bool:
+    """True when the rule only produces its value: no stage, condition or check after it."""
+    return not (rule.transform or rule.map is not None or rule.lookup or rule.when
+                or rule.required or rule.default is not None
+                or "else_" in rule.model_fields_set)
+
+
+def _direct_key(rule: FieldRule) -> str | None:
+    """The key of a one-level read without condition, which the builder does inline."""
+    if rule.when is not None or not isinstance(rule.from_, str) or rule.each or rule.fields:
         return None
-    table, has_default = rule.map, rule.default is not None
-
-    def map_value(value: Any, run: Run) -> Any:
-        found = table.get(value if type(value) is str else to_text(value), _MISS)
-        if found is _MISS:
-            if has_default:
-                return None
-            raise ctx.error("value not in map; add it to map or set a default")
-        return found
-
-    return map_value
-
-
-def _holds(cond: Expression, cur: Any, run: Run, ctx: _Ctx) -> bool:
     try:
-        result = cond.evaluate(cur, run.root, run.in_item)
-    except ExpressionError as exc:
-        raise ctx.error(f"condition: {exc}") from None
-    if not isinstance(result, bool):
-        raise ctx.error("condition must give true or false")
-    return result
-
-
-def _run_steps(steps: tuple[tuple[str, Callable[[Any], Any]], ...], value: Any,
-               ctx: _Ctx) -> Any:
-    name = ""
-    try:
-        for name, step in steps:  # noqa: B007 (the handlers below report name)
-            value = step(value)
-            if value is None:
-                return None
-    except StepError as exc:
-        raise ctx.error(f"transform {name!r} failed: {exc}") from None
-    except Exception as exc:
-        raise ctx.error(f"transform {name!r} failed ({type(exc).__name__}); check the "
-                        f"value's type and format") from None
-    return value
+        keys = parse_path(rule.from_)
+    except PathSyntaxError:
+        return None
+    return keys[0] if len(keys) == 1 and isinstance(keys[0], str) else None

@@ -32,7 +32,8 @@ class Expression:
 
     __slots__ = ("_names", "_program", "_wants_item", "_wants_source", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, in_item: bool = False) -> None:
+        """Compile text; ``in_item`` says the expression runs inside ``each`` (binds item)."""
         try:
             self._program = cel.compile(text)
         except (ValueError, RuntimeError) as exc:
@@ -40,10 +41,10 @@ class Expression:
         self.text = text
         names = set(self._program.variables())
         self._wants_source = "source" in names
-        self._wants_item = "item" in names
+        self._wants_item = in_item and "item" in names
         self._names = tuple(sorted(names - _RESERVED))
 
-    def evaluate(self, current: Any, root: Any, in_item: bool) -> Any:
+    def evaluate(self, current: Any, root: Any) -> Any:
         """Run the program; the message of a failure names the error kind, never a value."""
         variables: dict[str, Any] = {}
         if isinstance(current, dict):
@@ -52,7 +53,7 @@ class Expression:
                     variables[name] = current[name]
         if self._wants_source:
             variables["source"] = root
-        if self._wants_item and in_item:
+        if self._wants_item:
             variables["item"] = current
         try:
             return from_cel(self._program.execute(variables))

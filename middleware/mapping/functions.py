@@ -184,9 +184,12 @@ def _str() -> Step:
            inverse=_TO_STR)
 def _int() -> Step:
     def to_int(value: Any) -> int:
+        if type(value) is str:  # the common case first: numeric text from JSON
+            try:
+                return int(value)
+            except ValueError:
+                return int(_parse(int, value, "an integer"))
         value = _number(value)
-        if isinstance(value, str):
-            return int(_parse(int, value, "an integer"))
         if isinstance(value, float | Decimal) and value != int(value):
             raise StepError("the number has a fractional part")
         return int(value)
@@ -221,29 +224,29 @@ def _bool() -> Step:
 
 @transform("upper", "Upper-case text; reverse: lower.", "upper", inverse=lambda _: "lower")
 def _upper() -> Step:
-    return lambda value: to_text(value).upper()
+    return lambda value: value.upper() if type(value) is str else to_text(value).upper()
 
 
 @transform("lower", "Lower-case text; reverse: upper.", "lower", inverse=lambda _: "upper")
 def _lower() -> Step:
-    return lambda value: to_text(value).lower()
+    return lambda value: value.lower() if type(value) is str else to_text(value).lower()
 
 
 @transform("trim", "Strip leading and trailing white space.", "trim")
 def _trim() -> Step:
-    return lambda value: to_text(value).strip()
+    return lambda value: value.strip() if type(value) is str else to_text(value).strip()
 
 
 @transform("prefix", "Put text in front.", '{prefix: "CRM-"}', str,
            inverse=lambda arg: {"strip_prefix": arg})
 def _prefix(arg: str) -> Step:
-    return lambda value: arg + to_text(value)
+    return lambda value: arg + (value if type(value) is str else to_text(value))
 
 
 @transform("suffix", "Put text at the end.", '{suffix: "-DE"}', str,
            inverse=lambda arg: {"strip_suffix": arg})
 def _suffix(arg: str) -> Step:
-    return lambda value: to_text(value) + arg
+    return lambda value: (value if type(value) is str else to_text(value)) + arg
 
 
 @transform("strip_prefix", "Remove text from the front when present.", '{strip_prefix: "CRM-"}',
@@ -301,13 +304,13 @@ def _round(arg: Round) -> Step:
            '{parse_datetime: "%d.%m.%Y %H:%M"}', str,
            inverse=lambda fmt: {"format_datetime": fmt})
 def _parse_datetime(fmt: str) -> Step:
-    return lambda value: timefuncs.parse_datetime(value, fmt)
+    return timefuncs.datetime_parser(fmt)
 
 
 @transform("format_datetime", "A datetime to text, format iso8601 or strftime.",
            "{format_datetime: iso8601}", str, inverse=lambda fmt: {"parse_datetime": fmt})
 def _format_datetime(fmt: str) -> Step:
-    return lambda value: timefuncs.format_datetime(value, fmt)
+    return timefuncs.datetime_formatter(fmt)
 
 
 @transform("parse_date", "Text to a date, format iso8601 or strftime.",
@@ -331,7 +334,7 @@ def _zone_inverse(arg: Zone) -> StepSpec:
 @transform("timezone", "Express a datetime in another IANA time zone (DST-aware).",
            "{timezone: {from: UTC, to: Europe/Berlin}}", Zone, inverse=_zone_inverse)
 def _timezone(arg: Zone) -> Step:
-    return lambda value: timefuncs.convert_zone(value, arg.from_, arg.to, arg.ambiguous)
+    return timefuncs.zone_converter(arg.from_, arg.to, arg.ambiguous)
 
 
 @transform("split", "Text to a list at a separator.", '{split: ","}', str,

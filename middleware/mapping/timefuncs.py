@@ -9,7 +9,9 @@ the rule picks ``earlier`` (default) or ``later``, or refuses it with ``raise``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -17,11 +19,11 @@ __all__ = [
     "ISO",
     "StepError",
     "attach_zone",
-    "convert_zone",
+    "datetime_formatter",
+    "datetime_parser",
     "format_date",
-    "format_datetime",
     "parse_date",
-    "parse_datetime",
+    "zone_converter",
 ]
 
 ISO = "iso8601"
@@ -37,21 +39,30 @@ class StepError(ValueError):
 Ambiguous = Literal["earlier", "later", "raise"]
 
 
-def parse_datetime(text: object, fmt: str) -> datetime:
+def datetime_parser(fmt: str) -> Callable[[object], datetime]:
     """Text in the stated format to a datetime (aware when the text carries an offset)."""
-    if not isinstance(text, str):
-        raise StepError("parse_datetime expects text")
-    try:
-        return datetime.fromisoformat(text) if fmt == ISO else datetime.strptime(text, fmt)
-    except ValueError:
-        raise StepError(f"the text is not a datetime in format {fmt!r}") from None
+    parse = datetime.fromisoformat if fmt == ISO else partial(_strptime, fmt=fmt)
+
+    def parse_datetime(text: object) -> datetime:
+        if type(text) is not str:
+            raise StepError("parse_datetime expects text")
+        try:
+            return parse(text)
+        except ValueError:
+            raise StepError(f"the text is not a datetime in format {fmt!r}") from None
+
+    return parse_datetime
 
 
-def format_datetime(value: object, fmt: str) -> str:
+def datetime_formatter(fmt: str) -> Callable[[object], str]:
     """A datetime to text; ``iso8601`` keeps the offset when the datetime has one."""
-    if not isinstance(value, datetime):
-        raise StepError("format_datetime expects a datetime; add parse_datetime before it")
-    return value.isoformat() if fmt == ISO else value.strftime(fmt)
+
+    def format_datetime(value: object) -> str:
+        if not isinstance(value, datetime):
+            raise StepError("format_datetime expects a datetime; add parse_datetime before it")
+        return value.isoformat() if fmt == ISO else value.strftime(fmt)
+
+    return format_datetime
 
 
 def parse_date(text: object, fmt: str) -> date:
@@ -85,17 +96,25 @@ def attach_zone(naive: datetime, zone: ZoneInfo, ambiguous: Ambiguous) -> dateti
     return first
 
 
-def convert_zone(
-    value: object, source: ZoneInfo | None, target: ZoneInfo, ambiguous: Ambiguous
-) -> datetime:
+def zone_converter(
+    source: ZoneInfo | None, target: ZoneInfo, ambiguous: Ambiguous
+) -> Callable[[object], datetime]:
     """Express a datetime in target; a naive one is first read as local time in source."""
-    if not isinstance(value, datetime):
-        raise StepError("timezone expects a datetime; add parse_datetime before it")
-    if value.tzinfo is None:
-        if source is None:
-            raise StepError("the datetime has no offset; set 'from' to the zone it is in")
-        value = attach_zone(value, source, ambiguous)
-    return value.astimezone(target)
+
+    def convert_zone(value: object) -> datetime:
+        if not isinstance(value, datetime):
+            raise StepError("timezone expects a datetime; add parse_datetime before it")
+        if value.tzinfo is None:
+            if source is None:
+                raise StepError("the datetime has no offset; set 'from' to the zone it is in")
+            value = attach_zone(value, source, ambiguous)
+        return value.astimezone(target)
+
+    return convert_zone
+
+
+def _strptime(text: str, fmt: str) -> datetime:
+    return datetime.strptime(text, fmt)
 
 
 def _roundtrip(local: datetime) -> datetime:

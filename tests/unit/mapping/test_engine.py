@@ -30,13 +30,14 @@ def test_rule_path_copy_supports_dots_indexes_and_shorthand(mapping: Load) -> No
         "a": 1, "b": 2, "c": "B"}
 
 
-def test_rule_plain_path_compiles_to_the_bare_getter(mapping: Load) -> None:
-    # Given a rule that only copies a path, then no wrapper stands between apply and dict.get
-    m = mapping("a: x")
+def test_rule_plain_path_compiles_to_an_inline_read_or_the_bare_getter(mapping: Load) -> None:
+    # Given rules that only copy a path, then no wrapper stands between apply and the dict
+    m = mapping("a: x\nb: y.z")
     cells = getattr(m._build, "__closure__", None) or ()
     rules = next(c.cell_contents for c in cells if isinstance(c.cell_contents, tuple))
-    getter = rules[0][1]
-    assert getter.__code__ is compile_getter(("x",)).__code__
+    assert rules[0][:3] == ("a", "x", None)  # a top-level key is read inline by the builder
+    assert rules[1][1] is None
+    assert rules[1][3].__code__ is compile_getter(("y", "z")).__code__
 
 
 def test_rule_missing_source_leaves_field_out(mapping: Load) -> None:
@@ -233,3 +234,12 @@ def test_capture_returns_links_from_response(write: Callable[[str, str], Any]) -
         ("crm.customer", "C-1", "erp.account", "77")]
     assert m.capture({"customer_no": "C-1"}, {"data": {}}) == []
     assert m.capture({"customer_no": "C-1"}, "plain text response") == []
+
+
+def test_rule_single_inline_transform_failure_is_mapping_error(mapping: Load) -> None:
+    m = mapping("ok: a\nqty: {from: q, transform: [int]}")
+    with pytest.raises(MappingError) as caught:
+        m.apply({"a": 1, "q": "SECRET-9"})
+    assert (caught.value.rule, caught.value.path) == ("qty", "q")
+    assert "transform 'int' failed" in str(caught.value)
+    assert "SECRET" not in str(caught.value)

@@ -7,19 +7,19 @@ from middleware.mapping.expressions import Expression, ExpressionError, from_cel
 
 
 def test_expression_reads_bare_fields_source_and_item() -> None:
-    expr = Expression("double(qty) * item.price + double(size(source.lines))")
+    expr = Expression("double(qty) * item.price + double(size(source.lines))", in_item=True)
     item = {"qty": 2, "price": 1.5}
-    assert expr.evaluate(item, {"lines": [item, item]}, in_item=True) == 5.0
+    assert expr.evaluate(item, {"lines": [item, item]}) == 5.0
 
 
 def test_expression_passes_only_referenced_variables() -> None:
     expr = Expression("has(source.x) ? 1 : 2")
-    assert expr.evaluate({"other": object()}, {"x": 0}, in_item=False) == 1
+    assert expr.evaluate({"other": object()}, {"x": 0}) == 1
 
 
 def test_expression_item_is_unbound_outside_each() -> None:
     with pytest.raises(ExpressionError, match="'item'"):
-        Expression("item.a").evaluate({"a": 1}, {"a": 1}, in_item=False)
+        Expression("item.a").evaluate({"a": 1}, {"a": 1})
 
 
 def test_expression_compile_error_is_reported_at_load() -> None:
@@ -42,7 +42,7 @@ def test_expression_runtime_error_names_kind_not_value(
 ) -> None:
     payload = {**variables, "secret_field": {"y": "TOP-SECRET"}}
     with pytest.raises(ExpressionError) as caught:
-        Expression(text).evaluate(payload, payload, in_item=False)
+        Expression(text).evaluate(payload, payload)
     assert hint in str(caught.value)
     assert "TOP-SECRET" not in str(caught.value)
 

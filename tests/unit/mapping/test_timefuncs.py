@@ -10,11 +10,11 @@ import pytest
 from middleware.mapping.timefuncs import (
     StepError,
     attach_zone,
-    convert_zone,
+    datetime_formatter,
+    datetime_parser,
     format_date,
-    format_datetime,
     parse_date,
-    parse_datetime,
+    zone_converter,
 )
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -51,48 +51,48 @@ def test_attach_zone_accepts_unambiguous_time_with_any_policy() -> None:
         ("2024-12-31T23:30:00+00:00", "2025-01-01T00:30:00+01:00"),  # new year locally
     ],
 )
-def test_convert_zone_utc_to_berlin_across_dst(utc: str, local: str) -> None:
-    result = convert_zone(datetime.fromisoformat(utc), None, BERLIN, "earlier")
+def test_zone_converter_utc_to_berlin_across_dst(utc: str, local: str) -> None:
+    result = zone_converter(None, BERLIN, "earlier")(datetime.fromisoformat(utc))
     assert result.isoformat() == local
 
 
-def test_convert_zone_us_dst_change_differs_from_europe() -> None:
+def test_zone_converter_us_dst_change_differs_from_europe() -> None:
     # 2024-03-10 is the US spring-forward day, three weeks before Europe's.
-    result = convert_zone(datetime(2024, 3, 10, 7, 30, tzinfo=UTC), None, NEW_YORK, "earlier")
+    result = zone_converter(None, NEW_YORK, "earlier")(datetime(2024, 3, 10, 7, 30, tzinfo=UTC))
     assert result.isoformat() == "2024-03-10T03:30:00-04:00"
 
 
-def test_convert_zone_naive_without_source_is_refused() -> None:
+def test_zone_converter_naive_without_source_is_refused() -> None:
     with pytest.raises(StepError, match="'from'"):
-        convert_zone(datetime(2024, 1, 1), None, BERLIN, "earlier")
+        zone_converter(None, BERLIN, "earlier")(datetime(2024, 1, 1))
 
 
-def test_convert_zone_ignores_source_for_aware_values() -> None:
+def test_zone_converter_ignores_source_for_aware_values() -> None:
     aware = datetime(2024, 1, 1, 12, tzinfo=UTC)
-    assert convert_zone(aware, NEW_YORK, BERLIN, "earlier").hour == 13
+    assert zone_converter(NEW_YORK, BERLIN, "earlier")(aware).hour == 13
 
 
-def test_convert_zone_refuses_text() -> None:
+def test_zone_converter_refuses_text() -> None:
     with pytest.raises(StepError, match="parse_datetime"):
-        convert_zone("2024-01-01T00:00:00Z", None, BERLIN, "earlier")
+        zone_converter(None, BERLIN, "earlier")("2024-01-01T00:00:00Z")
 
 
-def test_parse_datetime_iso_accepts_z_and_offsets() -> None:
-    assert parse_datetime("2024-01-01T10:00:00Z", "iso8601").utcoffset() is not None
-    assert parse_datetime("2024-01-01T10:00:00", "iso8601").tzinfo is None
+def test_datetime_parser_iso_accepts_z_and_offsets() -> None:
+    assert datetime_parser("iso8601")("2024-01-01T10:00:00Z").utcoffset() is not None
+    assert datetime_parser("iso8601")("2024-01-01T10:00:00").tzinfo is None
 
 
-def test_parse_datetime_mismatch_names_format_not_value() -> None:
+def test_datetime_parser_mismatch_names_format_not_value() -> None:
     with pytest.raises(StepError) as caught:
-        parse_datetime("31/12/2024 secret", "%d.%m.%Y")
+        datetime_parser("%d.%m.%Y")("31/12/2024 secret")
     assert "%d.%m.%Y" in str(caught.value)
     assert "secret" not in str(caught.value)
 
 
-def test_format_datetime_strftime_and_iso() -> None:
+def test_datetime_formatter_strftime_and_iso() -> None:
     moment = datetime(2024, 5, 1, 8, 5, tzinfo=UTC)
-    assert format_datetime(moment, "%d.%m.%Y %H:%M") == "01.05.2024 08:05"
-    assert format_datetime(moment, "iso8601") == "2024-05-01T08:05:00+00:00"
+    assert datetime_formatter("%d.%m.%Y %H:%M")(moment) == "01.05.2024 08:05"
+    assert datetime_formatter("iso8601")(moment) == "2024-05-01T08:05:00+00:00"
 
 
 def test_parse_and_format_date_round_trip() -> None:
