@@ -4,6 +4,7 @@
     zeep type errors (missing element, unknown argument, value)  permanent (never sent)
     SOAP Server / Receiver fault                                 retryable
     HTTP 5xx, 408, 429 without a fault, timeouts, connection     retryable (adapters._http)
+    (an XML answer that is no Fault counts as "without a fault")
     unparseable response                                         retryable
     other HTTP statuses without a fault                          permanent
 
@@ -50,8 +51,16 @@ def request_error(exc: Exception, operation: str) -> DeliveryError:
     )
 
 
-def classify(exc: Exception, operation: str) -> DeliveryError:
-    """Translate what zeep or requests raised while calling ``operation``."""
+def classify(exc: Exception, operation: str, status: int | None = None) -> DeliveryError:
+    """Translate what zeep or requests raised while calling ``operation``.
+
+    ``status`` is the HTTP status of the answer, if one came.
+    """
+    if isinstance(exc, zeep_errors.Fault) and exc.code is None:
+        # zeep's name for "HTTP error status with an XML body that is no SOAP Fault"
+        return classify(zeep_errors.TransportError(
+            exc.message, status_code=status or 0, content=_detail_text(exc.detail)),
+            operation)
     if isinstance(exc, zeep_errors.Fault):
         retryable = _fault_kind(exc.code) in _RETRYABLE_CODES
         hint = "will retry" if retryable else "fix the payload or the ERP data, then replay"

@@ -15,6 +15,7 @@ import asyncio
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import wait as wait_all
 from pathlib import Path
 
 import structlog
@@ -34,8 +35,8 @@ from adapters.soap.xmlsafe import XmlLimits, XmlRejected, parse_document
 from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, ConfigError, Problem
-from middleware.ingest import publish_envelopes
+from middleware.errors import BrokerError, ConfigError, Problem, PublishTimeout
+from middleware.ingest import publish_envelope, publish_envelopes
 
 __all__ = ["SoapEndpoint", "read_body"]
 
@@ -151,12 +152,29 @@ class SoapEndpoint(ABC):
             if dedupe and (envelope.id in fresh or store.seen(scope, envelope.id)):
                 continue
             fresh[envelope.id] = envelope
-        publish_envelopes(self._context.publisher, list(fresh.values()),
-                          self._context.broker.publish_timeout)
-        if dedupe and fresh:
-            store.record_many([(scope, ident) for ident in fresh])
-        metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(fresh))
-        return len(fresh)
+        if not dedupe:
+            publish_envelopes(self._context.publisher, list(fresh.values()),
+                              self._context.broker.publish_timeout)
+            metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(fresh))
+            return len(fresh)
+        # Record what was confirmed even when a sibling failed: the sender resends the whole
+        # message, and only the missing envelopes must go out again.
+        futures = {ident: publish_envelope(self._context.publisher, envelope)
+                   for ident, envelope in fresh.items()}
+        wait_all(futures.values(), timeout=self._context.broker.publish_timeout)
+        confirmed = [ident for ident, future in futures.items()
+                     if future.done() and future.exception() is None]
+        if confirmed:
+            store.record_many([(scope, ident) for ident in confirmed])
+        metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(confirmed))
+        if len(confirmed) < len(futures):
+            failed = next((f.exception() for f in futures.values()
+                           if f.done() and f.exception() is not None), None)
+            if isinstance(failed, BrokerError):
+                raise failed
+            raise PublishTimeout(f"{len(futures) - len(confirmed)} of {len(futures)} envelopes "
+                                 "not confirmed") from failed
+        return len(confirmed)
 
     def _fault(self, version: SoapVersion, fault: SoapFault) -> Response:
         metrics.REJECTED.labels(self.name, ADAPTER_LABEL, fault.reason).inc()

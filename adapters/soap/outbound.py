@@ -28,7 +28,7 @@ from zeep.wsse.username import UsernameToken
 from adapters.soap.classify import classify
 from adapters.soap.config import SoapTargetConfig
 from adapters.soap.values import plain
-from adapters.soap.wsdl import MaskedLogPlugin, WssePlugin, load_client
+from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load_client
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
@@ -44,6 +44,7 @@ class SoapTarget:
         self._service: ServiceProxy | None = None
         self._session: requests.Session | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._transport: LocalTransport | None = None
 
     def start(self, context: AdapterContext) -> None:
         config = self._config
@@ -64,6 +65,7 @@ class SoapTarget:
                              operation_timeout=(config.connect_timeout, config.timeout))
         binding, address = _select(client, config, wsdl)
         self._client, self._session = client, session
+        self._transport = client.transport
         self._service = client.create_service(binding, address)
         self._executor = ThreadPoolExecutor(max_workers=config.max_workers,
                                             thread_name_prefix=f"soap-{config.operation}")
@@ -84,6 +86,7 @@ class SoapTarget:
 
     def _call(self, envelope_id: str, arguments: dict[str, Any]) -> Delivered:
         assert self._client is not None and self._service is not None
+        assert self._transport is not None
         operation = self._config.operation
         header = self._config.idempotency.header
         try:
@@ -91,7 +94,7 @@ class SoapTarget:
                                        else {}):
                 result = self._service[operation](**arguments)
         except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
-            raise classify(exc, operation) from exc
+            raise classify(exc, operation, self._transport.last_status()) from exc
         return Delivered(response=plain(result), details={"operation": operation})
 
     def close(self) -> None:

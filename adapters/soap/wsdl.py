@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -53,7 +54,20 @@ logging.getLogger("zeep.xsd.types.simple").addFilter(_QuietConversion())
 
 
 class LocalTransport(Transport):
-    """A zeep Transport that loads documents from local files only and posts without logging."""
+    """A zeep Transport that loads documents from local files only and posts without logging.
+
+    It remembers the HTTP status of the last post per thread: zeep reports a non-200 answer
+    without a SOAP Fault as a code-less Fault, and the status is what classifies it.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._last = threading.local()
+
+    def last_status(self) -> int | None:
+        """HTTP status of this thread's last post (None before any answer)."""
+        status: int | None = getattr(self._last, "status", None)
+        return status
 
     def load(self, url: str) -> bytes:
         if urlparse(url).scheme in ("http", "https"):
@@ -63,8 +77,11 @@ class LocalTransport(Transport):
         return content
 
     def post(self, address: str, message: bytes | str, headers: dict[str, str]) -> Any:
-        return self.session.post(address, data=message, headers=headers,
-                                 timeout=self.operation_timeout)
+        self._last.status = None
+        response = self.session.post(address, data=message, headers=headers,
+                                     timeout=self.operation_timeout)
+        self._last.status = response.status_code
+        return response
 
 
 def _problem(path: Path, exc: Exception) -> ConfigError:
