@@ -102,7 +102,7 @@ def hand_written(src: dict[str, Any]) -> dict[str, Any]:
         "customer_no": customer.get("customer_no"),
         "customer_name": customer.get("name"),
         "email": customer.get("email"),
-        "status": _STATUS.get(src.get("stage"), "DRAFT"),
+        "status": _STATUS.get(src.get("stage") or "", "DRAFT"),
         "order_time": None if created is None else datetime.fromisoformat(created).astimezone(
             _BERLIN).strftime("%Y-%m-%d %H:%M:%S"),
         "currency": None if currency is None else currency.upper(),
