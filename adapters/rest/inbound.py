@@ -163,8 +163,12 @@ class RestInbound:
         assert self._context is not None
         context = self._context
         store = context.stores.idempotency
-        fresh = [(key, env) for key, env in keyed
-                 if key is None or not store.seen(self._namespace, key)]
+        try:
+            fresh = [(key, env) for key, env in keyed
+                     if key is None or not store.seen(self._namespace, key)]
+        except Exception as exc:  # sqlite3 / psycopg errors: the sender must retry later
+            log.error("dedupe store unavailable", endpoint=self.name, error=str(exc))
+            raise self._unavailable("the dedupe store is unavailable") from None
         if not fresh:
             return [], len(keyed)
         try:
@@ -172,7 +176,10 @@ class RestInbound:
                               context.broker.publish_timeout)
         except BrokerError as exc:
             raise self._unavailable(str(exc)) from None
-        store.record_many([(self._namespace, key) for key, _ in fresh if key is not None])
+        try:
+            store.record_many([(self._namespace, key) for key, _ in fresh if key is not None])
+        except Exception as exc:  # stored already: a resend is published again, ids dedupe it
+            log.error("could not remember delivery ids", endpoint=self.name, error=str(exc))
         return [env.id for _, env in fresh], len(keyed) - len(fresh)
 
     def _unavailable(self, why: str) -> Rejected:

@@ -81,6 +81,10 @@ def test_ingress_malformed_json_is_400_with_position(
     assert answer["error"] == "malformed JSON"
     assert (answer["line"], answer["column"], answer["position"]) == (2, 11, 33)
     assert "line 2 column 11" in answer["detail"]
+    # a lone surrogate is not valid JSON text either (it could never be re-encoded)
+    surrogate = httpx.post(url, content=b'{"customer_no": "\\ud800"}', headers=JSON)
+    assert surrogate.status_code == 400
+    assert surrogate.json()["position"] > 0
     assert _stored(amqp_url, prefix) == 0
 
 
