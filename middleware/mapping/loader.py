@@ -62,6 +62,7 @@ class MappingSet:
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()  # the file watcher and SIGHUP may both call reload
         self._mappings: dict[Path, Mapping] = {}
         self._prints: dict[Path, str] = {}
         problems: list[Problem] = []
@@ -87,6 +88,10 @@ class MappingSet:
         The caller logs the returned problems (the daemon does, once per problem). A broken
         file is not retried until it changes again, so a bad edit is reported once.
         """
+        with self._reloading:
+            return self._reload()
+
+    def _reload(self) -> list[Problem]:
         problems: list[Problem] = []
         for key, old in list(self._mappings.items()):
             current = _fingerprint(old)
