@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -56,3 +60,75 @@ def order(request_id: str | None = None, currency: str = "EUR") -> dict[str, Any
     if request_id is not None:
         payload["RequestId"] = request_id
     return payload
+
+
+class CuttableProxy:
+    """A loopback TCP proxy to the broker that a test can cut and restore.
+
+    Cutting it is a real connection loss for whoever connects through it, and for nobody else
+    using the broker (other tests keep running).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._open = True
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name="proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self._open:
+                    client.close()
+                    continue
+                upstream = socket.create_connection(self._upstream)
+                self._sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            self._open = False
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._sockets.clear()
+
+    def restore(self) -> None:
+        with self._lock:
+            self._open = True
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+@contextmanager
+def broker_proxy(amqp_url: str) -> Iterator[tuple[CuttableProxy, str]]:
+    """A CuttableProxy to the broker at ``amqp_url`` and the AMQP URL that goes through it."""
+    parts = urlsplit(amqp_url)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
+    try:
+        yield proxy, urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}"
+                                                       f"@127.0.0.1:{proxy.port}"))
+    finally:
+        proxy.close()

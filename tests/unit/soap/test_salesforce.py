@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from starlette.testclient import TestClient
 
 from adapters.soap.config import SalesforceConfig
 from adapters.soap.protocol import SOAP11_ENV
@@ -22,7 +23,7 @@ EMPTY = "salesforce-outbound/aspnet-OutboundMessage2-empty.xml"
 IDS = ["04l37000000L0E5AAK", "14l37000123L0E5AAK", "24l37123450L0E5AAK"]
 
 
-def _endpoint(tmp_path: Path, publisher: MemoryPublisher, **extra: object) -> object:
+def _endpoint(tmp_path: Path, publisher: MemoryPublisher, **extra: object) -> TestClient:
     config = SalesforceConfig.model_validate({
         "type": "salesforce-om", "name": "sf", "path": "/soap/sf", "organization_id": ORG,
         **extra})
