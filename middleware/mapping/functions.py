@@ -300,14 +300,14 @@ def _round(arg: Round) -> Step:
     return to_round
 
 
-@transform("parse_datetime", "Text to a datetime, format iso8601 or strftime.",
+@transform("parse_datetime", "Text to a datetime: iso8601, epoch, epoch_ms or strftime.",
            '{parse_datetime: "%d.%m.%Y %H:%M"}', str,
            inverse=lambda fmt: {"format_datetime": fmt})
 def _parse_datetime(fmt: str) -> Step:
     return timefuncs.datetime_parser(fmt)
 
 
-@transform("format_datetime", "A datetime to text, format iso8601 or strftime.",
+@transform("format_datetime", "A datetime to text: iso8601, epoch, epoch_ms or strftime.",
            "{format_datetime: iso8601}", str, inverse=lambda fmt: {"parse_datetime": fmt})
 def _format_datetime(fmt: str) -> Step:
     return timefuncs.datetime_formatter(fmt)

@@ -1,10 +1,11 @@
 """Date, time and time-zone conversions behind the date transforms.
 
-Formats are always explicit (``iso8601`` or a strftime pattern) because guessing a date format is
-how 03/04 becomes April in one system and March in the other. Time zones come from the IANA
-database through zoneinfo. Attaching a zone to a wall-clock time is where DST bites: a time in
-the spring-forward gap does not exist and is refused; a time in the autumn fold happens twice and
-the rule picks ``earlier`` (default) or ``later``, or refuses it with ``raise``.
+Formats are always explicit (``iso8601``, ``epoch``, ``epoch_ms`` or a strftime pattern)
+because guessing a date format is how 03/04 becomes April in one system and March in the
+other. Time zones come from the IANA database through zoneinfo. Attaching a zone to a
+wall-clock time is where DST bites: a time in the spring-forward gap does not exist and is
+refused; a time in the autumn fold happens twice and the rule picks ``earlier`` (default) or
+``later``, or refuses it with ``raise``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 __all__ = [
+    "EPOCH",
     "ISO",
     "StepError",
     "attach_zone",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 ISO = "iso8601"
+EPOCH = {"epoch": 1, "epoch_ms": 1000}
 
 
 class StepError(ValueError):
@@ -40,7 +43,10 @@ Ambiguous = Literal["earlier", "later", "raise"]
 
 
 def datetime_parser(fmt: str) -> Callable[[object], datetime]:
-    """Text in the stated format to a datetime (aware when the text carries an offset)."""
+    """Text in the stated format to a datetime (aware when the text carries an offset);
+    ``epoch``/``epoch_ms`` read seconds/milliseconds since 1970 as a UTC datetime."""
+    if fmt in EPOCH:
+        return _epoch_parser(fmt, EPOCH[fmt])
     parse = datetime.fromisoformat if fmt == ISO else partial(_strptime, fmt=fmt)
 
     def parse_datetime(text: object) -> datetime:
@@ -54,15 +60,34 @@ def datetime_parser(fmt: str) -> Callable[[object], datetime]:
     return parse_datetime
 
 
-def datetime_formatter(fmt: str) -> Callable[[object], str]:
-    """A datetime to text; ``iso8601`` keeps the offset when the datetime has one."""
+def datetime_formatter(fmt: str) -> Callable[[object], str | int]:
+    """A datetime to text; ``iso8601`` keeps the offset when the datetime has one;
+    ``epoch``/``epoch_ms`` give whole seconds/milliseconds since 1970."""
 
-    def format_datetime(value: object) -> str:
+    scale = EPOCH.get(fmt)
+
+    def format_datetime(value: object) -> str | int:
         if not isinstance(value, datetime):
             raise StepError("format_datetime expects a datetime; add parse_datetime before it")
+        if scale is not None:
+            if value.tzinfo is None:
+                raise StepError(f"{fmt} needs a datetime with an offset; add timezone first")
+            return round(value.timestamp() * scale)
         return value.isoformat() if fmt == ISO else value.strftime(fmt)
 
     return format_datetime
+
+
+def _epoch_parser(fmt: str, scale: int) -> Callable[[object], datetime]:
+    def parse_epoch(value: object) -> datetime:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise StepError(f"parse_datetime {fmt} expects a number")
+        try:
+            return datetime.fromtimestamp(float(value) / scale, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise StepError(f"the value is not a time in {fmt}") from None
+
+    return parse_epoch
 
 
 def parse_date(text: object, fmt: str) -> date:

@@ -104,3 +104,17 @@ def test_parse_and_format_date_round_trip() -> None:
 def test_parse_date_refuses_non_text() -> None:
     with pytest.raises(StepError):
         parse_date(20240101, "%Y%m%d")
+
+
+def test_datetime_parser_epoch_and_epoch_ms_give_utc() -> None:
+    assert datetime_parser("epoch_ms")(1615367339000).isoformat() == "2021-03-10T09:08:59+00:00"
+    assert datetime_parser("epoch")("1615367339").isoformat() == "2021-03-10T09:08:59+00:00"
+    with pytest.raises(StepError, match="expects a number"):
+        datetime_parser("epoch")(True)
+
+
+def test_datetime_formatter_epoch_needs_an_offset() -> None:
+    moment = datetime(2021, 3, 10, 9, 8, 59, tzinfo=UTC)
+    assert datetime_formatter("epoch_ms")(moment) == 1615367339000
+    with pytest.raises(StepError, match="offset"):
+        datetime_formatter("epoch")(datetime(2021, 3, 10))
