@@ -55,7 +55,7 @@ def _poll(args: argparse.Namespace) -> int:
         context = AdapterContext(publisher, config.broker, stores, loaded.base_dir)
         if not args.once:
             poller.start(context)
-            threading.Event().wait()
+            threading.Event().wait()  # until Ctrl-C (KeyboardInterrupt; main answers 130)
         poller.open(context)
         result = poller.run_once()
     except SilobridgeError as exc:

@@ -7,6 +7,10 @@ half-way leaves the watermark where it was; the next run fetches the same record
 those already published (record ids are remembered in the idempotency store), so an interrupted
 batch resumes without gaps and without duplicates. Record ids are stable: the derived id, or the
 subject plus a digest of the record's content.
+
+With ``emit: page`` a whole page becomes one envelope (for mappings that turn a price-list page
+into one bulk upsert); its id is a digest of the page, so a resumed run re-sends only pages whose
+content differs from what was sent (the target's upsert absorbs records seen twice then).
 """
 
 from __future__ import annotations
@@ -52,12 +56,18 @@ class PollResult:
     watermark_after: str | None
 
 
-def _later(a: str, b: str) -> bool:
-    """Whether watermark a is after b: as times when both parse, else as text."""
+def _sort_key(version: str) -> tuple[int, Any]:
+    """Order watermarks as times when they parse as times, else as text."""
     try:
-        return parse_time(a) > parse_time(b)
+        return (1, parse_time(version))
     except (ValueError, OverflowError, OSError):
-        return a > b
+        return (0, version)
+
+
+def _later(a: str, b: str) -> bool:
+    """Whether watermark a is after b."""
+    key_a, key_b = _sort_key(a), _sort_key(b)
+    return key_a > key_b if key_a[0] == key_b[0] else a > b
 
 
 class Poller:
@@ -128,17 +138,19 @@ class Poller:
         mark = self._config.watermark
         before = state.get(self._state_key) or (mark.initial if mark else None)
         newest, fetched, published, skipped = before, 0, 0, 0
-        for page in self._pages(before):
-            fresh = []
-            for record in page:
-                fetched += 1
-                envelope, version = self._envelope(record)
+        for body, page in self._pages(before):
+            versions = [self._version(record) for record in page]
+            for version in versions:
                 if version is not None and (newest is None or _later(version, newest)):
                     newest = version
-                if seen.seen(self._namespace, envelope.id):
-                    skipped += 1
-                else:
-                    fresh.append(envelope)
+            fetched += len(page)
+            if self._config.emit == "page":
+                latest = max((v for v in versions if v is not None), default=None, key=_sort_key)
+                envelopes = [self._envelope(body, latest)] if page else []
+            else:
+                envelopes = [self._envelope(r, v) for r, v in zip(page, versions, strict=True)]
+            fresh = [e for e in envelopes if not seen.seen(self._namespace, e.id)]
+            skipped += len(envelopes) - len(fresh)
             if fresh:
                 publish_envelopes(context.publisher, fresh, context.broker.publish_timeout)
                 seen.record_many([(self._namespace, envelope.id) for envelope in fresh])
@@ -150,16 +162,19 @@ class Poller:
                  skipped=skipped, watermark=newest)
         return PollResult(fetched, published, skipped, before, newest)
 
-    def _envelope(self, record: Any) -> tuple[Envelope, str | None]:
-        config = self._config
-        mark = config.watermark
+    def _version(self, record: Any) -> str | None:
+        mark = self._config.watermark
         version = resolve_path(record, mark.path) if mark else None
-        version = None if version is None else str(version)
+        return None if version is None else str(version)
+
+    def _envelope(self, data: Any, version: str | None) -> Envelope:
+        """The envelope of one record (or page); its id is stable for the same content."""
+        config = self._config
         try:
-            derived = self._deriver.derive(record, {})
+            derived = self._deriver.derive(data, {})
         except DerivationError as exc:
             raise PollFailed(f"poller {self.name!r}: {exc}; fix its 'derive' rules") from None
-        digest = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
         ident = derived.id or f"{config.name}:{derived.subject or ''}:{digest[:20]}"
         when = derived.time
         if when is None and version is not None:
@@ -167,13 +182,12 @@ class Poller:
                 when = parse_time(version)
             except (ValueError, OverflowError, OSError):
                 when = None
-        envelope = Envelope.new(source=config.envelope_source,
-                                type=f"{config.system}.{derived.entity}.{derived.action}",
-                                data=record, subject=derived.subject, id=ident, time=when)
-        return envelope, version
+        return Envelope.new(source=config.envelope_source,
+                            type=f"{config.system}.{derived.entity}.{derived.action}",
+                            data=data, subject=derived.subject, id=ident, time=when)
 
-    def _pages(self, watermark: str | None) -> Iterator[list[Any]]:
-        """Record lists page by page, following the configured pagination style."""
+    def _pages(self, watermark: str | None) -> Iterator[tuple[Any, list[Any]]]:
+        """(page body, its records) page by page, following the pagination style."""
         config, paging = self._config, self._config.pagination
         query: dict[str, Any] = dict(config.params)
         if config.watermark is not None and watermark is not None:
@@ -191,7 +205,7 @@ class Poller:
             if not isinstance(records, list):
                 raise PollFailed(f"poller {self.name!r}: no record list at "
                                  f"{config.records or '<body>'!r}; set 'records' to its path")
-            yield records
+            yield body, records
             if paging.style == "none" or not records:
                 return
             if paging.style in ("page", "offset"):

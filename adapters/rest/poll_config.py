@@ -99,6 +99,11 @@ class PollConfig(AdapterConfig):
     records: str | None = Field(
         None, description="Path of the record list in a page; none: the page is the list."
     )
+    emit: Literal["record", "page"] = Field(
+        "record",
+        description="One envelope per record, or per page (the whole page body as data, for "
+        "mappings that turn a page into one bulk upsert); derive rules see the same.",
+    )
     pagination: Pagination = Field(default_factory=Pagination, description="Paging.")
     watermark: Watermark | None = Field(None, description="Incremental polling.")
     derive: Derive = Field(description="Entity, action, subject, time and id of each record.")

@@ -154,3 +154,40 @@ def test_poll_runs_in_the_daemon_on_start(
                 lambda: queue_count(amqp_url, queue_name(f"{prefix}-r")) == 12, 10)
         finally:
             daemon.stop()
+
+
+def test_poll_emit_page_publishes_one_envelope_per_price_list_page(
+    amqp_url: str, prefix: str, make_config: Callable[..., LoadedConfig],
+) -> None:
+    items = [{"material": f"M-{n}", "description": f"Part {n}", "status": "ACTIVE",
+              "list_price": f"{n}.50", "price_unit": 1, "changed_at": f"2026-02-0{1 + n // 4}"}
+             for n in range(10)]
+
+    async def price_list(request: Request, body: bytes) -> Response:
+        start = int(request.query_params.get("cursor") or 0)
+        since = request.query_params["changed_since"]
+        rows = [i for i in items if i["changed_at"] >= since]
+        more = start + 4 < len(rows)
+        return json_response({"price_list": "PL-2026", "valid_from": "20260201",
+                              "currency_code": "EUR", "items": rows[start:start + 4],
+                              "next": str(start + 4) if more else None})
+
+    with Peer(price_list) as server:
+        section = {
+            "type": "poll", "name": f"{prefix}-products", "schedule": "0 2 * * *",
+            "system": prefix, "url": f"{server.url}/prices", "records": "items", "emit": "page",
+            "pagination": {"style": "cursor", "cursor_path": "next", "size": 4},
+            "watermark": {"param": "changed_since", "path": "changed_at",
+                          "initial": "2026-01-01"},
+            "derive": {"entity": {"value": "price_list"}, "action": {"value": "published"},
+                       "subject": {"path": "price_list"}},
+        }
+        loaded = make_config([catch_all_route(prefix)], inbound=[section])
+        assert _poll_once(loaded, prefix) == 0
+        pages = _published(amqp_url, prefix)
+        assert [len(p["data"]["items"]) for p in pages] == [4, 4, 2]
+        assert {p["type"] for p in pages} == {f"{prefix}.price_list.published"}
+        assert {p["subject"] for p in pages} == {"PL-2026"}
+        # unchanged pages are not sent again; the watermark moved to the newest item
+        assert _poll_once(loaded, prefix) == 0
+        assert _published(amqp_url, prefix) == []
