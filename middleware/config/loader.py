@@ -67,7 +67,7 @@ def problems_from(
     """Turn pydantic errors into Problems; unknown keys get a 'did you mean'."""
     problems = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        loc = _without_union_tags(tuple(error["loc"]), located, tuple(prefix))
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
@@ -76,6 +76,21 @@ def problems_from(
             message = "required key is missing"
         problems.append(located.problem((*prefix, *loc), message))
     return problems
+
+
+def _without_union_tags(
+    loc: tuple[str | int, ...], located: Located, prefix: tuple[str | int, ...]
+) -> tuple[str | int, ...]:
+    """Drop the parts pydantic adds for (discriminated) unions, e.g. 'github' in
+    ``auth.github.secret_env``: a non-final name that is no key of the YAML node it is under."""
+    kept: list[str | int] = []
+    for n, part in enumerate(loc):
+        here = (*prefix, *kept)
+        if (isinstance(part, str) and n < len(loc) - 1 and here in located.lines
+                and (*here, part) not in located.lines):
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
@@ -99,6 +114,8 @@ def _model_in(annotation: Any) -> Any:
     """The BaseModel inside Optional[...] or list[...], if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _model_in(typing.get_args(annotation)[0])
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (
         typing.Union,
         list,
