@@ -55,7 +55,8 @@ def _poll(args: argparse.Namespace) -> int:
         context = AdapterContext(publisher, config.broker, stores, loaded.base_dir)
         if not args.once:
             poller.start(context)
-            threading.Event().wait()  # until Ctrl-C (KeyboardInterrupt; main answers 130)
+            threading.Event().wait()  # the schedule runs until Ctrl-C; main() answers 130
+            return 0
         poller.open(context)
         result = poller.run_once()
     except SilobridgeError as exc:
