@@ -2,8 +2,8 @@
 
 Pure: no files, no clock, no store, no metrics. The cross-reference lookup arrives per call
 inside ``Run``; the pipeline counts the misses that surface as ``XrefMissing``.
-A rule that is just ``from: path`` compiles to the path getter itself, so copying a field costs
-one ``dict.get``; transforms, maps, lookups and expressions are only paid for where written.
+Copying a top-level field is a ``dict.get`` inside the object builder's loop, a deeper path one
+getter call; transforms, maps, lookups and expressions are only paid for where written.
 Problems are collected, not raised one by one, so a broken file is reported in one go.
 """
 
