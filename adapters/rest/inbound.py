@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from adapters._derive import DerivationError, ValueRule, compile_derive, compile_rule
 from adapters.rest.body import Rejected, parse_json, read_body
 from adapters.rest.inbound_config import (
+    BasicAuth,
     GithubAuth,
     HubspotAuth,
     RestEndpointConfig,
@@ -112,7 +113,8 @@ class RestInbound:
             try:
                 self._verifier.verify(signed, time.time())
             except AuthError as exc:
-                headers = {"WWW-Authenticate": "Basic"} if exc.reason == "missing" else None
+                basic = isinstance(config.auth, BasicAuth) and exc.reason == "missing"
+                headers = {"WWW-Authenticate": 'Basic realm="silobridge"'} if basic else None
                 raise Rejected(401, "bad_signature", f"{exc.reason} credentials", str(exc),
                                headers=headers) from None
         document = parse_json(body)

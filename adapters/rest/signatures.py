@@ -29,7 +29,17 @@ from adapters.rest.inbound_config import (
 )
 from adapters.rest.secrets import rotation_secrets
 
-__all__ = ["AuthError", "SignedRequest", "Verifier", "build_verifier"]
+__all__ = [
+    "ApiKeyVerifier",
+    "AuthError",
+    "BasicVerifier",
+    "HmacVerifier",
+    "HubspotVerifier",
+    "SignedRequest",
+    "StripeVerifier",
+    "Verifier",
+    "build_verifier",
+]
 
 # HubSpot signs the URI with these characters decoded (HubSpot v3 signature documentation).
 _HUBSPOT_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",

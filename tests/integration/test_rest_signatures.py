@@ -68,6 +68,8 @@ def _expect(response: httpx.Response, status: int, amqp_url: str, prefix: str,
     assert response.status_code == status, response.text
     if status == 202:
         assert wait_until(lambda: _published(amqp_url, prefix) == published, 5)
+    elif status == 200:
+        assert _published(amqp_url, prefix) == published
     else:
         assert response.json()["error"] and response.json()["detail"]
         assert _published(amqp_url, prefix) == published
@@ -88,6 +90,11 @@ def test_shopify_signature_accepts_real_order_and_rejects_wrong_or_missing(
         **headers, "X-Shopify-Hmac-SHA256": hmac_b64(SECRET, body)})
     _expect(good, 202, amqp_url, prefix, 1)
     assert good.json()["ids"] == [f"{prefix}-w1"]
+    # Shopify retries with the same X-Shopify-Webhook-Id: answered 200, not published again
+    resent = httpx.post(url, content=body, headers={
+        **headers, "X-Shopify-Hmac-SHA256": hmac_b64(SECRET, body)})
+    _expect(resent, 200, amqp_url, prefix, 1)
+    assert resent.json()["status"] == "duplicate"
     # the secret being rotated out is still accepted
     rotated = httpx.post(url, content=body, headers={
         **headers, "X-Shopify-Webhook-Id": f"{prefix}-w2",
@@ -187,6 +194,9 @@ def test_hubspot_v3_batch_becomes_one_envelope_per_event(
     good = httpx.post(url, content=body, headers=signed(now_ms, SECRET))
     _expect(good, 202, amqp_url, prefix, 2)
     assert good.json()["ids"] == ["hubspot-1", "hubspot-2"]
+    # a retry carries the same eventIds (with a new timestamp): nothing is published again
+    resent = httpx.post(url, content=body, headers=signed(now_ms + 1000, SECRET))
+    _expect(resent, 200, amqp_url, prefix, 2)
     stale = httpx.post(url, content=body, headers=signed(now_ms - 301_000, SECRET))
     _expect(stale, 401, amqp_url, prefix, 2)
     _expect(httpx.post(url, content=body, headers=signed(now_ms, "nope")), 401, amqp_url,
@@ -234,7 +244,7 @@ def test_api_key_query_and_basic_auth_with_dynamics_webhook(
             amqp_url, prefix, 2)
     missing = httpx.post(basic, content=body, headers=headers)
     _expect(missing, 401, amqp_url, prefix, 2)
-    assert missing.headers["www-authenticate"] == "Basic"
+    assert missing.headers["www-authenticate"] == 'Basic realm="silobridge"'
     token = base64.b64encode(b"dynamics:" + SECRET.encode()).decode()
     assert httpx.post(basic, content=body, headers={
         **headers, "Authorization": f"Basic {token}"}).status_code == 202
