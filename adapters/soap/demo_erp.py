@@ -4,11 +4,13 @@ It exists so the end-to-end demo, compose and the tests talk to a real, independ
 SOAP stack instead of a mock of our own. It behaves like the ERPs we target in the ways that
 matter to the middleware:
 
-- ``RequestId`` is an idempotency key: a resent request returns the first answer (same order id,
-  ``Created=false``) instead of creating a second record;
+- ``RequestId`` is an idempotency key (per operation): a resent request returns the first
+  answer (same order id, ``Created=false``) instead of creating a second record;
 - business errors are SOAP ``Client`` faults with a ``detail`` (unknown currency, empty order);
 - ``state.fail_next(operation, n)`` makes the next n calls answer a ``Server`` fault, the way a
   busy ERP does, so retries can be shown;
+- ``state.delay_next(operation, seconds)`` makes the next call do its work and answer late, the
+  way a lost answer looks to the caller (it times out and resends the same RequestId);
 - everything received is kept in ``ErpState`` (and served as JSON at ``/state``) for inspection.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,8 +58,11 @@ class ErpState:
     shipments: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     """(operation, RequestId) of every call that reached the service, faults included."""
-    _answers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    _answers: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(operation, RequestId) -> the id answered: keys are per operation, so one event may
+    create an order and a reservation under the same RequestId."""
     _failures: dict[str, int] = field(default_factory=dict)
+    _delays: dict[str, float] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -64,6 +70,11 @@ class ErpState:
         """Answer the next ``times`` calls of ``operation`` with a Server fault."""
         with self.lock:
             self._failures[operation] = times
+
+    def delay_next(self, operation: str, seconds: float) -> None:
+        """Let the next call of ``operation`` do its work, then answer after ``seconds``."""
+        with self.lock:
+            self._delays[operation] = seconds
 
     def ship(self, order_id: str, carrier: str = "DEMO-POST") -> dict[str, Any]:
         """Record a shipment of an order, as the warehouse would; ReportShipments lists it."""
@@ -89,22 +100,28 @@ class ErpState:
 
         Returns the id and whether this call created it.
         """
+        result = self._handle(operation, request_id, create)
+        with self.lock:
+            delay = self._delays.pop(operation, 0.0)
+        time.sleep(delay)  # the work is done and kept; only the answer is late
+        return result
+
+    def _handle(
+        self, operation: str, request_id: str, create: Callable[[str], str]
+    ) -> tuple[str, bool]:
         with self.lock:
             self.calls.append((operation, request_id))
             left = self._failures.get(operation, 0)
             if left > 0:
                 self._failures[operation] = left - 1
                 raise Fault("Server.Unavailable", "the ERP is busy; try again later")
-            known = self._answers.get(request_id)
+            known = self._answers.get((operation, request_id))
             if known is not None:
-                if known[0] != operation:
-                    raise Fault("Client.RequestIdReused",
-                                f"RequestId was already used for {known[0]}")
-                return known[1], False
+                return known, False
             prefix = {"UpsertAccount": "AC", "CreateSalesOrder": "SO",
                       "ReserveInventory": "RS"}[operation]
             new_id = create(f"{prefix}-{next(self._ids):06d}")
-            self._answers[request_id] = (operation, new_id)
+            self._answers[(operation, request_id)] = new_id
             return new_id, True
 
 
@@ -183,15 +200,15 @@ class ErpService(ServiceBase):
         ctx, RequestId, OrderNo, AccountNo, Currency, OrderDate, Lines
     ):
         state: ErpState = ctx.app.state
-        if Currency not in CURRENCIES:
-            raise _client_fault("UnknownCurrency", f"currency {Currency!r} is not accepted",
-                                field="Currency", accepted=",".join(sorted(CURRENCIES)))
-        lines = list(Lines or [])
-        if not lines:
-            raise _client_fault("EmptyOrder", "a sales order needs at least one line",
-                                field="Lines")
 
         def create(new_id: str) -> str:
+            if Currency not in CURRENCIES:
+                raise _client_fault("UnknownCurrency", f"currency {Currency!r} is not accepted",
+                                    field="Currency", accepted=",".join(sorted(CURRENCIES)))
+            lines = list(Lines or [])
+            if not lines:
+                raise _client_fault("EmptyOrder", "a sales order needs at least one line",
+                                    field="Lines")
             state.orders[new_id] = {
                 "OrderId": new_id, "OrderNo": OrderNo, "AccountNo": AccountNo,
                 "Currency": Currency, "OrderDate": OrderDate, "RequestId": RequestId,
@@ -245,7 +262,7 @@ def generate_wsdl(address: str) -> bytes:
     The outbound adapter loads WSDLs from local files only, so the demo writes this to a file
     (``silobridge demo erp --write-wsdl``) instead of letting anyone fetch ``?wsdl`` at run time.
     It is produced by calling the WSGI app in-process, so it is what the server serves (pretty
-    printed for readers).
+    printed, schema declarations sorted).
     """
     from urllib.parse import urlsplit
     from wsgiref.util import setup_testing_defaults
@@ -260,6 +277,12 @@ def generate_wsdl(address: str) -> bytes:
         environ, lambda code, _headers, *_exc: status.append(code)))
     if not status or not status[0].startswith("200"):
         raise RuntimeError(f"spyne did not produce a WSDL ({status})")
-    pretty: bytes = etree.tostring(etree.fromstring(body), pretty_print=True,
-                                   xml_declaration=True, encoding="UTF-8")
+    root = etree.fromstring(body)
+    for schema in root.iter("{http://www.w3.org/2001/XMLSchema}schema"):
+        # spyne emits top-level types in hash order; sorted, the file is stable between runs
+        schema[:] = sorted(schema, key=lambda node: (
+            etree.QName(node).localname not in ("import", "include"),
+            etree.QName(node).localname, node.get("name", "")))
+    pretty: bytes = etree.tostring(root, pretty_print=True, xml_declaration=True,
+                                   encoding="UTF-8")
     return pretty
