@@ -139,20 +139,21 @@ class RestInbound:
     ) -> tuple[str | None, Envelope]:
         """(delivery id, envelope) of one event, or 422 naming the event and field."""
         where = "" if index is None else f"{index}."
+        label = "the body" if index is None else f"event {index} of the batch"
         if self._schema is not None:
             try:
                 self._schema(event)
             except SchemaError as exc:
                 raise Rejected(422, "schema", "schema violation",
-                               f"event {where or '<body>'}: {exc}; fix the event or the schema",
+                               f"{label}: {exc}; fix the event or the schema",
                                extra={"path": f"{where}{exc.path}".rstrip(".")}) from None
         try:
             derived = self._deriver.derive(event, headers)
             key = self._dedupe(event, headers) if self._dedupe else None
         except DerivationError as exc:
             raise Rejected(422, "schema", "cannot derive event attributes",
-                           f"event {where or '<body>'}: {exc}; fix the 'derive' rules or send "
-                           f"the field", extra={"path": f"derive.{exc.field}"}) from None
+                           f"{label}: {exc}; fix the 'derive' rules or send the field",
+                           extra={"path": f"derive.{exc.field}"}) from None
         envelope = Envelope.new(
             source=self._config.envelope_source,
             type=f"{self._config.system}.{derived.entity}.{derived.action}",

@@ -40,7 +40,8 @@ def hook(
     section = endpoint(prefix, "plain", json_schema="customer.json", max_body_bytes=LIMIT,
                        dedupe={"header": "X-Request-Id"}, derive={
                            "entity": {"path": "kind", "default": "customer"},
-                           "action": {"value": "updated"}, "subject": {"path": "customer_no"}})
+                           "action": {"value": "updated"}, "subject": {"path": "customer_no"},
+                           "time": {"path": "changed_at"}})
     daemon = Daemon(make_config([catch_all_route(prefix)], inbound=[section]), Role.INGRESS)
     daemon.start()
     assert daemon.ingress is not None
@@ -128,6 +129,19 @@ def test_ingress_schema_violation_is_422_with_field_path_and_nothing_stored(
     assert batch.status_code == 422
     assert batch.json()["path"] == "1"
     assert "customer_no" in batch.json()["detail"]
+    assert _stored(amqp_url, prefix) == 0
+
+
+def test_ingress_underivable_event_is_422_naming_the_rule(
+    amqp_url: str, prefix: str, hook: tuple[str, Daemon]
+) -> None:
+    url, _ = hook
+    response = httpx.post(url, json=[{"customer_no": "C-1", "changed_at": "2026-01-01T10:00Z"},
+                                     {"customer_no": "C-2", "changed_at": "yesterday"}],
+                          headers=JSON)
+    assert response.status_code == 422
+    assert response.json()["path"] == "derive.time"
+    assert response.json()["detail"].startswith("event 1 of the batch: cannot derive time")
     assert _stored(amqp_url, prefix) == 0
 
 
