@@ -65,6 +65,7 @@ class MappingSet:
         self._reloading = threading.Lock()  # the file watcher and SIGHUP may both call reload
         self._mappings: dict[Path, Mapping] = {}
         self._prints: dict[Path, str] = {}
+        self._pending: dict[Path, str] = {}  # changes seen once, waiting to settle
         problems: list[Problem] = []
         for path in paths:
             key = Path(path).resolve()
@@ -82,21 +83,29 @@ class MappingSet:
         with self._lock:
             return self._mappings[Path(path).resolve()]
 
-    def reload(self) -> list[Problem]:
+    def reload(self, settle: bool = False) -> list[Problem]:
         """Reload changed files; a broken edit keeps the previous mapping and is returned.
 
         The caller logs the returned problems (the daemon does, once per problem). A broken
-        file is not retried until it changes again, so a bad edit is reported once.
+        file is not retried until it changes again, so a bad edit is reported once. A file
+        watcher polling on a timer passes ``settle=True``: a change is then loaded only once the
+        file is unchanged since the previous poll, so a file caught half-written by an editor
+        is never loaded (SIGHUP, an operator's "I am done", reloads at once).
         """
         with self._reloading:
-            return self._reload()
+            return self._reload(settle)
 
-    def _reload(self) -> list[Problem]:
+    def _reload(self, settle: bool) -> list[Problem]:
         problems: list[Problem] = []
         for key, old in list(self._mappings.items()):
             current = _fingerprint(old)
             if current == self._prints[key]:
+                self._pending.pop(key, None)
                 continue
+            if settle and self._pending.get(key) != current:
+                self._pending[key] = current
+                continue
+            self._pending.pop(key, None)
             try:
                 fresh = load_mapping(old.path)
             except ConfigError as exc:

@@ -8,6 +8,7 @@ mapping working, with a failure counted.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,13 @@ pytestmark = pytest.mark.integration
 
 MAPPING = "mapping: hot\nfields:\n  customer_no: customer_no\n  version: {{value: {v}}}\n"
 BROKEN = "mapping: hot\nfields:\n  customer_no: {from: customer_no, transform: [uper]}\n"
+
+
+def save(path: Path, text: str) -> None:
+    """Save as editors do: write aside, then rename over the file in one step."""
+    aside = path.with_suffix(".tmp")
+    aside.write_text(text)
+    os.replace(aside, path)
 
 
 @pytest.fixture
@@ -70,18 +78,18 @@ def test_mapping_hot_reload_keeps_every_message_once_and_rejects_bad_edit(
         # When version 2 is saved, the file watcher picks it up while messages flow
         assert wait_until(lambda: len(published) >= 100, 20)
         successes = counter("silobridge_mapping_reloads_total", outcome="success")
-        mapping.write_text(MAPPING.format(v=2))
+        save(mapping, MAPPING.format(v=2))
         assert wait_until(lambda: counter("silobridge_mapping_reloads_total",
                                           outcome="success") > successes, 10)
         picked_up = len(published)
         assert wait_until(lambda: len(published) >= picked_up + 100, 20)
         # and version 3 arrives by SIGHUP
-        mapping.write_text(MAPPING.format(v=3))
+        save(mapping, MAPPING.format(v=3))
         daemon.reload_mappings()
         reloaded_at = len(published)
         # and then a broken edit is rejected by SIGHUP, keeping version 3
         failures = counter("silobridge_mapping_reloads_total", outcome="failure")
-        mapping.write_text(BROKEN)
+        save(mapping, BROKEN)
         daemon.reload_mappings()
         assert counter("silobridge_mapping_reloads_total", outcome="failure") == failures + 1
         broken_at = len(published)

@@ -144,3 +144,15 @@ def test_mapping_set_init_reports_problems_of_all_files(write: Write) -> None:
     with pytest.raises(ConfigError) as caught:
         MappingSet([good, bad1, bad2])
     assert {Path(p.file).name for p in caught.value.problems} == {"bad1.yaml", "bad2.yaml"}
+
+
+def test_mapping_set_reload_settle_waits_until_the_file_stops_changing(write: Write) -> None:
+    path = write("mapping: t\nfields: {a: x}\n")
+    mappings = MappingSet([path])
+    write("mapping: t\nfields: {a: y")  # an editor caught half-way through saving
+    assert mappings.reload(settle=True) == []
+    write("mapping: t\nfields: {a: y}\n")  # the save completes before the next poll
+    assert mappings.reload(settle=True) == []
+    assert mappings.get(path).apply({"x": 1, "y": 2}) == {"a": 1}  # not settled yet
+    assert mappings.reload(settle=True) == []
+    assert mappings.get(path).apply({"x": 1, "y": 2}) == {"a": 2}
