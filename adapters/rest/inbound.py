@@ -76,6 +76,9 @@ class RestInbound:
         config = self._config
         if context.ingress is None:
             raise SilobridgeError(f"REST endpoint {config.name!r} needs the ingress role")
+        if any(getattr(route, "path", None) == config.path for route in context.ingress.routes):
+            raise SilobridgeError(f"REST endpoint {config.name!r}: path {config.path!r} is "
+                                  f"already taken by another endpoint; give each its own path")
         if config.auth is not None:
             self._verifier = build_verifier(config.auth, f"inbound.{config.name}.auth")
         schema_doc = None

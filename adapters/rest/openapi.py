@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.rest.inbound_config import ApiKeyAuth, BasicAuth, RestEndpointConfig
+from middleware.errors import SilobridgeError
 from middleware.ingress import Ingress
 
 __all__ = ["OPENAPI_PATH", "OpenApiDocument", "document_for"]
@@ -59,9 +60,15 @@ class OpenApiDocument:
 
     def __init__(self) -> None:
         self._paths: dict[str, Any] = {}
+        self._names: set[str] = set()
         self._security: dict[str, Any] = {}
 
     def add(self, config: RestEndpointConfig, schema: dict[str, Any] | None) -> None:
+        """Describe one endpoint; names must be unique (they key metrics and dedupe ids too)."""
+        if config.name in self._names:
+            raise SilobridgeError(f"two REST endpoints are named {config.name!r}; names must be "
+                                  f"unique per ingress")
+        self._names.add(config.name)
         body_schema: dict[str, Any] = schema if schema is not None else {}
         if config.batch:
             body_schema = {"anyOf": [body_schema, {"type": "array", "items": body_schema}]}

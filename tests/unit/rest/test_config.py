@@ -83,3 +83,19 @@ def test_config_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatc
     assert config.auth is not None
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE"):
         build_verifier(config.auth, "inbound.hook.auth")
+
+
+def test_config_endpoints_need_unique_paths_and_names(tmp_path: Path) -> None:
+    from adapters.rest import RestInbound
+    from middleware.adapter import AdapterContext
+    from middleware.config.models import IngressConfig
+    from middleware.errors import SilobridgeError
+    from middleware.ingress import Ingress
+
+    ingress = Ingress(IngressConfig(port=0))
+    context = AdapterContext(None, None, None, tmp_path, ingress)  # type: ignore[arg-type]
+    RestInbound(RestEndpointConfig.model_validate(_endpoint())).start(context)
+    with pytest.raises(SilobridgeError, match="already taken"):
+        RestInbound(RestEndpointConfig.model_validate(_endpoint(name="b"))).start(context)
+    with pytest.raises(SilobridgeError, match="named 'hook'"):
+        RestInbound(RestEndpointConfig.model_validate(_endpoint(path="/other"))).start(context)
