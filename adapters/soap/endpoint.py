@@ -127,8 +127,9 @@ class SoapEndpoint(ABC):
             if self._closed:
                 raise SoapFault("Server", "the endpoint is shutting down; send it again later",
                                 reason="closed", retry_after=self._retry_after)
-            root = parse_document(await read_body(request, self._limits.max_bytes),
-                                  self._limits)
+            body = await read_body(request, self._limits.max_bytes)
+            # parsing is CPU work: keep it off the loop that serves every other endpoint
+            root = await asyncio.to_thread(parse_document, body, self._limits)
             message = split_envelope(root)
             if message.version is not version:
                 raise SoapFault("Client", f"a SOAP {_label(message.version)} envelope needs "

@@ -10,6 +10,7 @@ of ``each``) with the shared event derivation, published with confirms, and answ
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ class SoapInbound(SoapEndpoint):
             raise SoapFault("Client", f"no operation of this endpoint takes {message.body.tag}; "
                             f"accepted: {', '.join(sorted(self._operations))}",
                             reason="unknown_operation")
-        data = operation.read(message.body)
+        data = await asyncio.to_thread(operation.read, message.body)
         items = _items(data, operation.config.each)
         headers = {key.lower(): value for key, value in request.headers.items()}
         envelopes = []

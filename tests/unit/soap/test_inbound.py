@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from adapters.soap.config import SoapEndpointConfig
 from adapters.soap.inbound import SoapInbound
 from adapters.soap.protocol import SOAP11_ENV, SOAP12_ENV
 from middleware.errors import ConfigError
+from middleware.log import configure_logging
 from tests.unit.soap.helpers import EXAMPLES, TEXT_XML, MemoryPublisher, endpoint_client, soap11
 
 WSDL = EXAMPLES / "soap-inbound" / "shipments.wsdl"
@@ -166,3 +168,15 @@ def test_inbound_start_names_the_file_of_a_broken_wsdl(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         endpoint_client(SoapInbound(_config(wsdl=str(broken))), tmp_path, MemoryPublisher())
     assert str(caught.value).startswith(f"{broken}: wsdl: cannot load the WSDL: ")
+
+
+def test_inbound_never_logs_the_value_of_a_mistyped_field(client: Any) -> None:
+    out = io.StringIO()
+    configure_logging(json=True, level="debug", stream=out)
+    try:
+        body = soap11(_request(_shipment("S1", packages="PERSONAL-VALUE")))
+        assert client.post("/soap/ship", content=body, headers=TEXT_XML).status_code == 500
+    finally:
+        configure_logging(json=True, level="warning")
+    assert "ReportShipments.Shipment.Packages" in out.getvalue()
+    assert "PERSONAL-VALUE" not in out.getvalue()
