@@ -84,6 +84,10 @@ class SoapEndpoint(ABC):
         """Register the route; the WSDL (if any) is read now so a bad file fails the start."""
         if context.ingress is None:
             raise RuntimeError(f"SOAP endpoint {self.name!r} needs the ingress (role ingress/all)")
+        if any(getattr(route, "path", None) == self._path for route in context.ingress.routes):
+            raise ConfigError([Problem("inbound", None, self.name,
+                                       f"path {self._path!r} is already served by another "
+                                       "endpoint; give each endpoint its own path")])
         if wsdl is not None:
             try:
                 self._wsdl = parse_document(wsdl.read_bytes(), _WSDL_LIMITS)

@@ -30,9 +30,11 @@ from adapters._derive import parse_time
 from adapters.soap.config import SalesforceConfig
 from adapters.soap.endpoint import SoapEndpoint
 from adapters.soap.protocol import SoapFault, SoapMessage
+from adapters.soap.wsdl import load_document
 from adapters.soap.xmlsafe import XmlLimits
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
+from middleware.errors import ConfigError, Problem
 
 __all__ = ["OUTBOUND_NS", "SalesforceInbound"]
 
@@ -72,6 +74,12 @@ class SalesforceInbound(SoapEndpoint):
         if self._config.wsdl is not None:
             wsdl = Path(self._config.wsdl)
             wsdl = wsdl if wsdl.is_absolute() else context.base_dir / wsdl
+            operations = {name for binding in load_document(wsdl).bindings.values()
+                          for name in binding.all()}
+            if "notifications" not in operations:
+                raise ConfigError([Problem(str(wsdl), None, "wsdl",
+                                           "not a Salesforce Outbound Message WSDL (it has no "
+                                           "'notifications' operation)")])
         self.mount(context, wsdl)
 
     async def process(self, message: SoapMessage, request: Request) -> etree._Element:

@@ -15,7 +15,19 @@ from starlette.testclient import TestClient
 from adapters.soap.config import SalesforceConfig
 from adapters.soap.protocol import SOAP11_ENV
 from adapters.soap.salesforce import OUTBOUND_NS, SalesforceInbound
-from tests.unit.soap.helpers import TEXT_XML, MemoryPublisher, endpoint_client, realworld, soap11
+from middleware.adapter import AdapterContext
+from middleware.config.models import BrokerConfig, IngressConfig, StoreConfig
+from middleware.errors import ConfigError
+from middleware.ingress import Ingress
+from middleware.stores import open_stores
+from tests.unit.soap.helpers import (
+    EXAMPLES,
+    TEXT_XML,
+    MemoryPublisher,
+    endpoint_client,
+    realworld,
+    soap11,
+)
 
 ORG = "0123456789ABCDENNN"
 SAMPLE = "salesforce-outbound/aspnet-OutboundMessage1.xml"
@@ -142,3 +154,21 @@ def test_salesforce_serves_the_generated_wsdl_pointing_at_itself(tmp_path: Path)
     assert address is not None
     assert address.get("location") == "http://testserver/soap/sf"
     assert b"https://some.site" not in response.content
+
+
+def test_salesforce_start_refuses_a_wsdl_that_is_not_an_outbound_message(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a Salesforce Outbound Message WSDL"):
+        _endpoint(tmp_path, MemoryPublisher(),
+                  wsdl=str(EXAMPLES / "soap-inbound" / "shipments.wsdl"))
+
+
+def test_salesforce_two_endpoints_on_one_path_fail_the_start(tmp_path: Path) -> None:
+    config = SalesforceConfig.model_validate({
+        "type": "salesforce-om", "name": "sf", "path": "/soap/sf", "organization_id": ORG})
+    stores = open_stores(StoreConfig(path=str(tmp_path / "store.db")))
+    ingress = Ingress(IngressConfig(port=0))
+    context = AdapterContext(MemoryPublisher(), BrokerConfig(), stores,  # type: ignore[arg-type]
+                             tmp_path, ingress)
+    SalesforceInbound(config).start(context)
+    with pytest.raises(ConfigError, match="path '/soap/sf' is already served"):
+        SalesforceInbound(config.model_copy(update={"name": "sf2"})).start(context)
