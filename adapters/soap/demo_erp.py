@@ -183,16 +183,18 @@ class ErpService(ServiceBase):
          _returns=Result)
     def UpsertAccount(ctx, RequestId, AccountNo, Name, Country, Email):  # type: ignore[no-untyped-def]
         state: ErpState = ctx.app.state
+        updated: list[bool] = []
 
         def create(new_id: str) -> str:
             existing = state.accounts.get(AccountNo)
+            updated.append(existing is not None)
             account_id = existing["AccountId"] if existing else new_id
             state.accounts[AccountNo] = {"AccountId": account_id, "AccountNo": AccountNo,
                                          "Name": Name, "Country": Country, "Email": Email}
             return str(account_id)
 
         account_id, created = state.handle("UpsertAccount", RequestId, create)
-        return Result(Id=account_id, Created=created)
+        return Result(Id=account_id, Created=created and not any(updated))
 
     @rpc(_required(Unicode), _required(Unicode), _required(Unicode), _required(Unicode, max_len=3),
          DateTime, Array(OrderLine), _returns=Result)

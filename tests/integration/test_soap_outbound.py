@@ -346,3 +346,30 @@ def test_soap_target_never_fetches_a_remote_import(tmp_path: Path) -> None:
             start_target(tmp_path, wsdl=str(wsdl), operation="X")
         with pytest.raises(TimeoutError):
             listener.accept()
+
+
+def test_soap_target_upserts_accounts_and_reads_shipments_from_the_demo_erp(
+    tmp_path: Path, erp: DemoErpServer
+) -> None:
+    upsert = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="UpsertAccount",
+                          address=erp.url, idempotency={"argument": "RequestId"})
+    shipments = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="ReportShipments",
+                             address=erp.url)
+    orders = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
+                          address=erp.url, idempotency={"argument": "RequestId"})
+    try:
+        account = {"AccountNo": "C-1001", "Name": "Muster GmbH", "Country": "DE"}
+        created = upsert.deliver(_envelope(), account).result(15).response
+        renamed = upsert.deliver(_envelope(), {**account, "Name": "Muster AG"}).result(15)
+        order_id = orders.deliver(_envelope(), order()).result(15).response["Id"]
+        erp.state.ship(order_id)
+        reported = shipments.deliver(_envelope(), {}).result(15).response
+    finally:
+        for target in (upsert, shipments, orders):
+            target.close()
+    assert created == {"Id": "AC-000001", "Created": True}
+    assert renamed.response == {"Id": "AC-000001", "Created": False}
+    assert erp.state.accounts["C-1001"]["Name"] == "Muster AG"
+    [shipment] = reported
+    assert (shipment["OrderId"], shipment["OrderNo"]) == (order_id, "CRM-O-1")
+    assert shipment["ShippedAt"]
