@@ -17,6 +17,7 @@ import structlog
 
 from middleware import metrics, plugins
 from middleware.adapter import AdapterContext, InboundAdapter, OutboundAdapter
+from middleware.broker.connection import BrokerLoop
 from middleware.broker.consumer import Consumer, Delivery
 from middleware.broker.publisher import Publisher
 from middleware.broker.topology import topology_for
@@ -56,7 +57,8 @@ class Daemon:
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
         self.stores: Stores = open_stores(self.config.store)
-        self.publisher = Publisher(self.config.broker, topology_for(self.config))
+        self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
+        self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
         self.ops = ServerThread(ops_app(self.readiness), self.config.ops.host,
                                 self.config.ops.port, "ops")
         self.monitor: QueueMonitor | None = None
@@ -117,7 +119,9 @@ class Daemon:
         if handlers:
             self.consumer = Consumer(self.config.broker, handlers,
                                      prefetch=self.config.broker.prefetch,
-                                     topology=topology_for(self.config))
+                                     topology=topology_for(self.config),
+                                     before_ack=self.stores.idempotency.record_many,
+                                     loop=self.loop)
             self.consumer.start()
 
     def _mapping_provider(

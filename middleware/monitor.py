@@ -45,7 +45,7 @@ class QueueMonitor(threading.Thread):
         since_depths = self._interval
         while not self._halt.wait(self._reload_interval):
             if self._mappings is not None:
-                for problem in self._mappings.reload():
+                for problem in self._mappings.reload(settle=True):
                     log.error("mapping reload rejected", problem=str(problem))
             since_depths += self._reload_interval
             if since_depths >= self._interval:

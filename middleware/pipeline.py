@@ -149,13 +149,12 @@ class RouteWorker:
             if mapping is not None and result.response is not None:
                 for link in mapping.capture(envelope.data, result.response):
                     self._stores.xref.link(*link)
-            self._stores.idempotency.record(self.route.name, envelope.id)
-        except Exception as exc:  # delivered but not recorded: a retry re-sends the same key
+        except Exception as exc:  # delivered but not captured: a retry re-sends the same key
             self._fail(delivery, envelope, exc)
             return
         if envelope.time is not None:
             self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
-        self._finish(delivery, Outcome.DELIVERED)
+        self._finish(delivery, Outcome.DELIVERED, (self.route.name, envelope.id))
 
     def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
         retryable = bool(getattr(error, "retryable", False))
@@ -205,11 +204,14 @@ class RouteWorker:
             self._in_flight += 1
         self._gauge.inc()
 
-    def _finish(self, delivery: Delivery, outcome: Outcome) -> None:
+    def _finish(
+        self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None
+    ) -> None:
+        """Settle; a delivered message's idempotency record is committed before its ack."""
         if outcome is Outcome.REQUEUED:
             delivery.nack()
         else:
-            delivery.ack()
+            delivery.ack(record)
         self._messages[outcome].inc()
         self._processing.observe(time.monotonic() - delivery.received)
         self._gauge.dec()

@@ -1,9 +1,11 @@
-"""One pika SelectConnection on its own thread, reconnecting with capped backoff.
+"""Broker connections on one shared I/O loop thread, each reconnecting with capped backoff.
 
-pika connections are not thread-safe, so each connection lives on exactly one thread and other
-threads reach it through ``call_soon`` (``add_callback_threadsafe``). Before every (re)connect the
-``prepare`` hook runs (topology declaration), so a reconnect restores everything. Publishing and
-consuming use separate instances: a resource alarm blocks publishers, never consumers.
+pika connections are not thread-safe, so every connection of a process lives on one loop
+thread (``BrokerLoop``) and other threads reach it through ``call_soon``. Publishing and
+consuming still use separate connections, as a resource alarm blocks publishers only, but
+sharing the thread means a consumed message is mapped, published and acked without a single
+thread switch. Before every (re)connect the ``prepare`` hook runs on a helper thread (topology
+declaration is blocking I/O), so a reconnect restores everything.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import Any
 import pika
 import pika.exceptions
 import structlog
-from pika.adapters.select_connection import SelectConnection
+from pika.adapters.select_connection import IOLoop, SelectConnection
 from pika.channel import Channel
 
 from middleware import metrics
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable, TopologyConflict
 
-__all__ = ["ConnectionThread", "connection_parameters"]
+__all__ = ["BrokerLoop", "ManagedConnection", "connection_parameters"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,76 +48,150 @@ def connection_parameters(broker: BrokerConfig, name: str) -> pika.URLParameters
     return params
 
 
-class ConnectionThread(threading.Thread):
+class BrokerLoop:
+    """One thread running one pika IOLoop, shared by all connections of the process."""
+
+    def __init__(self) -> None:
+        self.ioloop = IOLoop()
+        self._thread = threading.Thread(target=self.ioloop.start, name="amqp-loop", daemon=True)
+        self._users = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """A connection starts using the loop; the first one starts the thread."""
+        with self._lock:
+            if self._thread.ident is not None and not self._thread.is_alive():
+                raise RuntimeError("this broker loop has stopped; create a new one")
+            self._users += 1
+            if self._thread.ident is None:
+                self._thread.start()
+
+    def release(self) -> None:
+        """A connection stopped; the last one stops the thread."""
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last and self._thread.is_alive():
+            self.ioloop.add_callback_threadsafe(self.ioloop.stop)
+            if not self.in_loop():
+                self._thread.join(10)
+                self.ioloop.close()
+
+    def in_loop(self) -> bool:
+        return threading.get_ident() == self._thread.ident
+
+    def call_soon(self, fn: Callable[[], Any]) -> bool:
+        """Schedule fn on the loop thread from any thread; False when the loop is not running.
+
+        On the loop thread itself a zero-delay timer does it without waking the poller.
+        """
+        if self.in_loop():
+            self.ioloop.call_later(0, fn)
+            return True
+        if not self._thread.is_alive():
+            return False
+        self.ioloop.add_callback_threadsafe(fn)
+        return True
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Schedule fn; only from the loop thread."""
+        self.ioloop.call_later(delay, fn)
+
+
+class ManagedConnection:
     """Keeps one channel open on one connection and tells its owner when it opens or is lost."""
 
     def __init__(
         self,
+        loop: BrokerLoop,
         name: str,
         broker: BrokerConfig,
         on_channel: Callable[[Channel], None],
         on_lost: Callable[[], None],
         prepare: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(name=f"amqp-{name}", daemon=True)
+        self.loop = loop
         self.label = name
         self._broker = broker
         self._on_channel = on_channel
         self._on_lost = on_lost
         self._prepare = prepare
-        self._stopping = threading.Event()
+        self._stopping = False
         self._connection: SelectConnection | None = None
         self._opened_once = False
+        self._delay = 0.5
         self.fatal: Exception | None = None
         self.ready = threading.Event()
+        self.settled = threading.Event()  # set once connected or failed for good
 
-    # -- called from any thread -------------------------------------------------------------
+    def start(self) -> None:
+        self.loop.acquire()
+        self._attempt()
 
-    def call_soon(self, fn: Callable[[], Any]) -> bool:
-        """Run fn on the connection's thread; False when there is no live connection."""
-        connection = self._connection
-        if connection is None or not connection.is_open:
-            return False
+    def stop(self) -> None:
+        self._stopping = True
+        done = threading.Event()
+
+        def close() -> None:
+            connection = self._connection
+            if connection is not None and not (connection.is_closing or connection.is_closed):
+                connection.close()
+            done.set()
+
+        if self.loop.call_soon(close) and not self.loop.in_loop():
+            done.wait(5)
+            closed = threading.Event()
+            self.loop.call_soon(closed.set)  # the close frames have been processed by now
+            closed.wait(5)
+        self.loop.release()
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    def _attempt(self) -> None:
+        """Run ``prepare`` off the loop (it blocks), then connect on the loop."""
+        if self._prepare is None:
+            self.loop.call_soon(self._connect)
+            return
+        threading.Thread(target=self._prepare_then_connect, name=f"prepare-{self.label}",
+                         daemon=True).start()
+
+    def _prepare_then_connect(self) -> None:
+        assert self._prepare is not None
         try:
-            connection.ioloop.add_callback_threadsafe(fn)
-        except Exception:  # the loop closed between the check and the call
-            return False
-        return True
+            self._prepare()
+        except TopologyConflict as exc:
+            self.fatal = exc
+            log.error("topology conflict", connection=self.label, error=str(exc))
+            self.settled.set()
+            return
+        except (BrokerUnavailable, pika.exceptions.AMQPError, OSError) as exc:
+            log.warning("broker unreachable", connection=self.label, error=str(exc))
+            self.loop.call_soon(self._retry_later)
+            return
+        self.loop.call_soon(self._connect)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self.call_soon(self._close)
-        self.join(timeout)
+    def _connect(self) -> None:
+        if self._stopping:
+            return
+        try:
+            self._connection = SelectConnection(
+                connection_parameters(self._broker, self.label),
+                on_open_callback=self._opened,
+                on_open_error_callback=self._open_failed,
+                on_close_callback=self._closed,
+                custom_ioloop=self.loop.ioloop,
+            )
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            log.warning("broker unreachable", connection=self.label, error=str(exc))
+            self._retry_later()
 
-    # -- the connection's own thread ----------------------------------------------------------
+    def _retry_later(self) -> None:
+        if self._stopping:
+            return
+        delay, self._delay = self._delay, min(self._delay * 2, self._broker.reconnect_max_delay)
+        self.loop.call_later(delay, self._attempt)
 
-    def run(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                if self._prepare is not None:
-                    self._prepare()
-                self._connection = SelectConnection(
-                    connection_parameters(self._broker, self.label),
-                    on_open_callback=self._opened,
-                    on_open_error_callback=self._open_failed,
-                    on_close_callback=self._closed,
-                )
-                self._connection.ioloop.start()
-            except TopologyConflict as exc:
-                self.fatal = exc
-                log.error("topology conflict", connection=self.label, error=str(exc))
-                self.ready.set()
-                return
-            except (BrokerUnavailable, pika.exceptions.AMQPError, OSError) as exc:
-                log.warning("broker unreachable", connection=self.label, error=str(exc))
-            self._connection = None
-            if self.ready.is_set():
-                delay = 0.5
-            self.ready.clear()
-            metrics.BROKER_CONNECTED.labels(self.label).set(0)
-            self._stopping.wait(delay)
-            delay = min(delay * 2, self._broker.reconnect_max_delay)
+    # -- callbacks on the loop ------------------------------------------------------------------
 
     def _opened(self, connection: pika.BaseConnection) -> None:
         connection.add_on_connection_blocked_callback(
@@ -129,31 +205,34 @@ class ConnectionThread(threading.Thread):
             metrics.RECONNECTS.labels(self.label).inc()
             log.info("broker reconnected", connection=self.label)
         self._opened_once = True
+        self._delay = 0.5
         self._on_channel(channel)
         metrics.BROKER_CONNECTED.labels(self.label).set(1)
         self.ready.set()
+        self.settled.set()
 
     def _channel_closed(self, _channel: Channel, reason: Exception) -> None:
-        if not self._stopping.is_set():
+        if not self._stopping:
             log.warning("channel closed", connection=self.label, reason=str(reason))
-        self.ready.clear()
-        metrics.BROKER_CONNECTED.labels(self.label).set(0)
-        self._on_lost()
-        self._close()
-
-    def _open_failed(self, connection: pika.BaseConnection, exc: BaseException) -> None:
-        log.warning("broker connection failed", connection=self.label, error=str(exc))
-        connection.ioloop.stop()
-
-    def _closed(self, connection: pika.BaseConnection, reason: Exception) -> None:
-        if self.ready.is_set():
-            self.ready.clear()
-            self._on_lost()
-        if not self._stopping.is_set():
-            log.warning("broker connection lost", connection=self.label, reason=str(reason))
-        connection.ioloop.stop()
-
-    def _close(self) -> None:
+        self._lost()
         connection = self._connection
         if connection is not None and not (connection.is_closing or connection.is_closed):
             connection.close()
+
+    def _open_failed(self, _connection: pika.BaseConnection, exc: BaseException) -> None:
+        log.warning("broker connection failed", connection=self.label, error=str(exc))
+        self._connection = None
+        self._retry_later()
+
+    def _closed(self, _connection: pika.BaseConnection, reason: Exception) -> None:
+        self._lost()
+        self._connection = None
+        if not self._stopping:
+            log.warning("broker connection lost", connection=self.label, reason=str(reason))
+            self._retry_later()
+
+    def _lost(self) -> None:
+        if self.ready.is_set():
+            self.ready.clear()
+            metrics.BROKER_CONNECTED.labels(self.label).set(0)
+            self._on_lost()

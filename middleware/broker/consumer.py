@@ -2,9 +2,13 @@
 
 Handlers run on the connection's thread and must not block; they finish a message later, from
 any thread, through ``Delivery.ack`` / ``Delivery.nack``. Acks are queued and sent in batches on
-the connection's thread. A delivery from a channel that has since closed cannot be acked any
-more (the broker already requeued it), so such acks are dropped, and idempotency records make
-the redelivery harmless.
+the connection's thread. An ack may carry a record (the route and envelope id just delivered):
+the records of a batch are committed in one transaction through ``before_ack`` before any ack of
+the batch is sent, so a message is never acked before its idempotency record is durable, and
+commits cost one transaction per batch instead of one per message. Acks that can be combined
+go out as one ``multiple`` ack. A delivery from a channel that has since closed cannot be acked
+any more (the broker already requeued it), so such acks are dropped, and idempotency records
+make the redelivery harmless.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
-from middleware.broker.connection import ConnectionThread
+from middleware.broker.connection import BrokerLoop, ManagedConnection
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 
@@ -52,15 +56,17 @@ class Delivery:
     def headers(self) -> dict[str, object]:
         return self.properties.headers or {}
 
-    def ack(self) -> None:
-        self._consumer.settle(self._generation, self.tag, True)
+    def ack(self, record: Record | None = None) -> None:
+        """Settle the message; ``record`` is committed (batched) before the ack is sent."""
+        self._consumer.settle(self._generation, self.tag, True, record)
 
     def nack(self) -> None:
         """Return the message to its queue (the broker counts it against the delivery limit)."""
-        self._consumer.settle(self._generation, self.tag, False)
+        self._consumer.settle(self._generation, self.tag, False, None)
 
 
 Handler = Callable[[Delivery], None]
+Record = tuple[str, str]  # (route, envelope id)
 
 
 class Consumer:
@@ -73,21 +79,27 @@ class Consumer:
         *,
         prefetch: int,
         topology: Topology | None = None,
+        before_ack: Callable[[list[Record]], None] | None = None,
         name: str = "consume",
+        loop: BrokerLoop | None = None,
     ) -> None:
         from middleware.broker.declare import declare
 
         self._handlers = handlers
         self._prefetch = prefetch
+        self._before_ack = before_ack
         self._channel: Channel | None = None
         self._generation = 0
-        self._settles: deque[tuple[int, int, bool]] = deque()
+        self._unsettled: set[int] = set()
+        self._settles: deque[tuple[int, int, bool, Record | None]] = deque()
         self._flush_scheduled = False
         self._lock = threading.Lock()
         self._consuming = threading.Event()
         self._paused = False
         prepare = None if topology is None else (lambda: declare(broker, topology))
-        self._thread = ConnectionThread(name, broker, self._on_channel, self._on_lost, prepare)
+        self._loop = loop or BrokerLoop()
+        self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
+                                             self._on_lost, prepare)
 
     @property
     def consuming(self) -> bool:
@@ -95,28 +107,28 @@ class Consumer:
 
     @property
     def fatal(self) -> Exception | None:
-        return self._thread.fatal
+        return self._connection.fatal
 
     def start(self, wait: float | None = None) -> bool:
-        self._thread.start()
+        self._connection.start()
         return self._consuming.wait(wait) if wait else False
 
     def pause(self) -> None:
         """Stop taking new messages (graceful shutdown); in-flight ones can still be settled."""
         self._paused = True
-        self._thread.call_soon(self._cancel)
+        self._loop.call_soon(self._cancel)
 
     def stop(self) -> None:
-        self._thread.call_soon(self._flush)  # acks still queued go out before the close
-        self._thread.stop()
+        self._loop.call_soon(self._flush)  # acks still queued go out before the close
+        self._connection.stop()
 
-    def settle(self, generation: int, tag: int, ack: bool) -> None:
+    def settle(self, generation: int, tag: int, ack: bool, record: Record | None) -> None:
         """Queue an ack/nack from any thread; sent in a batch on the connection's thread."""
         with self._lock:
-            self._settles.append((generation, tag, ack))
+            self._settles.append((generation, tag, ack, record))
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
-        if schedule and not self._thread.call_soon(self._flush):
+        if schedule and not self._loop.call_soon(self._flush):
             with self._lock:
                 self._flush_scheduled = False
                 self._settles.clear()  # the channel is gone; the broker requeues them itself
@@ -126,6 +138,7 @@ class Consumer:
     def _on_channel(self, channel: Channel) -> None:
         self._generation += 1
         self._channel = channel
+        self._unsettled.clear()
         if self._paused:
             return
         channel.basic_qos(prefetch_count=self._prefetch)
@@ -138,6 +151,7 @@ class Consumer:
             _channel: Channel, method: Basic.Deliver, properties: pika.BasicProperties,
             body: bytes,
         ) -> None:
+            self._unsettled.add(method.delivery_tag)
             handler(Delivery(self, self._generation, method, properties, body))
 
         return on_message
@@ -161,10 +175,24 @@ class Consumer:
         channel = self._channel
         if channel is None or not channel.is_open:
             return
-        for generation, tag, ack in batch:
-            if generation != self._generation:
-                continue
+        current = [item for item in batch if item[0] == self._generation]
+        records = [item[3] for item in current if item[3] is not None]
+        if records and self._before_ack is not None:
+            self._before_ack(records)  # durable before any ack of the batch goes out
+        acks = []
+        for _generation, tag, ack, _record in current:
+            self._unsettled.discard(tag)
             if ack:
-                channel.basic_ack(tag)
+                acks.append(tag)
             else:
                 channel.basic_nack(tag, requeue=True)
+        self._send_acks(channel, sorted(acks))
+
+    def _send_acks(self, channel: Channel, tags: list[int]) -> None:
+        """One ``multiple`` ack for every tag below the oldest still unsettled delivery."""
+        floor = min(self._unsettled, default=None)
+        covered = [t for t in tags if floor is None or t < floor]
+        if covered:
+            channel.basic_ack(covered[-1], multiple=True)
+        for tag in tags[len(covered):]:
+            channel.basic_ack(tag)

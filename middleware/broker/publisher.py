@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pika
@@ -20,7 +20,7 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from middleware import metrics
-from middleware.broker.connection import ConnectionThread
+from middleware.broker.connection import BrokerLoop, ManagedConnection
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import (
@@ -38,10 +38,11 @@ _PERSISTENT = 2
 
 @dataclass
 class _Pending:
-    future: Future[None]
+    future: Future[Any]
     message_id: str | None
     purpose: str
     sent_at: float
+    result: Any = None
     returned: BrokerError | None = None
 
 
@@ -51,10 +52,10 @@ class _Outgoing:
     routing_key: str
     body: bytes
     properties: pika.BasicProperties
-    future: Future[None]
+    future: Future[Any]
     purpose: str
     mandatory: bool = True
-    created: float = field(default_factory=time.monotonic)
+    result: Any = None
 
 
 class Publisher:
@@ -65,6 +66,7 @@ class Publisher:
         broker: BrokerConfig,
         topology: Topology | None = None,
         name: str = "publish",
+        loop: BrokerLoop | None = None,
     ) -> None:
         from middleware.broker.declare import declare
 
@@ -76,23 +78,25 @@ class Publisher:
         self._flush_scheduled = False
         self._lock = threading.Lock()
         prepare = None if topology is None else (lambda: declare(broker, topology))
-        self._thread = ConnectionThread(name, broker, self._on_channel, self._on_lost, prepare)
+        self._loop = loop or BrokerLoop()
+        self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
+                                             self._on_lost, prepare)
 
     @property
     def connected(self) -> bool:
-        return self._thread.ready.is_set()
+        return self._connection.ready.is_set()
 
     @property
     def fatal(self) -> Exception | None:
-        return self._thread.fatal
+        return self._connection.fatal
 
     def start(self, wait: float | None = None) -> bool:
-        """Start the connection thread; with ``wait``, block until connected (True) or not."""
-        self._thread.start()
-        return self._thread.ready.wait(wait) if wait else False
+        """Start connecting; with ``wait``, block until connected (True) or not."""
+        self._connection.start()
+        return self._connection.ready.wait(wait) if wait else False
 
     def stop(self) -> None:
-        self._thread.stop()
+        self._connection.stop()
         self._fail_all(BrokerUnavailable("publisher stopped"))
 
     def publish(
@@ -104,19 +108,25 @@ class Publisher:
         *,
         purpose: str = "deliver",
         mandatory: bool = True,
-    ) -> Future[None]:
-        """Send one persistent message; the Future resolves on the broker's confirm."""
-        future: Future[None] = Future()
-        if not self._thread.ready.is_set():
+        result: Any = None,
+    ) -> Future[Any]:
+        """Send one persistent message; the Future resolves (to ``result``) on the confirm."""
+        future: Future[Any] = Future()
+        if not self._connection.ready.is_set():
             future.set_exception(BrokerUnavailable("not connected to the broker"))
             return future
         properties.delivery_mode = _PERSISTENT
-        item = _Outgoing(exchange, routing_key, body, properties, future, purpose, mandatory)
+        if self._loop.in_loop():  # a worker on the loop thread: no hand-over needed
+            self._send(exchange, routing_key, body, properties, mandatory,
+                       _Pending(future, properties.message_id, purpose, time.monotonic(), result))
+            return future
+        item = _Outgoing(exchange, routing_key, body, properties, future, purpose, mandatory,
+                         result)
         with self._lock:
             self._outgoing.append(item)
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
-        if schedule and not self._thread.call_soon(self._flush):
+        if schedule and not self._loop.call_soon(self._flush):
             with self._lock:
                 self._flush_scheduled = False
             self._drain(BrokerUnavailable("not connected to the broker"))
@@ -130,7 +140,7 @@ class Publisher:
         channel.confirm_delivery(ack_nack_callback=self._on_confirm)
         channel.add_on_return_callback(self._on_return)
         self._channel = channel
-        self._thread.call_soon(self._sweep)
+        self._loop.call_later(1.0, lambda: self._sweep(channel))
         self._flush()
 
     def _on_lost(self) -> None:
@@ -142,20 +152,23 @@ class Publisher:
             self._flush_scheduled = False
             batch = list(self._outgoing)
             self._outgoing.clear()
-        channel = self._channel
         now = time.monotonic()
         for item in batch:
-            if channel is None or not channel.is_open:
-                _fail(item.future, BrokerUnavailable("not connected to the broker"))
-                continue
-            self._seq += 1
-            self._pending[self._seq] = _Pending(
-                item.future, item.properties.message_id, item.purpose, now
-            )
-            channel.basic_publish(
-                item.exchange, item.routing_key, item.body, item.properties,
-                mandatory=item.mandatory,
-            )
+            self._send(item.exchange, item.routing_key, item.body, item.properties,
+                       item.mandatory, _Pending(item.future, item.properties.message_id,
+                                                item.purpose, now, item.result))
+
+    def _send(
+        self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
+        mandatory: bool, pending: _Pending,
+    ) -> None:
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            _fail(pending.future, BrokerUnavailable("not connected to the broker"))
+            return
+        self._seq += 1
+        self._pending[self._seq] = pending
+        channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
@@ -177,7 +190,7 @@ class Publisher:
             elif acked:
                 metrics.PUBLISHED.labels(entry.purpose).inc()
                 if not entry.future.done():
-                    entry.future.set_result(None)
+                    entry.future.set_result(entry.result)
             else:
                 _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
 
@@ -194,17 +207,15 @@ class Publisher:
                 )
                 return
 
-    def _sweep(self) -> None:
-        """Fail publishes whose confirm is overdue; re-arms itself while the channel lives."""
-        channel = self._channel
-        if channel is None or not channel.is_open:
+    def _sweep(self, channel: Channel) -> None:
+        """Fail publishes whose confirm is overdue; re-arms itself while its channel lives."""
+        if not channel.is_open or channel is not self._channel:
             return
         deadline = time.monotonic() - self._timeout
         for tag in [t for t, e in self._pending.items() if e.sent_at < deadline]:
             entry = self._pending.pop(tag)
             _fail(entry.future, PublishTimeout(f"no confirm within {self._timeout:g}s"))
-        connection = channel.connection
-        connection.ioloop.call_later(1.0, self._sweep)
+        self._loop.call_later(1.0, lambda: self._sweep(channel))
 
     def _fail_all(self, error: BrokerError) -> None:
         pending, self._pending = self._pending, {}
@@ -220,6 +231,6 @@ class Publisher:
             _fail(item.future, error)
 
 
-def _fail(future: Future[None], error: BaseException) -> None:
+def _fail(future: Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

@@ -1,7 +1,7 @@
 """The command groups of the CLI, in help order."""
 
-from middleware.cli import dlq, run, send
+from middleware.cli import dlq, mapping, run, send
 
 __all__ = ["MODULES"]
 
-MODULES = [run, send, dlq]
+MODULES = [run, send, dlq, mapping]

@@ -19,9 +19,10 @@ class IdempotencyStore(Protocol):
     def seen(self, route: str, message_id: str) -> bool: ...
 
     def record(self, route: str, message_id: str) -> None:
-        """Remember a delivery; durable once ``flush`` returned (implementations batch commits)."""
+        """Remember one delivery; durable when this returns."""
 
-    def flush(self) -> None: ...
+    def record_many(self, records: list[tuple[str, str]]) -> None:
+        """Remember (route, id) pairs in one transaction; durable when this returns."""
 
     def close(self) -> None: ...
 

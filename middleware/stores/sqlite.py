@@ -43,14 +43,16 @@ class SqliteIdempotencyStore:
         return row is not None
 
     def record(self, route: str, message_id: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?)",
-                (route, message_id, time.time()),
-            )
+        self.record_many([(route, message_id)])
 
-    def flush(self) -> None:
-        """Every record is committed as it is made (autocommit); nothing is buffered."""
+    def record_many(self, records: list[tuple[str, str]]) -> None:
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?)",
+                [(route, message_id, now) for route, message_id in records],
+            )
 
     def close(self) -> None:
         with self._lock:
