@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import wait as wait_all
+from contextlib import contextmanager
 from pathlib import Path
 
 import structlog
@@ -151,27 +152,30 @@ class SoapEndpoint(ABC):
 
     def _publish(self, envelopes: Sequence[Envelope], dedupe: bool) -> int:
         assert self._context is not None
-        store, scope = self._context.stores.idempotency, f"ingress:{self.name}"
+        context, scope = self._context, f"ingress:{self.name}"
         fresh: dict[str, Envelope] = {}
-        for envelope in envelopes:
-            if dedupe and (envelope.id in fresh or store.seen(scope, envelope.id)):
-                continue
-            fresh[envelope.id] = envelope
+        with self._store_errors("read"):
+            for envelope in envelopes:
+                if dedupe and (envelope.id in fresh
+                               or context.stores.idempotency.seen(scope, envelope.id)):
+                    continue
+                fresh[envelope.id] = envelope
         if not dedupe:
-            publish_envelopes(self._context.publisher, list(fresh.values()),
-                              self._context.broker.publish_timeout)
+            publish_envelopes(context.publisher, list(fresh.values()),
+                              context.broker.publish_timeout)
             metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(fresh))
             return len(fresh)
         # Record what was confirmed even when a sibling failed: the sender resends the whole
         # message, and only the missing envelopes must go out again.
-        futures = {ident: publish_envelope(self._context.publisher, envelope)
+        futures = {ident: publish_envelope(context.publisher, envelope)
                    for ident, envelope in fresh.items()}
-        wait_all(futures.values(), timeout=self._context.broker.publish_timeout)
+        wait_all(futures.values(), timeout=context.broker.publish_timeout)
         confirmed = [ident for ident, future in futures.items()
                      if future.done() and future.exception() is None]
-        if confirmed:
-            store.record_many([(scope, ident) for ident in confirmed])
         metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(confirmed))
+        if confirmed:
+            with self._store_errors("record"):
+                context.stores.idempotency.record_many([(scope, ident) for ident in confirmed])
         if len(confirmed) < len(futures):
             failed = next((f.exception() for f in futures.values()
                            if f.done() and f.exception() is not None), None)
@@ -180,6 +184,18 @@ class SoapEndpoint(ABC):
             raise PublishTimeout(f"{len(futures) - len(confirmed)} of {len(futures)} envelopes "
                                  "not confirmed") from failed
         return len(confirmed)
+
+    @contextmanager
+    def _store_errors(self, step: str) -> Iterator[None]:
+        """The dedupe store failing is a Server fault: the sender retries, nothing is lost
+        (a resend after a failed record is published again and deduped by the routes)."""
+        try:
+            yield
+        except Exception as exc:  # sqlite3 / psycopg errors: the store is an outside system
+            log.error("dedupe store unavailable", endpoint=self.name, step=step,
+                      error=type(exc).__name__)
+            raise SoapFault("Server", "the dedupe store is unavailable; send it again later",
+                            reason="store", retry_after=self._retry_after) from exc
 
     def _fault(self, version: SoapVersion, fault: SoapFault) -> Response:
         metrics.REJECTED.labels(self.name, ADAPTER_LABEL, fault.reason).inc()

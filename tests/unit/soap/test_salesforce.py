@@ -172,3 +172,16 @@ def test_salesforce_two_endpoints_on_one_path_fail_the_start(tmp_path: Path) -> 
     SalesforceInbound(config).start(context)
     with pytest.raises(ConfigError, match="path '/soap/sf' is already served"):
         SalesforceInbound(config.model_copy(update={"name": "sf2"})).start(context)
+
+
+def test_salesforce_dedupe_store_failure_is_a_server_fault(tmp_path: Path) -> None:
+    publisher = MemoryPublisher()
+    client, stores = endpoint_client(SalesforceInbound(SalesforceConfig.model_validate({
+        "type": "salesforce-om", "name": "sf", "path": "/soap/sf", "organization_id": ORG})),
+        tmp_path, publisher)
+    stores.idempotency.close()  # the store is gone
+    response = client.post("/soap/sf", content=realworld(SAMPLE).read_bytes(), headers=TEXT_XML)
+    assert response.status_code == 500
+    assert _faultstring(response.content) == ("the dedupe store is unavailable; send it again "
+                                              "later")
+    assert publisher.published == []
