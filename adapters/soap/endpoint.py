@@ -147,6 +147,11 @@ class SoapEndpoint(ABC):
                 status=413 if exc.reason == "too_large" else None))
         except SoapFault as fault:
             return self._fault(version, fault)
+        except Exception:  # a bug must still answer SOAP, and as retryable: nothing was acked
+            log.exception("soap endpoint failed", endpoint=self.name)
+            return self._fault(version, SoapFault(
+                "Server", "internal error; send it again later", reason="internal",
+                retry_after=self._retry_after))
         return Response(response_document(version, content),
                         media_type=f"{version.media_type}; charset=utf-8")
 
