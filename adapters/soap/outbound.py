@@ -148,7 +148,22 @@ def _select(client: Client, config: SoapTargetConfig, wsdl: Path) -> tuple[str, 
         raise problem("operation", f"no operation {config.operation!r} in {port.binding.name}"
                       f"{did_you_mean(config.operation, operations)}; "
                       f"has {', '.join(sorted(operations))}")
+    argument = config.idempotency.argument
+    if argument is not None:
+        names = _argument_names(operations[config.operation])
+        if names is not None and argument not in names:
+            raise problem("idempotency.argument",
+                          f"{config.operation} has no argument {argument!r}"
+                          f"{did_you_mean(argument, names)}; has {', '.join(names) or 'none'}")
     address = config.address or port.binding_options.get("address")
     if not address:
         raise problem("address", f"port {port.name} has no soap:address; set 'address'")
     return str(port.binding.name), str(address)
+
+
+def _argument_names(operation: Any) -> list[str] | None:
+    """Top-level argument names of a document/literal operation; None when not that shape."""
+    try:
+        return [str(name) for name, _element in operation.input.body.type.elements]
+    except AttributeError:
+        return None

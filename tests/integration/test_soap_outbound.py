@@ -324,6 +324,10 @@ def test_soap_target_start_fails_naming_the_wsdl_and_the_cause(tmp_path: Path) -
         start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrders")
     assert "no operation 'CreateSalesOrders' in {urn:silobridge:demo:erp}DemoErp " \
            "(did you mean 'CreateSalesOrder'?)" in str(caught.value)
+    with pytest.raises(ConfigError, match="CreateSalesOrder has no argument 'RequestID' "
+                                          r"\(did you mean 'RequestId'\?\)"):
+        start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
+                     idempotency={"argument": "RequestID"})
     with pytest.raises(ConfigError, match="T_UNSET_PW: the variable holding the SOAP password"):
         start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                      basic={"username": "u", "password_env": "T_UNSET_PW"})
