@@ -7,6 +7,7 @@ rotated early), renewed once and the request repeated once. A second 401 is the 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -25,6 +26,10 @@ from middleware.errors import DeliveryError
 __all__ = ["BearerToken", "OAuth2ClientCredentials", "build_auth", "render"]
 
 _PLACEHOLDER = re.compile(r"\{(envelope|payload)\.([^{}]+)\}")
+
+# httpx logs every request URL at INFO; our URLs carry business keys (and, for some polled APIs,
+# query-string credentials), which must not reach the logs. Its warnings still do.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def render(template: str, values: dict[str, Any], *, in_url: bool) -> str:
