@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters._derive import Derive, ValueRule
 from middleware.adapter import AdapterConfig
@@ -61,6 +61,24 @@ class HmacAuth(_Secrets):
     header: str = Field(description="Header carrying the signature.", examples=["X-Signature"])
     encoding: Literal["hex", "base64"] = Field("hex", description="How the digest is encoded.")
     prefix: str = Field("", description="Text before the digest, e.g. 'sha256='.")
+    timestamp_header: str | None = Field(
+        None, description="Header with the Unix time of signing; enables the stale check.",
+        examples=["X-Timestamp"],
+    )
+    tolerance: int = Field(300, ge=1, description="Seconds a signed timestamp stays valid.")
+    signed_payload: str = Field(
+        "{body}",
+        description="What is signed: '{body}' alone, or with the timestamp, e.g. "
+        "'{timestamp}.{body}' or Slack's 'v0:{timestamp}:{body}'.",
+    )
+
+    @model_validator(mode="after")
+    def _payload_template(self) -> HmacAuth:
+        if self.signed_payload.count("{body}") != 1:
+            raise ValueError("signed_payload must contain '{body}' exactly once")
+        if "{timestamp}" in self.signed_payload and not self.timestamp_header:
+            raise ValueError("signed_payload uses {timestamp}: set timestamp_header too")
+        return self
 
 
 class GithubAuth(_Secrets):

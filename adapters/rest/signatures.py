@@ -89,11 +89,35 @@ def _decode(text: str, encoding: str) -> bytes | None:
 
 
 class HmacVerifier:
-    """``<header>: <prefix><hex or base64 HMAC-SHA256 of the body>`` (also GitHub, Shopify)."""
+    """``<header>: <prefix><hex or base64 HMAC-SHA256>`` (also GitHub, Shopify).
 
-    def __init__(self, secrets: list[bytes], header: str, encoding: str, prefix: str) -> None:
+    The signed bytes are the body, or a template around it with the signing time from
+    ``timestamp_header`` (checked against ``tolerance``), e.g. ``{timestamp}.{body}``.
+    """
+
+    def __init__(self, secrets: list[bytes], header: str, encoding: str, prefix: str,
+                 timestamp_header: str | None = None, tolerance: int = 300,
+                 signed_payload: str = "{body}") -> None:
         self._secrets, self._header, self._encoding, self._prefix = (
             secrets, header, encoding, prefix)
+        self._timestamp_header, self._tolerance = timestamp_header, tolerance
+        self._before, self._after = signed_payload.split("{body}")
+
+    def _signed(self, request: SignedRequest, now: float) -> bytes:
+        stamp = ""
+        if self._timestamp_header:
+            stamp = request.headers.get(self._timestamp_header, "")
+            if not stamp:
+                raise AuthError("missing", f"header {self._timestamp_header} is missing")
+            if not stamp.isdigit():
+                raise AuthError("bad", f"header {self._timestamp_header} must be Unix time")
+            seconds = int(stamp) / 1000 if int(stamp) >= 1e11 else int(stamp)
+            if abs(now - seconds) > self._tolerance:
+                raise AuthError("stale", f"header {self._timestamp_header} is more than "
+                                         f"{self._tolerance}s away from now; sign afresh")
+        before = self._before.replace("{timestamp}", stamp).encode()
+        after = self._after.replace("{timestamp}", stamp).encode()
+        return before + request.body + after
 
     def verify(self, request: SignedRequest, now: float) -> None:
         value = request.headers.get(self._header)
@@ -102,8 +126,9 @@ class HmacVerifier:
                                        f"with HMAC-SHA256 and send {self._prefix}<digest>")
         if not value.startswith(self._prefix):
             raise AuthError("bad", f"header {self._header} must start with {self._prefix!r}")
+        signed = self._signed(request, now)
         given = _decode(value[len(self._prefix):].strip(), self._encoding)
-        if given is None or not _any_match(self._secrets, request.body, [given]):
+        if given is None or not _any_match(self._secrets, signed, [given]):
             raise AuthError("bad", f"header {self._header} does not match the body; check the "
                                    f"secret and sign the raw bytes ({self._encoding} digest)")
 
@@ -205,7 +230,8 @@ def build_verifier(auth: InboundAuth, where: str) -> Verifier:
     if isinstance(auth, ShopifyAuth):
         return HmacVerifier(secrets, "X-Shopify-Hmac-SHA256", "base64", "")
     if isinstance(auth, HmacAuth):
-        return HmacVerifier(secrets, auth.header, auth.encoding, auth.prefix)
+        return HmacVerifier(secrets, auth.header, auth.encoding, auth.prefix,
+                            auth.timestamp_header, auth.tolerance, auth.signed_payload)
     if isinstance(auth, StripeAuth):
         return StripeVerifier(secrets, auth.tolerance)
     if isinstance(auth, HubspotAuth):

@@ -205,20 +205,28 @@ def test_hubspot_v3_batch_becomes_one_envelope_per_event(
             amqp_url, prefix, 2)
 
 
-def test_generic_hmac_signs_salesforce_cdc_event(
+def test_generic_hmac_signs_salesforce_cdc_event_with_timestamp(
     amqp_url: str, prefix: str, ingress: Callable[..., list[str]],
 ) -> None:
     body = realworld("salesforce-cdc-AccountChangeEvent-cometd.json")
     [url] = ingress(endpoint(prefix, "sfdc", auth=_auth(
-        prefix, "hmac", header="X-Signature", encoding="hex", prefix="sha256=")))
-    headers = {"Content-Type": "application/json"}
-    good = httpx.post(url, content=body, headers={
-        **headers, "X-Signature": f"sha256={hmac_hex(SECRET, body)}"})
-    _expect(good, 202, amqp_url, prefix, 1)
-    bad = httpx.post(url, content=body, headers={
-        **headers, "X-Signature": f"sha256={hmac_hex(SECRET, body[:-1])}"})
-    _expect(bad, 401, amqp_url, prefix, 1)
-    _expect(httpx.post(url, content=body, headers=headers), 401, amqp_url, prefix, 1)
+        prefix, "hmac", header="X-Signature", encoding="hex", prefix="sha256=",
+        timestamp_header="X-Timestamp", signed_payload="{timestamp}.{body}")))
+
+    def signed(stamp: int, secret: str, content: bytes = body) -> dict[str, str]:
+        digest = hmac_hex(secret, f"{stamp}.".encode() + content)
+        return {"Content-Type": "application/json", "X-Timestamp": str(stamp),
+                "X-Signature": f"sha256={digest}"}
+
+    now = int(time.time())
+    _expect(httpx.post(url, content=body, headers=signed(now, SECRET)), 202, amqp_url, prefix, 1)
+    _expect(httpx.post(url, content=body, headers=signed(now, SECRET, body[:-1])), 401,
+            amqp_url, prefix, 1)
+    stale = httpx.post(url, content=body, headers=signed(now - 600, SECRET))
+    _expect(stale, 401, amqp_url, prefix, 1)
+    assert stale.json()["error"] == "stale credentials"
+    _expect(httpx.post(url, content=body, headers={"Content-Type": "application/json"}), 401,
+            amqp_url, prefix, 1)
 
 
 def test_api_key_query_and_basic_auth_with_dynamics_webhook(

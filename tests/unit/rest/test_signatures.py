@@ -87,3 +87,29 @@ def test_api_key_header_or_query_and_basic() -> None:
     wrong = base64.b64encode(b"crm:nope").decode()
     assert _reason(basic, _request({"Authorization": f"Basic {wrong}"}, b"")) == "bad"
     assert _reason(basic, _request({}, b"")) == "missing"
+
+
+def test_generic_hmac_timestamp_template_slack_style() -> None:
+    secret, body, stamp = b"slack-signing", b"token=x&team_id=T1", 1_700_000_000
+    base = f"v0:{stamp}:".encode() + body
+    digest = hmac.new(secret, base, hashlib.sha256).hexdigest()
+    verifier = HmacVerifier([secret], "X-Slack-Signature", "hex", "v0=",
+                            "X-Slack-Request-Timestamp", 300, "v0:{timestamp}:{body}")
+    headers = {"X-Slack-Signature": f"v0={digest}", "X-Slack-Request-Timestamp": str(stamp)}
+    verifier.verify(_request(headers, body), stamp + 10)
+    assert _reason(verifier, _request(headers, body), stamp + 301) == "stale"
+    assert _reason(verifier, _request({"X-Slack-Signature": f"v0={digest}"}, body),
+                   stamp) == "missing"
+
+
+def test_generic_hmac_config_requires_timestamp_header_for_template() -> None:
+    from pydantic import ValidationError
+
+    from adapters.rest.inbound_config import HmacAuth
+
+    with pytest.raises(ValidationError, match="timestamp_header"):
+        HmacAuth.model_validate({"scheme": "hmac", "header": "X-Sig", "secret_env": "S",
+                                 "signed_payload": "{timestamp}.{body}"})
+    with pytest.raises(ValidationError, match="exactly once"):
+        HmacAuth.model_validate({"scheme": "hmac", "header": "X-Sig", "secret_env": "S",
+                                 "signed_payload": "{timestamp}"})
