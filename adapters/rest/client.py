@@ -86,8 +86,12 @@ class OAuth2ClientCredentials(httpx.Auth):
             form["scope"] = config.scope
         if config.audience:
             form["audience"] = config.audience
-        response = self._client.post(config.token_url, data=form,
-                                     auth=(config.client_id, self._secret))
+        if config.client_auth == "post":
+            form.update(client_id=config.client_id, client_secret=self._secret)
+            response = self._client.post(config.token_url, data=form)
+        else:
+            response = self._client.post(config.token_url, data=form,
+                                         auth=(config.client_id, self._secret))
         if not response.is_success:
             raise status_error(response.status_code, response.text,
                                response.headers.get("retry-after"), "token endpoint")

@@ -47,6 +47,10 @@ class OAuth2Auth(_Strict):
     client_secret_env: str = Field(description="Environment variable holding the secret.")
     scope: str | None = Field(None, description="Space-separated scopes to request.")
     audience: str | None = Field(None, description="Audience parameter (Auth0, some IdPs).")
+    client_auth: Literal["basic", "post"] = Field(
+        "basic", description="Send the client credentials as HTTP basic (RFC 6749 default) or "
+        "in the form body (client_secret_post), as the token endpoint wants."
+    )
     refresh_margin: float = Field(
         30.0, ge=0, description="Seconds before expiry at which the token is renewed."
     )

@@ -111,8 +111,9 @@ def test_rest_target_missing_template_value_is_permanent() -> None:
         assert not error.retryable and "{payload.erp_id}" in str(error)
 
 
+@pytest.mark.parametrize("client_auth", ["basic", "post"])
 def test_rest_target_oauth2_caches_refreshes_before_expiry_and_once_on_401(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, client_auth: str,
 ) -> None:
     monkeypatch.setenv("TEST_OAUTH_SECRET", "client-secret")
     tokens: list[str] = []
@@ -124,7 +125,10 @@ def test_rest_target_oauth2_caches_refreshes_before_expiry_and_once_on_401(
         if request.url.path == "/token":
             form = body.decode()
             assert "grant_type=client_credentials" in form and "scope=erp.write" in form
-            assert request.headers["authorization"].startswith("Basic ")
+            if client_auth == "basic":
+                assert request.headers["authorization"].startswith("Basic ")
+            else:
+                assert "client_id=silobridge&client_secret=client-secret" in form
             tokens.append(f"tok-{len(tokens) + 1}")
             return json_response({"access_token": tokens[-1], "token_type": "Bearer",
                                   "expires_in": lifetime["seconds"]})
@@ -137,7 +141,7 @@ def test_rest_target_oauth2_caches_refreshes_before_expiry_and_once_on_401(
         for target in _target(f"{erp.url}/api", auth={
                 "type": "oauth2", "token_url": f"{erp.url}/token", "client_id": "silobridge",
                 "client_secret_env": "TEST_OAUTH_SECRET", "scope": "erp.write",
-                "refresh_margin": 30}):
+                "refresh_margin": 30, "client_auth": client_auth}):
             # cached: three deliveries, one token
             for _ in range(3):
                 assert target.deliver(_envelope(), {}).result(10).response == {"ok": "tok-1"}
