@@ -8,6 +8,7 @@ The dashboard and alert rules in deploy/ query exactly these names.
 from __future__ import annotations
 
 import platform
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
@@ -106,10 +107,21 @@ MAPPING_RELOADS = Counter(
     "Mapping hot reloads by outcome (success, failure).",
     ["outcome"],
 )
+for _outcome in ("success", "failure"):  # known values start at 0, so rate() has a series
+    MAPPING_RELOADS.labels(_outcome)
 XREF_MISSES = Counter(
     "silobridge_xref_misses",
     "Cross-reference lookups that found nothing, by mapping.",
     ["mapping"],
 )
 BUILD_INFO = Info("silobridge_build", "Version of silobridge and Python.")
-BUILD_INFO.info({"version": "0.1.0", "python": platform.python_version()})
+
+
+def _version() -> str:
+    try:
+        return version("silobridge")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+BUILD_INFO.info({"version": _version(), "python": platform.python_version()})

@@ -1,8 +1,11 @@
 """Background chores of a running daemon: queue depth gauges and mapping file watching.
 
 Queue depths come from passive declares on a connection of the monitor's own (the management
-plugin is not required). Mapping files are polled for changes: cheap (a stat per file), and it
-works the same on every filesystem and in containers with ConfigMap volumes.
+plugin is not required). The age of a route's oldest dead letter is read from the head of its
+DLQ, only while the DLQ holds something: the head is taken with basic.get and put back unacked
+by ``dlq.browse`` (a DLQ has no delivery limit, so peeking never loses a message). Mapping
+files are polled for changes: cheap (a stat per file), and it works the same on every
+filesystem and in containers with ConfigMap volumes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from middleware import metrics
 from middleware.broker.connection import connection_parameters
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.models import Config
+from middleware.dlq import browse
+from middleware.errors import BrokerUnavailable
 from middleware.mapping import MappingSet
 
 __all__ = ["QueueMonitor"]
@@ -69,10 +74,20 @@ class QueueMonitor(threading.Thread):
                 metrics.QUEUE_DEPTH.labels(name, "main").set(main)
                 metrics.QUEUE_DEPTH.labels(name, "retry").set(retry)
                 metrics.QUEUE_DEPTH.labels(name, "dlq").set(dlq)
+                metrics.DLQ_OLDEST_AGE.labels(name).set(self._oldest_age(name) if dlq else 0.0)
             channel.close()
         except (pika.exceptions.AMQPError, OSError) as exc:
             log.debug("queue depth unavailable", error=str(exc))
             self._connection = None
+
+    def _oldest_age(self, route: str) -> float:
+        """Seconds since the DLQ head failed for the last time (0 when unknown)."""
+        try:
+            head = browse(self._config.broker, dlq_name(route), limit=1)
+        except BrokerUnavailable:
+            return 0.0
+        age = head[0].age_seconds() if head else None
+        return max(0.0, age or 0.0)
 
 
 def _depth(channel: pika.adapters.blocking_connection.BlockingChannel, name: str) -> int:

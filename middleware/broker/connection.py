@@ -123,6 +123,7 @@ class ManagedConnection:
         self.fatal: Exception | None = None
         self.ready = threading.Event()
         self.settled = threading.Event()  # set once connected or failed for good
+        metrics.RECONNECTS.labels(name)  # exported at 0 from the start, so increase() works
 
     def start(self) -> None:
         self.loop.acquire()
