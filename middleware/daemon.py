@@ -62,6 +62,7 @@ class Daemon:
         self.ops = ServerThread(ops_app(self.readiness), self.config.ops.host,
                                 self.config.ops.port, "ops")
         self.monitor: QueueMonitor | None = None
+        self.started = False  # readiness stays false until every component has started
 
     @property
     def runs_workers(self) -> bool:
@@ -83,6 +84,7 @@ class Daemon:
             self._start_ingress(context)
         self.monitor = QueueMonitor(self.config, self.mappings)
         self.monitor.start()
+        self.started = True
         log.info("silobridge started", role=self.role.value, routes=len(self.workers),
                  inbound=len(self.inbound), ops_port=self.ops.port,
                  ingress_port=self.ingress.port if self.ingress else None)
@@ -129,7 +131,7 @@ class Daemon:
     ) -> Callable[[], Mapping | None]:
         if relative is None or self.mappings is None:
             return lambda: None
-        mappings, path = self.mappings, self.loaded.resolve(relative)
+        mappings, path = self.mappings, self.loaded.resolve(relative).resolve()
         if not reverse:
             return lambda: mappings.get(path)
         cache: dict[int, Mapping] = {}
@@ -163,7 +165,7 @@ class Daemon:
             log.error("mapping reload rejected", problem=str(problem))
 
     def readiness(self) -> dict[str, bool]:
-        checks = {"broker_publish": self.publisher.connected, "config_loaded": True}
+        checks = {"started": self.started, "broker_publish": self.publisher.connected}
         if self.runs_workers:
             checks["consumers"] = self.consumer is None or self.consumer.consuming
             checks["mappings_loaded"] = self.mappings is not None

@@ -51,7 +51,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, located, Config)) from exc
-    loaded = LoadedConfig(config, Path(path).resolve())
+    loaded = LoadedConfig(config, Path(path).absolute())
     problems = _adapter_pass(config, located) + _mapping_pass(loaded, located)
     if problems:
         raise ConfigError(problems)

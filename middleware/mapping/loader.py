@@ -61,7 +61,6 @@ class MappingSet:
     """The mappings a daemon uses, reloadable while workers keep calling ``get``."""
 
     def __init__(self, paths: Iterable[Path]) -> None:
-        self._lock = threading.Lock()
         self._reloading = threading.Lock()  # the file watcher and SIGHUP may both call reload
         self._mappings: dict[Path, Mapping] = {}
         self._prints: dict[Path, str] = {}
@@ -79,9 +78,13 @@ class MappingSet:
             raise ConfigError(problems)
 
     def get(self, path: Path) -> Mapping:
-        """The mapping in force for path (KeyError when it was never loaded)."""
-        with self._lock:
-            return self._mappings[Path(path).resolve()]
+        """The mapping in force for path (KeyError when it was never loaded).
+
+        Called for every message: a path given already resolved is found without touching
+        the filesystem, and the read needs no lock (a reload swaps one dict entry atomically).
+        """
+        mapping = self._mappings.get(path)
+        return mapping if mapping is not None else self._mappings[Path(path).resolve()]
 
     def reload(self, settle: bool = False) -> list[Problem]:
         """Reload changed files; a broken edit keeps the previous mapping and is returned.
@@ -113,8 +116,7 @@ class MappingSet:
                 problems += exc.problems
                 self._prints[key] = current
                 continue
-            with self._lock:
-                self._mappings[key] = fresh
+            self._mappings[key] = fresh
             self._prints[key] = _fingerprint(fresh)
             MAPPING_RELOADS.labels(outcome="success").inc()
             _log.info("mapping.reloaded", file=str(old.path), mapping=fresh.name)

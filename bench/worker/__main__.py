@@ -1,0 +1,247 @@
+"""Worker throughput: silobridge vs raw pika vs RabbitMQ's shovel, back to back, one broker.
+
+Each program does the same move: take a ~1 KB JSON event from a queue, map the 20 fields of
+the reference mapping, publish the result persistent with publisher confirms, ack the source
+after the confirm. silobridge runs as ``silobridge run --role worker`` with the full pipeline on
+(envelope parsing, source and target JSON Schema validation, the compiled mapping, idempotency
+records, metrics). Two modes: a backlog drained from a full queue, and a producer publishing at
+full speed while the consumer runs. Ratios are silobridge / baseline of the same run.
+
+Run:  .venv/bin/python -m bench.worker [--messages 20000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pika
+import yaml
+
+from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
+from middleware.broker.publisher import Publisher
+from middleware.config.models import BrokerConfig
+from middleware.envelope import Envelope
+from middleware.ingest import envelope_properties
+
+HERE = Path(__file__).parent
+URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+EVENT_TYPE = "bench.order.created"
+ROUTE = "bench"
+ROUTE_QUEUE = f"silobridge.route.{ROUTE}"
+OUT_EXCHANGE, OUT_QUEUE, SRC_QUEUE = "bench.out", "bench.dst", "bench.src"
+
+
+class Broker:
+    """A blocking connection for setup and for watching the output queue's depth."""
+
+    def __init__(self) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(URL))
+        self.channel = self.connection.channel()
+
+    def reset(self, source_type: str) -> None:
+        for name in (SRC_QUEUE, OUT_QUEUE, ROUTE_QUEUE):
+            self.channel.queue_delete(name)
+        self.channel.exchange_declare(OUT_EXCHANGE, "topic", durable=True)
+        for name, kind in ((SRC_QUEUE, source_type), (OUT_QUEUE, "quorum")):
+            self.channel.queue_declare(name, durable=True, arguments={"x-queue-type": kind})
+        self.channel.queue_bind(OUT_QUEUE, OUT_EXCHANGE, "#")
+
+    def depth(self, queue: str) -> int:
+        return int(self.channel.queue_declare(queue, passive=True).method.message_count)
+
+
+def events(count: int) -> list[Envelope]:
+    return [Envelope.new(source="crm/bench", type=EVENT_TYPE, subject=f"OPP-{n}", data=SOURCE)
+            for n in range(count)]
+
+
+def publish(exchange: str, key: str, envelopes: list[Envelope]) -> None:
+    """Pipelined confirmed publishing (silobridge's own publisher, as fast as pika gets)."""
+    publisher = Publisher(BrokerConfig(url=URL, publish_timeout=60), name="bench-producer")
+    assert publisher.start(wait=10)
+    futures = [publisher.publish(exchange, key, e.to_json(), envelope_properties(e),
+                                 purpose="bench") for e in envelopes]
+    for future in futures:
+        future.result(120)
+    publisher.stop()
+
+
+def wait_for(broker: Broker, total: int, started: float | None, timeout: float = 300) -> float:
+    """Messages per second into the output queue: from ``started`` (or the first output)
+    until all ``total`` arrived."""
+    first_count, first_at = 0, started
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = broker.depth(OUT_QUEUE)
+        now = time.monotonic()
+        if first_at is None and count > 0:
+            first_count, first_at = count, now
+        if count >= total and first_at is not None:
+            return (total - first_count) / (now - first_at)
+        time.sleep(0.01)
+    raise TimeoutError(f"only {broker.depth(OUT_QUEUE)} of {total} arrived")
+
+
+# -- the three consumers -------------------------------------------------------------------
+
+class Baseline:
+    name = "raw pika"
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def source(self) -> tuple[str, str]:
+        return "", SRC_QUEUE
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.worker.baseline", URL,
+                                         SRC_QUEUE, OUT_EXCHANGE, "erp.order", str(self.total)])
+        time.sleep(0.5)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.wait(60)
+
+
+class Shovel(Baseline):
+    name = "shovel"
+
+    def start(self) -> None:
+        subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_shovel"], check=True,
+                       capture_output=True, timeout=120)
+        value = {"src-uri": "amqp://", "src-queue": SRC_QUEUE, "src-prefetch-count": 2000,
+                 "dest-uri": "amqp://", "dest-exchange": OUT_EXCHANGE,
+                 "dest-exchange-key": "erp.order", "ack-mode": "on-confirm"}
+        subprocess.run(["rabbitmqctl", "-q", "set_parameter", "shovel", "bench-shovel",
+                        json.dumps(value)], check=True, capture_output=True, timeout=60)
+
+    def stop(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "clear_parameter", "shovel", "bench-shovel"],
+                       check=True, capture_output=True, timeout=60)
+
+
+class Silobridge(Baseline):
+    name = "silobridge"
+
+    def __init__(self, total: int, workdir: Path) -> None:
+        super().__init__(total)
+        self.workdir = workdir
+        mapping = REFERENCE_MAPPING.replace(
+            "mapping: bench-order\n",
+            f"mapping: bench-order\nsource: {{schema: {HERE / 'files/order-source.json'}}}\n"
+            f"target: {{schema: {HERE / 'files/order-target.json'}}}\n")
+        (workdir / "mapping.yaml").write_text(mapping)
+        self.config = workdir / "config.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "broker": {"url": URL, "prefetch": 2000},
+            "ops": {"port": 19080},
+            "store": {"path": str(workdir / "store.db")},
+            "routes": [{"name": ROUTE, "bind": [EVENT_TYPE], "mapping": "mapping.yaml",
+                        "target": {"type": "amqp", "exchange": OUT_EXCHANGE,
+                                   "routing_key": "erp.order"}}],
+        }))
+
+    def source(self) -> tuple[str, str]:
+        return "silobridge.events", EVENT_TYPE
+
+    def prepare(self) -> None:
+        (self.workdir / "store.db").unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
+                        str(self.config)], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "middleware", "run", "-c", str(self.config), "--role",
+             "worker", "--log-format", "json"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get("http://127.0.0.1:19080/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("silobridge did not become ready")
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+
+
+def run_once(consumer: Baseline, broker: Broker, source_type: str, mode: str,
+             total: int) -> float:
+    broker.reset(source_type)
+    if isinstance(consumer, Silobridge):
+        consumer.prepare()
+    exchange, key = consumer.source()
+    envelopes = events(total)
+    if mode == "backlog":
+        publish(exchange, key, envelopes)
+        consumer.start()
+        rate = wait_for(broker, total, None)
+    else:
+        consumer.start()
+        started = time.monotonic()
+        producer = threading.Thread(target=publish, args=(exchange, key, envelopes))
+        producer.start()
+        rate = wait_for(broker, total, started)
+        producer.join()
+    consumer.stop()
+    return rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--modes", default="backlog,live")
+    parser.add_argument("--queues", default="classic,quorum")
+    args = parser.parse_args(argv)
+    broker = Broker()
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        consumers: list[Callable[[], Baseline]] = [
+            lambda: Baseline(args.messages), lambda: Shovel(args.messages),
+            lambda: Silobridge(args.messages, Path(tmp)),
+        ]
+        for queue_type in args.queues.split(","):
+            for mode in args.modes.split(","):
+                rates: dict[str, list[float]] = {}
+                for _ in range(args.rounds):  # interleaved, so noise hits all alike
+                    for make in consumers:
+                        consumer = make()
+                        rate = run_once(consumer, broker, queue_type, mode, args.messages)
+                        rates.setdefault(consumer.name, []).append(rate)
+                medians = {name: statistics.median(values) for name, values in rates.items()}
+                row = {"queue": queue_type, "mode": mode, **{k: round(v) for k, v in
+                                                             medians.items()},
+                       "ratio_pika": round(medians["silobridge"] / medians["raw pika"], 2),
+                       "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    for name in (ROUTE_QUEUE, SRC_QUEUE, OUT_QUEUE):
+        broker.channel.queue_delete(name)
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {args.messages} messages, "
+          f"median of {args.rounds}; silobridge route queues are always quorum queues")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
