@@ -21,8 +21,9 @@ from middleware.errors import BrokerError, PublishTimeout
 __all__ = ["envelope_properties", "publish_envelope", "publish_envelopes"]
 
 
-def envelope_properties(envelope: Envelope, **extra: object) -> pika.BasicProperties:
-    return pika.BasicProperties(**envelope.amqp_properties(), **extra)
+def envelope_properties(envelope: Envelope, type: str | None = None) -> pika.BasicProperties:
+    """AMQP properties mirroring the envelope (``type`` overrides the event type)."""
+    return pika.BasicProperties(**envelope.amqp_properties(type))
 
 
 def publish_envelope(publisher: Publisher, envelope: Envelope) -> Future[None]:

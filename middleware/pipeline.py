@@ -59,7 +59,7 @@ class RouteWorker:
         self._matches = compile_patterns(route.bind)
         self._filter = compile_filter(route.filter) if route.filter else None
         self._in_flight = 0
-        self._idle = threading.Condition()
+        self._count_lock = threading.Lock()  # _finish may run on an adapter's pool thread
         self._messages = {
             outcome: metrics.MESSAGES.labels(route.name, self._target_name, outcome.value)
             for outcome in Outcome
@@ -74,9 +74,14 @@ class RouteWorker:
         return self._in_flight
 
     def wait_idle(self, timeout: float) -> bool:
-        """Block until nothing is in flight (graceful shutdown); False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+        """Block until nothing is in flight (graceful shutdown); False on timeout.
+
+        Polls: shutdown happens once, while notifying a waiter would cost every message.
+        """
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self._in_flight == 0
 
     # -- consumer thread --------------------------------------------------------------------
 
@@ -200,7 +205,7 @@ class RouteWorker:
             self._finish(delivery, Outcome.REQUEUED)
 
     def _begin(self) -> None:
-        with self._idle:
+        with self._count_lock:
             self._in_flight += 1
         self._gauge.inc()
 
@@ -215,8 +220,6 @@ class RouteWorker:
         self._messages[outcome].inc()
         self._processing.observe(time.monotonic() - delivery.received)
         self._gauge.dec()
-        with self._idle:
+        with self._count_lock:
             self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.notify_all()
 

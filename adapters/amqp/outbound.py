@@ -49,29 +49,16 @@ class AmqpTarget:
         key = config.routing_key
         if "{" in key:
             key = key.format(type=envelope.type, subject=envelope.subject or "")
+        properties = envelope_properties(envelope, type=key)
         if config.envelope:
-            out = envelope.model_copy(update={
-                "type": key, "data": payload, "causationid": envelope.id,
-                "hops": envelope.hops + 1,
-            })
-            body = out.to_json()
-            properties = envelope_properties(out)
+            body = envelope.to_json(type=key, data=payload, causationid=envelope.id,
+                                    hops=envelope.hops + 1)
         else:
             body = orjson.dumps(payload)
-            properties = envelope_properties(envelope)
             properties.content_type = "application/json"
-        confirmed = self._publisher.publish(config.exchange, key, body, properties)
-        result: Future[Delivered] = Future()
-
-        def settle(done: Future[None]) -> None:
-            error = done.exception()
-            if error is None:
-                result.set_result(_DELIVERED)
-            else:
-                result.set_exception(error)
-
-        confirmed.add_done_callback(settle)
-        return result
+        # the confirm Future itself is the delivery Future: it resolves to Delivered()
+        return self._publisher.publish(config.exchange, key, body, properties,
+                                       result=_DELIVERED)
 
     def close(self) -> None:
         """The publisher belongs to the daemon; nothing of our own to release."""
