@@ -1,0 +1,193 @@
+"""``silobridge status -c FILE [--watch]``: one line per route, from the broker and the daemon.
+
+Queue columns come from the broker (passive declares, the DLQ head for the oldest dead letter),
+so they work while no daemon runs; in-flight, rates and sync lag come from the daemon's
+``/metrics`` on the config's ops port and show ``-`` when it does not answer. Rates are the
+change between two scrapes: the first table of a run waits one interval to have two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from middleware.broker.connection import connection_parameters
+from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.config.loader import load_config
+from middleware.config.models import Config
+from middleware.dlq import browse
+from middleware.errors import BrokerUnavailable
+from middleware.scrape import Scrape, histogram_quantile, scrape, scrape_url
+
+__all__ = ["Queues", "RouteStatus", "queue_status", "register", "render", "route_status"]
+
+FAILED = ("retried", "dead_lettered", "requeued")
+"""Outcomes counted as failed attempts (see middleware.outcome)."""
+
+
+@dataclass(frozen=True)
+class Queues:
+    """A route's queues as the broker sees them; None where a queue does not exist."""
+
+    ready: int | None
+    retry: int | None
+    dlq: int | None
+    dlq_age: float | None
+
+
+@dataclass(frozen=True)
+class RouteStatus:
+    route: str
+    queues: Queues | None
+    in_flight: float | None
+    delivered_rate: float | None
+    failed_rate: float | None
+    lag_p95: float | None
+
+
+def register(sub: Any) -> None:
+    status = sub.add_parser("status", help="per-route queues, rates, DLQ and sync lag")
+    status.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between samples (default 2)")
+    status.set_defaults(handler=_status)
+
+
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config).config
+    url = scrape_url(config.ops.host, config.ops.port)
+    previous = (time.monotonic(), scrape(url))
+    try:
+        while True:
+            time.sleep(args.interval)
+            now, current = time.monotonic(), scrape(url)
+            rows = route_status(config, previous[1], current, now - previous[0])
+            table = render(rows, daemon=current is not None, url=url)
+            if not args.watch:
+                print(table)
+                return 0
+            sys.stdout.write("\x1b[H\x1b[2J" + table + "\n")
+            sys.stdout.flush()
+            previous = (now, current)
+    except KeyboardInterrupt:
+        return 0
+
+
+def queue_status(config: Config) -> dict[str, Queues] | None:
+    """Queue depths per route, or None when the broker cannot be reached."""
+    try:
+        connection = pika.BlockingConnection(connection_parameters(config.broker, "status"))
+    except (pika.exceptions.AMQPError, OSError):
+        return None
+    found: dict[str, Queues] = {}
+    try:
+        for route in config.routes:
+            tiers = range(1, len(config.retry_for(route).delays()) + 1)
+            retries = [_depth(connection, retry_name(route.name, n)) for n in tiers]
+            dlq = _depth(connection, dlq_name(route.name))
+            found[route.name] = Queues(
+                _depth(connection, queue_name(route.name)),
+                None if None in retries else sum(r or 0 for r in retries),
+                dlq, _oldest_age(config, route.name) if dlq else None,
+            )
+    finally:
+        if connection.is_open:
+            connection.close()
+    return found
+
+
+def _depth(connection: pika.BlockingConnection, queue: str) -> int | None:
+    """Messages ready in ``queue``; None when it is not declared (the broker closes the channel)."""
+    channel = connection.channel()
+    try:
+        count = int(channel.queue_declare(queue, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        return None
+    channel.close()
+    return count
+
+
+def _oldest_age(config: Config, route: str) -> float | None:
+    try:
+        head = browse(config.broker, dlq_name(route), limit=1)
+    except BrokerUnavailable:
+        return None
+    return head[0].age_seconds() if head else None
+
+
+def route_status(
+    config: Config, before: Scrape | None, after: Scrape | None, seconds: float
+) -> list[RouteStatus]:
+    """One row per configured route; daemon columns are None without a scrape."""
+    queues = queue_status(config)
+    rows = []
+    for route in config.routes:
+        name = route.name
+        in_flight = delivered = failed = lag = None
+        if after is not None:
+            in_flight = after.sum("silobridge_in_flight", route=name)
+            lag = histogram_quantile(0.95, after.buckets("silobridge_sync_lag_seconds",
+                                                         route=name))
+            if before is not None and seconds > 0:
+                delivered = _rate(before, after, seconds, name, ("delivered",))
+                failed = _rate(before, after, seconds, name, FAILED)
+        rows.append(RouteStatus(name, None if queues is None else queues.get(name), in_flight,
+                                delivered, failed, lag))
+    return rows
+
+
+def _rate(before: Scrape, after: Scrape, seconds: float, route: str,
+          outcomes: tuple[str, ...]) -> float:
+    def total(sample: Scrape) -> float:
+        return sum(sample.sum("silobridge_messages_total", route=route, outcome=o)
+                   for o in outcomes)
+
+    return max(0.0, total(after) - total(before)) / seconds
+
+
+_COLUMNS = ("route", "ready", "retry", "dlq", "dlq age", "in flight", "delivered/s",
+            "failed/s", "lag p95")
+
+
+def render(rows: list[RouteStatus], *, daemon: bool, url: str) -> str:
+    """The table, with a line saying what could not be read."""
+    cells = [_COLUMNS]
+    for row in rows:
+        q = row.queues or Queues(None, None, None, None)
+        cells.append((
+            row.route, _num(q.ready), _num(q.retry), _num(q.dlq), _seconds(q.dlq_age),
+            _num(row.in_flight),
+            _fixed(row.delivered_rate), _fixed(row.failed_rate), _seconds(row.lag_p95),
+        ))
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+             for line in cells]
+    if not daemon:
+        lines.append(f"(no daemon answers at {url}: broker columns only)")
+    if rows and all(row.queues is None for row in rows):
+        lines.append("(the broker cannot be reached: queue columns unknown)")
+    return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else str(int(value))
+
+
+def _fixed(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 120:
+        return f"{value / 60:.0f}m"
+    return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
