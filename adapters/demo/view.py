@@ -1,0 +1,92 @@
+"""What ``silobridge demo`` shows: the live view and the closing comparison of counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.demo.crm import Sent
+from middleware.cli.status import RouteStatus, render
+
+__all__ = ["KINDS", "Totals", "render_summary", "render_view"]
+
+KINDS = ("accounts", "sales_orders", "reservations")
+"""ERP record kinds, in display order."""
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Three independent counts per ERP record kind, and what the CRM sent."""
+
+    sent: Sent
+    records: dict[str, int]
+    """What the demo ERP holds."""
+    delivered: dict[str, float | None]
+    """Deliveries the daemon counted (silobridge_messages_total{outcome="delivered"})."""
+    dead: dict[str, int | None]
+    """Dead letters in each route's DLQ."""
+
+    def expected(self, kind: str) -> tuple[int, int]:
+        """(records, dead letters) the events the CRM sent must produce.
+
+        A bad customer fails its mapping and a bad order the ERP's currency check; the stock
+        reservation of a bad order is still made (it carries no currency).
+        """
+        sent = self.sent
+        if kind == "accounts":
+            return sent.customers - sent.bad_customers, sent.bad_customers
+        if kind == "sales_orders":
+            return sent.orders - sent.bad_orders, sent.bad_orders
+        return sent.orders, 0
+
+    @property
+    def consistent(self) -> bool:
+        def matches(kind: str) -> bool:
+            records, dead = self.expected(kind)
+            return self.records[kind] == self.delivered[kind] == records and \
+                self.dead[kind] == dead
+
+        return all(matches(kind) for kind in KINDS)
+
+
+def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
+                duration: float | None, rate: float, log: Path) -> str:
+    until = f" of {duration:.0f}s" if duration is not None else " (Ctrl-C stops)"
+    sent = totals.sent
+    delivered = sum(v or 0 for v in totals.delivered.values())
+    dead = sum(v or 0 for v in totals.dead.values())
+    lags = [row.lag_p95 for row in rows if row.lag_p95 is not None]
+    lag = f"{max(lags):.2f}s" if lags else "-"
+    return "\n".join([
+        f"silobridge demo: {elapsed:.0f}s{until}, CRM sending {rate:g} events/s",
+        f"sent {sent.total} (customers {sent.customers}, won orders {sent.orders}, "
+        f"bad {sent.bad_customers + sent.bad_orders})   delivered {delivered:.0f}   "
+        f"in DLQ {dead}   sync lag p95 {lag}",
+        "ERP records: " + ", ".join(f"{totals.records[k]} {k.replace('_', ' ')}"
+                                    for k in KINDS),
+        "",
+        render(rows, daemon=any(row.in_flight is not None for row in rows), url="the daemon"),
+        "",
+        f"daemon log: {log}",
+    ])
+
+
+def render_summary(totals: Totals) -> str:
+    sent = totals.sent
+    lines = [
+        f"CRM sent: {sent.customers} customers ({sent.bad_customers} bad), "
+        f"{sent.orders} won orders ({sent.bad_orders} bad)",
+        f"{'ERP record':<14}{'expected':>10}{'in ERP':>10}{'delivered':>11}"
+        f"{'DLQ':>6}{'DLQ expected':>14}",
+    ]
+    for kind in KINDS:
+        records, dead = totals.expected(kind)
+        delivered = totals.delivered[kind]
+        lines.append(
+            f"{kind.replace('_', ' '):<14}{records:>10}{totals.records[kind]:>10}"
+            f"{'-' if delivered is None else f'{delivered:.0f}':>11}"
+            f"{'-' if totals.dead[kind] is None else totals.dead[kind]:>6}{dead:>14}"
+        )
+    lines.append("result: counts match" if totals.consistent else
+                 "result: MISMATCH between what was sent, delivered and recorded")
+    return "\n".join(lines)
