@@ -25,6 +25,8 @@ def register(sub: Any) -> None:
                      help="run ingress, workers, or both (default) in this process")
     run.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
                      help="JSON lines (containers) or console; auto picks by terminal")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                     default="info", help="lowest level logged (default info)")
     run.set_defaults(handler=_run)
 
     validate = sub.add_parser("validate", help="check a config and every mapping it uses")
@@ -70,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     from middleware.daemon import Daemon, Role
     from middleware.log import configure_logging
 
-    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format])
+    configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format],
+                      level=args.log_level)
     loaded = load_config(args.config)
     daemon = Daemon(loaded, Role(args.role))
     stop = threading.Event()
