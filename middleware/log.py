@@ -205,6 +205,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # pika reports one failed connect as six ERROR lines and logs every connect at INFO; the
+    # broker client logs each event once, with its connection name, so pika only speaks when
+    # something is wrong that we do not report ourselves (at debug level it speaks fully).
+    logging.getLogger("pika").setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else logging.CRITICAL
+    )
 
     structlog.configure(
         processors=[
