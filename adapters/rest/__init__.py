@@ -6,7 +6,7 @@ scheduled pollers (``poll`` inbound, with the ``silobridge poll`` command).
     openapi.py          /openapi.json of the ingress          secrets.py    secrets from the env
     outbound_config.py  target and client-auth models         outbound.py   the target
     client.py           OAuth2 / bearer / basic, templates    poll*.py      the poller
-    cli.py              ``silobridge poll NAME [--once]``
+    cli.py              ``silobridge poll NAME [--once]``     publishing.py confirms on the loop
 
 Shared with the SOAP adapter: ``adapters._derive`` (event attributes) and ``adapters._http``
 (HTTP status classification). The file format is shown in mappings/examples/rest-webhooks.yaml.
