@@ -64,7 +64,8 @@ class RouteWorker:
             outcome: metrics.MESSAGES.labels(route.name, self._target_name, outcome.value)
             for outcome in Outcome
         }
-        self._gauge = metrics.IN_FLIGHT.labels(route.name)
+        # read at scrape time: no gauge update per message
+        metrics.IN_FLIGHT.labels(route.name).set_function(lambda: self._in_flight)
         self._processing = metrics.PROCESSING_SECONDS.labels(route.name)
         self._delivery = metrics.DELIVERY_SECONDS.labels(route.name, self._target_name)
         self._lag = metrics.SYNC_LAG.labels(route.name)
@@ -207,7 +208,6 @@ class RouteWorker:
     def _begin(self) -> None:
         with self._count_lock:
             self._in_flight += 1
-        self._gauge.inc()
 
     def _finish(
         self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None
@@ -219,7 +219,6 @@ class RouteWorker:
             delivery.ack(record)
         self._messages[outcome].inc()
         self._processing.observe(time.monotonic() - delivery.received)
-        self._gauge.dec()
         with self._count_lock:
             self._in_flight -= 1
 

@@ -90,7 +90,8 @@ class Consumer:
         self._before_ack = before_ack
         self._channel: Channel | None = None
         self._generation = 0
-        self._unsettled: set[int] = set()
+        # delivery tags not yet settled, in delivery order: the first key is the oldest
+        self._unsettled: dict[int, None] = {}
         self._settles: deque[tuple[int, int, bool, Record | None]] = deque()
         self._flush_scheduled = False
         self._lock = threading.Lock()
@@ -151,7 +152,7 @@ class Consumer:
             _channel: Channel, method: Basic.Deliver, properties: pika.BasicProperties,
             body: bytes,
         ) -> None:
-            self._unsettled.add(method.delivery_tag)
+            self._unsettled[method.delivery_tag] = None
             handler(Delivery(self, self._generation, method, properties, body))
 
         return on_message
@@ -181,7 +182,7 @@ class Consumer:
             self._before_ack(records)  # durable before any ack of the batch goes out
         acks = []
         for _generation, tag, ack, _record in current:
-            self._unsettled.discard(tag)
+            self._unsettled.pop(tag, None)
             if ack:
                 acks.append(tag)
             else:
@@ -190,7 +191,7 @@ class Consumer:
 
     def _send_acks(self, channel: Channel, tags: list[int]) -> None:
         """One ``multiple`` ack for every tag below the oldest still unsettled delivery."""
-        floor = min(self._unsettled, default=None)
+        floor = next(iter(self._unsettled), None)
         covered = [t for t in tags if floor is None or t < floor]
         if covered:
             channel.basic_ack(covered[-1], multiple=True)
