@@ -1,0 +1,103 @@
+"""``silobridge demo --duration 30``, as documented: unattended, it shows progress, then prints
+counts in which what the CRM sent, what the daemon delivered and what the ERP holds agree, and
+the deliberately bad events are the dead letters (checked again on the broker afterwards).
+
+The demo runs on its own RabbitMQ virtual host where ``rabbitmqctl`` is at hand, so its fixed
+route names never meet other tests' events.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pika
+import pytest
+
+from middleware.broker.topology import dlq_name, queue_name, retry_name
+from tests.e2e.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+ROUTES = {"accounts": "demo-customer-account", "sales orders": "demo-order-sales-order",
+          "reservations": "demo-order-reservation"}
+ROW = re.compile(r"^(accounts|sales orders|reservations)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$",
+                 re.MULTILINE)
+SENT = re.compile(r"CRM sent: (\d+) customers \((\d+) bad\), (\d+) won orders \((\d+) bad\)")
+
+
+def _delete_demo_queues(url: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for route in ROUTES.values():
+        for queue in (queue_name(route), retry_name(route, 1), retry_name(route, 2),
+                      dlq_name(route)):
+            channel.queue_delete(queue)
+    connection.close()
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def demo_broker(amqp_url: str, prefix: str) -> Iterator[str]:
+    """A virtual host of its own on the local broker (the shared one without rabbitmqctl)."""
+    parts = urlsplit(amqp_url)
+    if shutil.which("rabbitmqctl") is None or parts.hostname not in ("127.0.0.1", "localhost"):
+        yield amqp_url
+        _delete_demo_queues(amqp_url)
+        return
+    vhost = f"silobridge-demo-{prefix}"
+    _ctl("add_vhost", vhost)
+    try:
+        _ctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
+        yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    finally:
+        _ctl("delete_vhost", vhost)
+
+
+def test_demo_duration_runs_unattended_and_ends_with_matching_counts(
+    demo_broker: str, tmp_path: Path,
+) -> None:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("INGRESS_URL", "SILOBRIDGE_DATA", "SILOBRIDGE_DEMO_WEBHOOK_SECRET")}
+    env.update(AMQP_URL=demo_broker, SILOBRIDGE_OPS_PORT=str(free_port()),
+               SILOBRIDGE_INGRESS_PORT=str(free_port()),
+               ERP_URL=f"http://127.0.0.1:{free_port()}", CRM_URL=f"http://127.0.0.1:{free_port()}")
+    # When the documented command runs for 30 seconds without a terminal
+    done = subprocess.run([sys.executable, "-m", "middleware", "demo", "--duration", "30"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+    output = done.stdout + done.stderr
+    # Then it showed progress while running and ended with counts that match
+    assert done.returncode == 0, output
+    assert output.count("silobridge demo: ") >= 4, output
+    assert "result: counts match" in output, output
+    sent = SENT.search(output)
+    assert sent is not None, output
+    customers, bad_customers, orders, bad_orders = (int(n) for n in sent.groups())
+    assert customers + orders >= 150, "the CRM sent far less than 30 s at 10 events/s"
+    assert bad_customers + bad_orders > 0, "no bad events: the DLQ shows nothing"
+    rows = {kind: [int(n) for n in numbers] for kind, *numbers in ROW.findall(output)}
+    assert rows.keys() == ROUTES.keys(), output
+    expected = {"accounts": (customers - bad_customers, bad_customers),
+                "sales orders": (orders - bad_orders, bad_orders),
+                "reservations": (orders, 0)}
+    for kind, (want, in_erp, delivered, dead, want_dead) in rows.items():
+        assert (want, want_dead) == expected[kind], kind
+        assert want == in_erp == delivered and dead == want_dead, (kind, output)
+    # And the dead letters are on the broker, where `silobridge dlq` finds them
+    connection = pika.BlockingConnection(pika.URLParameters(demo_broker))
+    try:
+        channel = connection.channel()
+        for kind, route in ROUTES.items():
+            waiting = channel.queue_declare(dlq_name(route), passive=True).method.message_count
+            assert waiting == expected[kind][1], kind
+    finally:
+        connection.close()
