@@ -12,6 +12,8 @@ import yaml
 
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.loader import LoadedConfig, load_config
+from middleware.daemon import Daemon, Role
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +51,21 @@ def make_config(
         channel.queue_delete(name)
     channel.exchange_delete(f"{prefix}.out")
     connection.close()
+
+
+@pytest.fixture
+def run_daemon() -> Iterator[Callable[[LoadedConfig], Daemon]]:
+    """Start an in-process worker daemon for a config; ready when returned, stopped after."""
+    started: list[Daemon] = []
+
+    def run(loaded: LoadedConfig) -> Daemon:
+        daemon = Daemon(loaded, Role.WORKER)
+        daemon.start()
+        started.append(daemon)
+        assert wait_until(lambda: all(daemon.readiness().values()), 10)
+        return daemon
+
+    yield run
+    for daemon in started:
+        if not daemon.stopped.is_set():
+            daemon.stop()

@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
 from middleware.config.loader import LoadedConfig
-from middleware.daemon import Daemon, Role
+from middleware.daemon import Daemon
 from tests.integration.helpers import counter, drain, publish_events, queue_count, wait_until
 
 pytestmark = pytest.mark.integration
@@ -34,26 +34,9 @@ def save(path: Path, text: str) -> None:
     os.replace(aside, path)
 
 
-@pytest.fixture
-def daemon_for() -> Iterator[Callable[[LoadedConfig], Daemon]]:
-    started: list[Daemon] = []
-
-    def run(loaded: LoadedConfig) -> Daemon:
-        daemon = Daemon(loaded, Role.WORKER)
-        daemon.start()
-        started.append(daemon)
-        assert wait_until(lambda: all(daemon.readiness().values()), 10)
-        return daemon
-
-    yield run
-    for daemon in started:
-        if not daemon.stopped.is_set():
-            daemon.stop()
-
-
 def test_mapping_hot_reload_keeps_every_message_once_and_rejects_bad_edit(
     amqp_url: str, prefix: str, tmp_path: Path, make_config: Callable[..., LoadedConfig],
-    daemon_for: Callable[[LoadedConfig], Daemon],
+    run_daemon: Callable[[LoadedConfig], Daemon],
 ) -> None:
     # Given a daemon mapping with version 1 of a mapping file
     mapping = tmp_path / "hot.yaml"
@@ -63,7 +46,7 @@ def test_mapping_hot_reload_keeps_every_message_once_and_rejects_bad_edit(
         "target": {"type": "amqp", "exchange": f"{prefix}.out", "routing_key": "erp.account",
                    "queue": f"{prefix}.out"},
     }])
-    daemon = daemon_for(loaded)
+    daemon = run_daemon(loaded)
     published: list[str] = []
     stop = threading.Event()
 

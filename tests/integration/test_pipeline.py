@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,7 +15,7 @@ from middleware import dlq
 from middleware import headers as h
 from middleware.broker.topology import dlq_name, queue_name
 from middleware.config.loader import LoadedConfig
-from middleware.daemon import Daemon, Role
+from middleware.daemon import Daemon
 from tests.integration.helpers import (
     ScriptedTarget,
     counter,
@@ -26,23 +26,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def run_daemon() -> Iterator[Callable[[LoadedConfig], Daemon]]:
-    started: list[Daemon] = []
-
-    def run(loaded: LoadedConfig) -> Daemon:
-        daemon = Daemon(loaded, Role.WORKER)
-        daemon.start()
-        started.append(daemon)
-        assert wait_until(lambda: all(daemon.readiness().values()), 10)
-        return daemon
-
-    yield run
-    for daemon in started:
-        if not daemon.stopped.is_set():
-            daemon.stop()
 
 
 def amqp_route(prefix: str, **extra: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from middleware import dlq
 from middleware import headers as h
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name
 from middleware.config.loader import LoadedConfig
-from middleware.daemon import Daemon, Role
+from middleware.daemon import Daemon
 from middleware.envelope import Envelope
 from tests.integration.helpers import queue_count, wait_until
 from tests.integration.soap_helpers import ERP_WSDL, ROOT, running_erp
@@ -38,24 +38,17 @@ def erp() -> Iterator[DemoErpServer]:
 
 @pytest.fixture
 def worker(
-    make_config: Callable[..., LoadedConfig], prefix: str, erp: DemoErpServer
-) -> Iterator[Callable[..., Daemon]]:
-    started: list[Daemon] = []
-
+    make_config: Callable[..., LoadedConfig], prefix: str, erp: DemoErpServer,
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> Callable[..., Daemon]:
     def start(**target: Any) -> Daemon:
         route = {"name": f"{prefix}-so", "bind": [f"{prefix}.order.*"], "mapping": str(MAPPING),
                  "target": {"type": "soap", "wsdl": str(ERP_WSDL),
                             "operation": "CreateSalesOrder", "address": erp.url,
                             "idempotency": {"argument": "RequestId"}, **target}}
-        daemon = Daemon(make_config([route]), Role.WORKER)
-        daemon.start()
-        started.append(daemon)
-        assert wait_until(lambda: all(daemon.readiness().values()), 10)
-        return daemon
+        return run_daemon(make_config([route]))
 
-    yield start
-    for daemon in started:
-        daemon.stop()
+    return start
 
 
 def publish_order(amqp_url: str, prefix: str, **changes: Any) -> Envelope:
