@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["Scrape", "histogram_quantile", "scrape", "scrape_url"]
+__all__ = ["Scrape", "histogram_quantile", "parse", "scrape", "scrape_url"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,13 @@ def scrape(url: str, timeout: float = 2.0) -> Scrape | None:
         response.raise_for_status()
     except httpx.HTTPError:
         return None
+    return parse(response.text)
+
+
+def parse(text: str) -> Scrape:
+    """A scrape from Prometheus text exposition."""
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return Scrape(samples)

@@ -35,7 +35,8 @@ from starlette.routing import Route
 
 from middleware.http import ServerThread
 
-__all__ = ["DEFAULT_SECRET", "SECRET_ENV", "CrmEvents", "DemoCrm", "Sent", "demo_secret"]
+__all__ = ["DEFAULT_SECRET", "SECRET_ENV", "CrmEvents", "DemoCrm", "Event", "Sent", "demo_secret",
+           "sign"]
 
 SECRET_ENV = "SILOBRIDGE_DEMO_WEBHOOK_SECRET"
 DEFAULT_SECRET = "silobridge-demo-secret"
@@ -125,6 +126,13 @@ class CrmEvents:
         return Event("/webhooks/crm/orders", "order", payload, bad)
 
 
+def sign(secret: bytes, body: bytes, now: float) -> dict[str, str]:
+    """The headers mappings/demo.yaml checks: HMAC-SHA256 over ``<unix time>.<body>``."""
+    stamp = str(int(now))
+    digest = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"X-Timestamp": stamp, "X-Signature": f"sha256={digest}"}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -176,11 +184,8 @@ class DemoCrm:
         body = orjson.dumps(event.payload)
         action = "create" if event.kind == "customer" else "won"
         while True:
-            stamp = str(int(time.time()))
-            digest = hmac.new(self._secret, stamp.encode() + b"." + body, hashlib.sha256)
             headers = {"Content-Type": "application/json", "X-Event-Id": event.id,
-                       "X-CRM-Event": action, "X-Timestamp": stamp,
-                       "X-Signature": f"sha256={digest.hexdigest()}"}
+                       "X-CRM-Event": action, **sign(self._secret, body, time.time())}
             try:
                 status = client.post(self._ingress + event.path, content=body,
                                      headers=headers).status_code

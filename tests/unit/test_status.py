@@ -1,0 +1,72 @@
+"""``silobridge status`` arithmetic without a broker: quantiles from buckets, rates between two
+scrapes of real prometheus-client output, and the table when the daemon or broker is away."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from middleware.cli import status
+from middleware.config.models import Config
+from middleware.scrape import histogram_quantile, parse
+
+
+def test_scrape_histogram_quantile_interpolates_like_promql() -> None:
+    buckets = {0.1: 0.0, 0.5: 50.0, 1.0: 100.0, math.inf: 100.0}
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.5)
+    assert histogram_quantile(0.75, buckets) == pytest.approx(0.75)
+    assert histogram_quantile(0.25, buckets) == pytest.approx(0.3)
+    # a rank in the +Inf bucket answers the highest finite bound
+    assert histogram_quantile(0.99, {1.0: 90.0, math.inf: 100.0}) == 1.0
+    assert histogram_quantile(0.95, {1.0: 0.0, math.inf: 0.0}) is None
+    assert histogram_quantile(0.95, {}) is None
+
+
+def _exposition(delivered: int, retried: int, lags: list[float]) -> str:
+    registry = CollectorRegistry()
+    messages = Counter("silobridge_messages", "m", ["route", "target", "outcome"],
+                       registry=registry)
+    messages.labels("orders", "soap", "delivered").inc(delivered)
+    messages.labels("orders", "soap", "retried").inc(retried)
+    messages.labels("other", "soap", "delivered").inc(1000)
+    lag = Histogram("silobridge_sync_lag_seconds", "l", ["route"], buckets=(0.1, 1, 10),
+                    registry=registry)
+    for value in lags:
+        lag.labels("orders").observe(value)
+    return generate_latest(registry).decode()
+
+
+def test_status_rates_and_lag_come_from_two_scrapes_of_one_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = Config.model_validate({"routes": [
+        {"name": "orders", "bind": ["crm.order.*"],
+         "target": {"type": "amqp", "exchange": "x", "routing_key": "y"}}]})
+    monkeypatch.setattr(status, "queue_status", lambda _config: {
+        "orders": status.Queues(ready=3, retry=1, dlq=2, dlq_age=90.0)})
+    before = parse(_exposition(10, 1, [0.05] * 10))
+    after = parse(_exposition(30, 5, [0.05] * 10 + [5.0] * 10))
+    (row,) = status.route_status(config, before, after, seconds=2.0)
+    assert row.delivered_rate == pytest.approx(10.0)
+    assert row.failed_rate == pytest.approx(2.0)
+    assert row.lag_p95 == pytest.approx(1 + 9 * (19 - 10) / 10)  # rank 19 of 20 in (1, 10]
+    assert row.queues == status.Queues(3, 1, 2, 90.0)
+    table = status.render([row], daemon=True, url="http://x/metrics")
+    assert table.splitlines()[1].split() == ["orders", "3", "1", "2", "90s", "0", "10.0",
+                                             "2.0", "9.10s"]
+
+
+def test_status_without_daemon_or_broker_says_which_columns_are_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = Config.model_validate({"routes": [
+        {"name": "orders", "bind": ["crm.order.*"],
+         "target": {"type": "amqp", "exchange": "x", "routing_key": "y"}}]})
+    monkeypatch.setattr(status, "queue_status", lambda _config: None)
+    rows = status.route_status(config, None, None, seconds=2.0)
+    table = status.render(rows, daemon=False, url="http://127.0.0.1:9080/metrics")
+    assert table.splitlines()[1].split() == ["orders"] + ["-"] * 8
+    assert "no daemon answers at http://127.0.0.1:9080/metrics" in table
+    assert "the broker cannot be reached" in table
