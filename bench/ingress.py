@@ -1,0 +1,454 @@
+"""Ingress throughput: a bare ASGI app answering 202 vs the silobridge REST ingress, same run.
+
+Both servers are Starlette apps served by ``middleware.http.ServerThread`` (the ingress's own
+uvicorn settings) in a subprocess of their own, on loopback, and both get the same load from the
+same generator: Debian's ``wrk`` with one thread, the same connection count and duration, POSTing
+the same ~0.7 KB signed order JSON. The bare app reads the body and answers 202; silobridge
+(``silobridge run --role ingress``) checks size and content type, verifies the generic HMAC
+signature over the raw body, parses the JSON, builds the CloudEvents envelope and publishes it
+persistent and mandatory with publisher confirms before it answers 202.
+
+The body is fixed and signed once: the HMAC is still verified on every request. The endpoint has
+no delivery-id dedupe (a generic HMAC endpoint has none by default), so every request is a new
+event with a fresh envelope id, never a 200 "duplicate". After each silobridge round the route
+queue bound to the event type must hold exactly as many messages as wrk counted 202 answers:
+that is the proof that every 202 is backed by a broker confirm.
+
+Rounds alternate bare / silobridge so machine noise hits both alike; the medians and the ratio
+silobridge / bare are reported.
+
+Run:  .venv/bin/python -m bench.ingress [--duration 20] [--connections 32] [--rounds 3]
+Exit code 1 when a 202 is not backed by a stored message (the ratio is reported, not enforced).
+
+The helpers here (subprocess servers, the daemon config, the wrk driver) are shared with
+``bench.sync_lag`` and ``bench.memory``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pika
+import yaml
+
+from bench.mapping_engine import SOURCE
+from middleware.broker.topology import dlq_name, queue_name, retry_name
+
+__all__ = [
+    "BODY",
+    "URL",
+    "Daemon",
+    "Served",
+    "WrkResult",
+    "daemon_config",
+    "delete_route_queues",
+    "free_port",
+    "machine",
+    "main",
+    "run_wrk",
+    "signed_headers",
+]
+
+URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+SECRET = "bench-webhook-secret"
+SECRET_ENV = "BENCH_WEBHOOK_SECRET"
+EVENT_TYPE = "bench.order.created"
+HOOK_PATH = "/webhooks/bench/orders"
+BODY = orjson.dumps(SOURCE)
+HERE = Path(__file__).parent
+RETRY_TIERS = 4  # the default retry policy's tiers: their queues are deleted after a run
+
+
+def signed_headers(body: bytes) -> dict[str, str]:
+    """The headers every generated request carries (signature over the raw body)."""
+    digest = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Signature": f"sha256={digest}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine() -> str:
+    """nproc, the CPU model and the load, for the record (the machine is shared)."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+            f"load average {load}")
+
+
+# -- processes -----------------------------------------------------------------------------
+
+class Served:
+    """A server subprocess listening on ``port``; ``stop`` always ends it."""
+
+    def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> None:
+        self.port = port
+        self._log = log.open("ab") if log is not None else None
+        out = self._log if self._log is not None else subprocess.DEVNULL
+        self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})})
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_listening(self, timeout: float = 30) -> None:
+        """Until the socket accepts (readiness alone can come before the ingress listens)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nothing listens on 127.0.0.1:{self.port} after {timeout:g}s")
+
+    def rss_mb(self) -> float:
+        """Resident set size from /proc (VmRSS), in MiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        if self._log is not None:
+            self._log.close()
+        return int(self.process.returncode)
+
+
+def serve_bare(port: int) -> None:
+    """The baseline: a Starlette route that reads the body and answers 202, nothing else."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from middleware.http import ServerThread
+
+    accepted = orjson.dumps({"status": "accepted"})
+
+    async def hook(request: Request) -> Response:
+        await request.body()
+        return Response(accepted, status_code=202, media_type=JSONResponse.media_type)
+
+    server = ServerThread(Starlette(routes=[Route(HOOK_PATH, hook, methods=["POST"])]),
+                          "127.0.0.1", port, "bare")
+    server.start_and_wait()
+    stopped = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopped
+        stopped = True
+
+    signal.signal(signal.SIGTERM, stop)
+    while not stopped and server.is_alive():
+        time.sleep(0.2)
+    server.stop()
+
+
+def daemon_config(workdir: Path, route: str, target: dict[str, Any] | None = None,
+                  mapping: str | None = None, tag: str = "") -> tuple[Path, int, int]:
+    """A config with one HMAC-signed REST endpoint and one route bound to its event type.
+
+    Returns (config file, ingress port, ops port). Without ``target`` the route only gives the
+    published events a queue to land in (an ingress-only daemon never consumes it). ``tag``
+    names a second config (own ports and store) for a second process of the same route.
+    """
+    ingress_port, ops_port = free_port(), free_port()
+    route_config: dict[str, Any] = {
+        "name": route, "bind": [EVENT_TYPE],
+        "target": target or {"type": "amqp", "exchange": "amq.topic", "routing_key": "unused"},
+    }
+    if mapping is not None:
+        route_config["mapping"] = mapping
+    config = {
+        "broker": {"url": URL, "prefetch": 500},
+        "ops": {"host": "127.0.0.1", "port": ops_port},
+        "ingress": {"host": "127.0.0.1", "port": ingress_port},
+        "store": {"path": str(workdir / f"{route}{tag}.db")},
+        "inbound": [{
+            "type": "rest", "name": f"{route}-hook", "path": HOOK_PATH, "system": "bench",
+            "source": "crm/bench", "batch": False,
+            "derive": {"entity": {"value": "order"}, "action": {"value": "created"},
+                       "subject": {"path": "opportunity_id"}},
+            "auth": {"scheme": "hmac", "header": "X-Signature", "prefix": "sha256=",
+                     "secret_env": SECRET_ENV},
+        }],
+        "routes": [route_config],
+    }
+    path = workdir / f"{route}{tag}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, ingress_port, ops_port
+
+
+class Daemon(Served):
+    """``silobridge run`` as a subprocess on a config from ``daemon_config``."""
+
+    def __init__(self, config: Path, ingress_port: int, role: str, log: Path) -> None:
+        super().__init__([sys.executable, "-m", "middleware", "run", "-c", str(config),
+                          "--role", role, "--log-format", "json"], ingress_port,
+                         env={SECRET_ENV: SECRET}, log=log)
+
+
+def delete_route_queues(route: str) -> None:
+    """Every queue the daemon declared for the bench route (shared exchanges are kept)."""
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    try:
+        channel = connection.channel()
+        names = [queue_name(route), dlq_name(route),
+                 *(retry_name(route, n) for n in range(1, RETRY_TIERS + 1))]
+        for name in names:
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
+def queue_depth(queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def purge(queue: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    try:
+        connection.channel().queue_purge(queue)
+    finally:
+        connection.close()
+
+
+# -- the load generator --------------------------------------------------------------------
+
+_WRK_SCRIPT = """
+-- Generated by bench/ingress.py: fixed signed POST, status counts, optional open-loop pacing.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local tv = ffi.new("bench_timeval")
+local function now()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) + tonumber(tv.tv_usec) / 1e6
+end
+
+wrk.method = "POST"
+wrk.body = BODY
+HEADERS
+
+local stamp = STAMP
+if stamp then
+  -- The direct baseline of bench.sync_lag: each request carries its send time, so the target
+  -- measures the same "lag" over the bare HTTP hop that it measures through silobridge.
+  function request()
+    ffi.C.gettimeofday(tv, nil)
+    local usec = string.format(".%06d+00:00", tonumber(tv.tv_usec))
+    wrk.headers[stamp] = os.date("!%Y-%m-%dT%H:%M:%S", tonumber(tv.tv_sec)) .. usec
+    return wrk.format()
+  end
+end
+
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+
+codes = {}
+function response(status, headers, body)
+  codes[status] = (codes[status] or 0) + 1
+end
+
+local interval = INTERVAL
+if interval > 0 then
+  local next_at = nil
+  -- Each call claims the next slot of one schedule per thread: requests leave at the rate
+  -- while a connection is free, and a late schedule catches up (open loop, bounded concurrency).
+  function delay()
+    local t = now()
+    if next_at == nil then next_at = t end
+    next_at = next_at + interval
+    local wait = (next_at - t) * 1000
+    if wait < 0 then return 0 end
+    return wait
+  end
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    for status, n in pairs(thread:get("codes")) do
+      merged[tostring(status)] = (merged[tostring(status)] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do table.insert(parts, string.format('"%s": %d', status, n)) end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"max_us": %d, "errors": %d, "codes": {%s}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.connect + e.read + e.write + e.timeout, table.concat(parts, ", ")))
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    """One wrk run: answers per status code, client-side latency percentiles (ms)."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+    codes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def run_wrk(url: str, *, connections: int, duration: float, rate: float | None = None,
+            stamp_header: str | None = None, timeout: float = 10) -> WrkResult:
+    """POST the signed body to ``url`` for ``duration`` seconds (optionally at ``rate`` /s,
+    optionally with the send time, ISO 8601, in ``stamp_header``)."""
+    headers = "\n".join(f'wrk.headers["{name}"] = "{value}"'
+                        for name, value in signed_headers(BODY).items())
+    script = (_WRK_SCRIPT.replace("BODY", json.dumps(BODY.decode(), ensure_ascii=False))
+              .replace("HEADERS", headers)
+              .replace("INTERVAL", repr(1 / rate if rate else 0.0))
+              .replace("STAMP", json.dumps(stamp_header) if stamp_header else "nil"))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script)
+    try:
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s",
+             f"--timeout={timeout:g}s", "-s", file.name, url],
+            capture_output=True, text=True, timeout=duration + 60, check=True)
+    finally:
+        os.unlink(file.name)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    return WrkResult(raw["requests"], raw["duration_us"] / 1e6, raw["p50_us"] / 1e3,
+                     raw["p99_us"] / 1e3, raw["max_us"] / 1e3, raw["errors"],
+                     {int(k): v for k, v in raw["codes"].items()})
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> dict[str, Any]:
+    port = free_port()
+    if kind == "bare":
+        server = Served([sys.executable, "-m", "bench.ingress", "--serve-bare", str(port)],
+                        port, log=workdir / "bare.log")
+    else:
+        config, port, _ops = daemon_config(workdir, route)
+        server = Daemon(config, port, "ingress", workdir / "daemon.log")
+    try:
+        server.wait_listening()
+        if kind == "silobridge":
+            purge(queue_name(route))
+        url = f"http://127.0.0.1:{port}{HOOK_PATH}"
+        run_wrk(url, connections=args.connections, duration=args.warmup)  # warm up
+        if kind == "silobridge":
+            time.sleep(1)  # requests cut off at the warm-up's end may still be publishing
+            purge(queue_name(route))
+        result = run_wrk(url, connections=args.connections, duration=args.duration)
+    finally:
+        server.stop()
+    accepted = result.codes.get(202, 0)
+    row: dict[str, Any] = {"server": kind, "req_s": round(result.rate),
+                           "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
+                           "accepted": accepted, "other": result.requests - accepted,
+                           "errors": result.errors}
+    if kind == "silobridge":
+        row["stored"] = queue_depth(queue_name(route))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=20, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per server")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
+    route = f"bench-ingress-{os.getpid()}"
+    rows: list[dict[str, Any]] = []
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
+        try:
+            for _ in range(max(1, min(args.rounds, 20))):
+                for kind in ("bare", "silobridge"):
+                    row = _round(kind, Path(tmp), args, route)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    # wrk stops with up to one request per connection in flight: those are
+                    # stored without their 202 being counted, so stored may exceed accepted.
+                    if kind == "silobridge" and not (
+                            row["accepted"] <= row["stored"] <= row["accepted"] + args.connections
+                            and not row["other"] and not row["errors"]):
+                        ok = False
+                        print(f"# NOT BACKED: {row['accepted']} answers 202, "
+                              f"{row['stored']} messages stored", flush=True)
+        finally:
+            delete_route_queues(route)
+    summary: dict[str, Any] = {}
+    for kind in ("bare", "silobridge"):
+        mine = [r for r in rows if r["server"] == kind]
+        summary[kind] = {key: statistics.median(r[key] for r in mine)
+                         for key in ("req_s", "p50_ms", "p99_ms")}
+    summary["ratio_req_s"] = round(summary["silobridge"]["req_s"] / summary["bare"]["req_s"], 2)
+    summary["every_202_stored"] = ok
+    print(json.dumps(summary), flush=True)
+    print(f"# {machine()}; wrk -t1 -c{args.connections} -d{args.duration:g}s, median of "
+          f"{len(rows) // 2} rounds", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

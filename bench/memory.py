@@ -1,0 +1,118 @@
+"""Memory: the daemon's resident set size over a long run at a steady event rate.
+
+The sync-lag setup (``bench.sync_lag.Harness``: one ``silobridge run --role all`` process with a
+signed REST webhook endpoint, a mapped route and a loopback REST target) takes a steady
+open-loop load (1,000 events/s for 5 minutes by default) while VmRSS of the daemon is read from
+/proc every few seconds. A leak shows as a slope; a bounded cache or buffer shows as a plateau.
+
+Reported: RSS idle after start (the baseline: what the daemon needs before any event), at the
+start and the end of the measured window, the maximum, and the least-squares slope in MiB per
+minute over the window after the first minute (warm-up: pools, caches and the allocator's
+arenas fill once). Also the RSS of the target, a bare uvicorn app under the same request rate,
+for comparison, and the events delivered with their lag.
+
+Run:  .venv/bin/python -m bench.memory [--duration 300] [--rate 1000] [--interval 5]
+Exit code 1 when RSS reaches 200 MiB or grows by more than 1 MiB per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.ingress import WrkResult, machine
+from bench.sync_lag import Harness, lag_stats
+
+__all__ = ["main", "slope_per_minute"]
+
+LIMIT_MB = 200.0
+FLAT_MB_PER_MIN = 1.0
+
+
+def slope_per_minute(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MiB) samples, in MiB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    cov = sum((t - mean_t) * (m - mean_m) for t, m in samples)
+    return cov / var * 60
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=300, help="seconds under load")
+    parser.add_argument("--rate", type=float, default=1000, help="events/s")
+    parser.add_argument("--interval", type=float, default=5, help="seconds between samples")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--split", action="store_true",
+                        help="ingress and worker as two processes (RSS of both is reported)")
+    args = parser.parse_args(argv)
+    warmup = min(60.0, args.duration / 3)
+    samples: list[tuple[float, float]] = []
+    worker_samples: list[float] = []
+    target_samples: list[float] = []
+    outcome: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp, \
+            Harness(Path(tmp), args.connections, args.split) as harness:
+        assert harness.daemon is not None and harness.target is not None
+        time.sleep(2)
+        idle = harness.daemon.rss_mb()
+        idle_worker = harness.worker.rss_mb() if harness.worker else None
+
+        def load() -> None:
+            outcome["run"] = harness.run(args.rate, args.duration,
+                                         drain_timeout=max(60.0, args.duration))
+
+        runner = threading.Thread(target=load, name="load", daemon=True)
+        started = time.monotonic()
+        runner.start()
+        steps = int(args.duration / args.interval) + 1
+        for step in range(steps):  # bounded: one sample per interval while the load runs
+            elapsed = time.monotonic() - started
+            samples.append((elapsed, harness.daemon.rss_mb()))
+            if harness.worker is not None:
+                worker_samples.append(harness.worker.rss_mb())
+            target_samples.append(harness.target.rss_mb())
+            if step < steps - 1:
+                time.sleep(max(0.0, started + (step + 1) * args.interval - time.monotonic()))
+        runner.join(args.duration + 300)
+    window = [(t, m) for t, m in samples if t >= warmup]
+    slope = slope_per_minute(window)
+    peak = max(m for _, m in samples)
+    row: dict[str, Any] = {
+        "rate": args.rate, "seconds": args.duration, "samples": len(samples),
+        "idle_mb": round(idle, 1), "start_mb": round(window[0][1], 1),
+        "end_mb": round(window[-1][1], 1), "max_mb": round(peak, 1),
+        "slope_mb_per_min": round(slope, 2), "target_max_mb": round(max(target_samples), 1),
+    }
+    if worker_samples:
+        row["worker_idle_mb"] = round(idle_worker or 0, 1)
+        row["worker_max_mb"] = round(max(worker_samples), 1)
+        peak = max(peak, *worker_samples)
+    if "run" in outcome:
+        result: WrkResult = outcome["run"][0]
+        stats = lag_stats(outcome["run"][1])
+        row.update(sent_per_s=round(result.rate), delivered=stats.count,
+                   **{f"lag_{k}": v for k, v in stats.row().items()})
+    print(json.dumps({"rss_mb": [round(m, 1) for _, m in samples]}), flush=True)
+    print(json.dumps(row), flush=True)
+    ok = peak < LIMIT_MB and slope < FLAT_MB_PER_MIN
+    print(f"# {machine()}; warm-up {warmup:g}s excluded from start/end/slope; "
+          f"target < {LIMIT_MB:g} MiB and slope < {FLAT_MB_PER_MIN:g} MiB/min: "
+          f"{'met' if ok else 'MISSED'}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
