@@ -5,12 +5,14 @@ as threads here, so their records can be compared with what the daemon reports. 
 from empty demo queues and a fresh store, so every number on the screen belongs to this run.
 At the end (``--duration`` elapsed or Ctrl-C) the CRM stops sending, the queues drain, and the
 summary compares three independent counts per route: what the CRM sent (minus the bad events
-it made on purpose), what the daemon delivered (its metrics), and what the ERP holds; the exit
-code is 0 when they agree and the bad events are all in the DLQs.
+it made on purpose) or the warehouse reported, what the daemon delivered (its metrics), and
+what the ERP holds (for shipments: the status callbacks the CRM received); the exit code is 0
+when they agree and the bad events are all in the DLQs.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ import pika.exceptions
 
 from adapters.demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
 from adapters.demo.view import Totals, render_summary, render_view
+from adapters.demo.warehouse import Warehouse
 from adapters.soap.demo_server import DemoErpServer
 from middleware.broker.connection import connection_parameters
 from middleware.broker.topology import route_queues
@@ -43,8 +46,8 @@ BUSY = 2
 """Server faults the ERP answers every 10 s: fewer than the retry attempts of demo.yaml, so a
 message hit by them is retried and then delivered, never dead-lettered."""
 ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales-order",
-          "reservations": "demo-order-reservation"}
-"""ERP record kind -> the demo route that creates it."""
+          "reservations": "demo-order-reservation", "shipments": "demo-shipment-to-crm"}
+"""Record kind -> the demo route that creates it (shipments: status callbacks in the CRM)."""
 
 
 def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) -> int:
@@ -68,11 +71,14 @@ def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) ->
                 return 1
             crm = DemoCrm(ingress, crm_url.hostname or "127.0.0.1", crm_url.port or 8091,
                           rate=rate, bad_every=BAD_EVERY).start()
-            _watch(loaded, crm, erp, rate, duration, log)
+            warehouse = Warehouse(erp.state, f"{ingress}/soap/erp/shipments")
+            _watch(loaded, crm, warehouse, rate, duration, log)
             crm.stop_sending()
             print("stopped sending; waiting for the queues to drain...", flush=True)
             _drain(loaded)
-            totals = _totals(loaded, crm.counts(), erp)
+            _until(lambda: warehouse.ship_and_report() == 0 and warehouse.pending == 0, 30)
+            _drain(loaded)
+            totals = _totals(loaded, crm.counts(), warehouse)
             print(render_summary(totals))
             return 0 if totals.consistent else 1
         finally:
@@ -121,7 +127,7 @@ def _wait_ready(loaded: LoadedConfig, daemon: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _watch(loaded: LoadedConfig, crm: DemoCrm, erp: DemoErpServer, rate: float,
+def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float,
            duration: float | None, log: Path) -> None:
     """Redraw the view every second (every 5 s as plain lines when not on a terminal)."""
     url = scrape_url(loaded.config.ops.host, loaded.config.ops.port)
@@ -131,13 +137,15 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, erp: DemoErpServer, rate: float,
     before = scrape(url)
     try:
         while duration is None or time.monotonic() - started < duration:
-            time.sleep(1.0 if tty else 5.0)
+            left = math.inf if duration is None else duration - (time.monotonic() - started)
+            time.sleep(max(0.0, min(1.0 if tty else 5.0, left)))
             now, after = time.monotonic(), scrape(url)
             if now >= busy_at:  # the ERP is busy for a moment: retries, then deliveries
-                erp.state.fail_next("ReserveInventory", BUSY)
+                warehouse.state.fail_next("ReserveInventory", BUSY)
                 busy_at += 10
+            warehouse.ship_and_report()
             rows = route_status(loaded.config, before, after, now - before_at)
-            view = render_view(rows, _totals(loaded, crm.counts(), erp, after),
+            view = render_view(rows, _totals(loaded, crm.counts(), warehouse, after),
                                elapsed=now - started, duration=duration, rate=rate, log=log)
             print("\x1b[H\x1b[2J" + view if tty else view + "\n", flush=True)
             before, before_at = after, now
@@ -167,18 +175,19 @@ def _until(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def _totals(loaded: LoadedConfig, sent: Sent, erp: DemoErpServer,
+def _totals(loaded: LoadedConfig, sent: Sent, warehouse: Warehouse,
             metrics: Scrape | None = None) -> Totals:
     if metrics is None:
         metrics = scrape(scrape_url(loaded.config.ops.host, loaded.config.ops.port))
     queues = queue_status(loaded.config) or {}
-    state = erp.state
+    state = warehouse.state
     with state.lock:
         records = {"accounts": len(state.accounts), "sales_orders": len(state.orders),
-                   "reservations": len(state.reservations)}
+                   "reservations": len(state.reservations),
+                   "shipments": sent.callbacks.get("shipments", 0)}
     delivered = {kind: metrics.sum("silobridge_messages_total", route=route,
                                    outcome="delivered") if metrics else None
                  for kind, route in ROUTES.items()}
     dead = {kind: queues[route].dlq if route in queues else None
             for kind, route in ROUTES.items()}
-    return Totals(sent, records, delivered, dead)
+    return Totals(sent, warehouse.reported, records, delivered, dead)

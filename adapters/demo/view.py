@@ -10,17 +10,19 @@ from middleware.cli.status import RouteStatus, render
 
 __all__ = ["KINDS", "Totals", "render_summary", "render_view"]
 
-KINDS = ("accounts", "sales_orders", "reservations")
-"""ERP record kinds, in display order."""
+KINDS = ("accounts", "sales_orders", "reservations", "shipments")
+"""Record kinds, in display order: three in the ERP, shipments as status callbacks in the CRM."""
 
 
 @dataclass(frozen=True)
 class Totals:
-    """Three independent counts per ERP record kind, and what the CRM sent."""
+    """Three independent counts per record kind, and what the CRM and the warehouse sent."""
 
     sent: Sent
+    reported: int
+    """Shipments the warehouse reported to the daemon's SOAP endpoint."""
     records: dict[str, int]
-    """What the demo ERP holds."""
+    """What the demo ERP holds (shipments: status callbacks the demo CRM received)."""
     delivered: dict[str, float | None]
     """Deliveries the daemon counted (silobridge_messages_total{outcome="delivered"})."""
     dead: dict[str, int | None]
@@ -37,6 +39,8 @@ class Totals:
             return sent.customers - sent.bad_customers, sent.bad_customers
         if kind == "sales_orders":
             return sent.orders - sent.bad_orders, sent.bad_orders
+        if kind == "shipments":
+            return self.reported, 0
         return sent.orders, 0
 
     @property
@@ -63,7 +67,8 @@ def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
         f"bad {sent.bad_customers + sent.bad_orders})   delivered {delivered:.0f}   "
         f"in DLQ {dead}   sync lag p95 {lag}",
         "ERP records: " + ", ".join(f"{totals.records[k]} {k.replace('_', ' ')}"
-                                    for k in KINDS),
+                                    for k in KINDS[:3])
+        + f"; shipments reported {totals.reported}, in the CRM {totals.records['shipments']}",
         "",
         render(rows, daemon=any(row.in_flight is not None for row in rows), url="the daemon"),
         "",
@@ -76,7 +81,9 @@ def render_summary(totals: Totals) -> str:
     lines = [
         f"CRM sent: {sent.customers} customers ({sent.bad_customers} bad), "
         f"{sent.orders} won orders ({sent.bad_orders} bad)",
-        f"{'ERP record':<14}{'expected':>10}{'in ERP':>10}{'delivered':>11}"
+        f"warehouse reported {totals.reported} shipments; recorded = held by the ERP (shipments: "
+        "status callbacks the CRM received)",
+        f"{'record':<14}{'expected':>10}{'recorded':>10}{'delivered':>11}"
         f"{'DLQ':>6}{'DLQ expected':>14}",
     ]
     for kind in KINDS:

@@ -1,6 +1,7 @@
 """``silobridge demo --duration 30``, as documented: unattended, it shows progress, then prints
-counts in which what the CRM sent, what the daemon delivered and what the ERP holds agree, and
-the deliberately bad events are the dead letters (checked again on the broker afterwards).
+counts in which what the CRM sent (and the warehouse reported), what the daemon delivered and
+what the ERP holds (and the CRM received back) agree, and the deliberately bad events are the
+dead letters (checked again on the broker afterwards).
 
 The demo runs on its own RabbitMQ virtual host where ``rabbitmqctl`` is at hand, so its fixed
 route names never meet other tests' events.
@@ -26,9 +27,10 @@ from tests.e2e.conftest import free_port
 pytestmark = pytest.mark.e2e
 
 ROUTES = {"accounts": "demo-customer-account", "sales orders": "demo-order-sales-order",
-          "reservations": "demo-order-reservation"}
-ROW = re.compile(r"^(accounts|sales orders|reservations)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$",
-                 re.MULTILINE)
+          "reservations": "demo-order-reservation", "shipments": "demo-shipment-to-crm"}
+ROW = re.compile(r"^(accounts|sales orders|reservations|shipments)"
+                 r"\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", re.MULTILINE)
+REPORTED = re.compile(r"warehouse reported (\d+) shipments")
 SENT = re.compile(r"CRM sent: (\d+) customers \((\d+) bad\), (\d+) won orders \((\d+) bad\)")
 
 
@@ -84,11 +86,15 @@ def test_demo_duration_runs_unattended_and_ends_with_matching_counts(
     customers, bad_customers, orders, bad_orders = (int(n) for n in sent.groups())
     assert customers + orders >= 150, "the CRM sent far less than 30 s at 10 events/s"
     assert bad_customers + bad_orders > 0, "no bad events: the DLQ shows nothing"
+    reported = REPORTED.search(output)
+    assert reported is not None, output
+    shipments = int(reported.group(1))
+    assert shipments == orders - bad_orders, "every sales order is shipped once"
     rows = {kind: [int(n) for n in numbers] for kind, *numbers in ROW.findall(output)}
     assert rows.keys() == ROUTES.keys(), output
     expected = {"accounts": (customers - bad_customers, bad_customers),
                 "sales orders": (orders - bad_orders, bad_orders),
-                "reservations": (orders, 0)}
+                "reservations": (orders, 0), "shipments": (shipments, 0)}
     for kind, (want, in_erp, delivered, dead, want_dead) in rows.items():
         assert (want, want_dead) == expected[kind], kind
         assert want == in_erp == delivered and dead == want_dead, (kind, output)

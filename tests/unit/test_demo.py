@@ -42,7 +42,9 @@ def test_demo_config_takes_container_values_from_the_compose_environment(
     assert (config.ops.host, config.ingress.host) == ("0.0.0.0", "0.0.0.0")
     assert config.store.path == "/var/lib/silobridge/silobridge.db"
     assert {getattr(route.target, "address", None) for route in config.routes} == {
-        "http://erp:8090/soap"}
+        "http://erp:8090/soap", None}
+    assert {getattr(route.target, "url", None) for route in config.routes} == {
+        "http://crm:8091/callbacks/shipments", None}
 
 
 def test_demo_config_defaults_run_everything_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,9 +54,10 @@ def test_demo_config_defaults_run_everything_on_loopback(monkeypatch: pytest.Mon
     assert (config.ops.host, config.ops.port) == ("127.0.0.1", 9080)
     assert (config.ingress.host, config.ingress.port) == ("127.0.0.1", 8080)
     assert {getattr(route.target, "address", None) for route in config.routes} == {
-        "http://127.0.0.1:8090/soap"}
+        "http://127.0.0.1:8090/soap", None}
     assert [route.name for route in config.routes] == [
-        "demo-customer-account", "demo-order-sales-order", "demo-order-reservation"]
+        "demo-customer-account", "demo-order-sales-order", "demo-order-reservation",
+        "demo-shipment-to-crm"]
 
 
 def _endpoints(monkeypatch: pytest.MonkeyPatch) -> dict[str, RestEndpointConfig]:
@@ -111,10 +114,11 @@ def test_demo_crm_events_pass_the_ingress_schemas_and_only_bad_ones_fail_downstr
 
 def _totals(**changes: int) -> Totals:
     sent = Sent(customers=10, orders=20, bad_customers=1, bad_orders=2)
-    records = {"accounts": 9, "sales_orders": 18, "reservations": 20}
+    records = {"accounts": 9, "sales_orders": 18, "reservations": 20, "shipments": 15}
     delivered: dict[str, float | None] = {"accounts": 9.0, "sales_orders": 18.0,
-                                          "reservations": 20.0}
-    dead: dict[str, int | None] = {"accounts": 1, "sales_orders": 2, "reservations": 0}
+                                          "reservations": 20.0, "shipments": 15.0}
+    dead: dict[str, int | None] = {"accounts": 1, "sales_orders": 2, "reservations": 0,
+                                   "shipments": 0}
     for key, value in changes.items():
         kind, _, what = key.partition("__")
         if what == "records":
@@ -123,7 +127,7 @@ def _totals(**changes: int) -> Totals:
             delivered[kind] = value
         else:
             dead[kind] = value
-    return Totals(sent, records, delivered, dead)
+    return Totals(sent, 15, records, delivered, dead)
 
 
 def test_demo_totals_match_only_when_sent_delivered_recorded_and_dead_agree() -> None:
@@ -131,5 +135,6 @@ def test_demo_totals_match_only_when_sent_delivered_recorded_and_dead_agree() ->
     assert "result: counts match" in render_summary(_totals())
     assert not _totals(sales_orders__records=17).consistent
     assert not _totals(reservations__delivered=21).consistent
+    assert not _totals(shipments__records=14).consistent
     assert not _totals(accounts__dead=0).consistent
     assert "MISMATCH" in render_summary(_totals(accounts__dead=0))
