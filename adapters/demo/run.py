@@ -59,8 +59,13 @@ def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) ->
         crm_url = urlsplit(os.environ.get("CRM_URL", "http://127.0.0.1:8091"))
         ingress = os.environ.get("INGRESS_URL") or (
             f"http://127.0.0.1:{loaded.config.ingress.port}")
-        _delete_queues(loaded)
-        erp = DemoErpServer(erp_url.hostname or "127.0.0.1", erp_url.port or 8090).start()
+        try:
+            _delete_queues(loaded)
+            erp = DemoErpServer(erp_url.hostname or "127.0.0.1", erp_url.port or 8090).start()
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            print(f"error: cannot start the demo ({exc!r}); is RabbitMQ at AMQP_URL running, "
+                  "and are the demo ports free?", file=sys.stderr)
+            return 1
         log = Path(workdir) / "daemon.log"
         daemon = _start_daemon(config, log)
         crm: DemoCrm | None = None

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -65,17 +67,23 @@ def demo_broker(amqp_url: str, prefix: str) -> Iterator[str]:
         _ctl("delete_vhost", vhost)
 
 
+def _env(broker: str) -> dict[str, str]:
+    """The caller's environment with the demo on free loopback ports and ``broker``."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("INGRESS_URL", "SILOBRIDGE_DATA", "SILOBRIDGE_DEMO_WEBHOOK_SECRET")}
+    env.update(AMQP_URL=broker, SILOBRIDGE_OPS_PORT=str(free_port()),
+               SILOBRIDGE_INGRESS_PORT=str(free_port()),
+               ERP_URL=f"http://127.0.0.1:{free_port()}", CRM_URL=f"http://127.0.0.1:{free_port()}")
+    return env
+
+
 def test_demo_duration_runs_unattended_and_ends_with_matching_counts(
     demo_broker: str, tmp_path: Path,
 ) -> None:
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("INGRESS_URL", "SILOBRIDGE_DATA", "SILOBRIDGE_DEMO_WEBHOOK_SECRET")}
-    env.update(AMQP_URL=demo_broker, SILOBRIDGE_OPS_PORT=str(free_port()),
-               SILOBRIDGE_INGRESS_PORT=str(free_port()),
-               ERP_URL=f"http://127.0.0.1:{free_port()}", CRM_URL=f"http://127.0.0.1:{free_port()}")
     # When the documented command runs for 30 seconds without a terminal
     done = subprocess.run([sys.executable, "-m", "middleware", "demo", "--duration", "30"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+                          capture_output=True, text=True, env=_env(demo_broker), cwd=tmp_path,
+                          timeout=240)
     output = done.stdout + done.stderr
     # Then it showed progress while running and ended with counts that match
     assert done.returncode == 0, output
@@ -107,3 +115,21 @@ def test_demo_duration_runs_unattended_and_ends_with_matching_counts(
             assert waiting == expected[kind][1], kind
     finally:
         connection.close()
+
+
+def test_demo_stops_cleanly_on_ctrl_c_with_the_summary(demo_broker: str, tmp_path: Path) -> None:
+    demo = subprocess.Popen([sys.executable, "-m", "middleware", "demo", "--rate", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=_env(demo_broker), cwd=tmp_path)
+    try:
+        time.sleep(12)  # started, and at least one progress view printed
+        demo.send_signal(signal.SIGINT)
+        output, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(10)
+    assert demo.returncode == 0, output
+    assert "silobridge demo: " in output and "Ctrl-C: stopping" in output, output
+    assert "result: counts match" in output, output
+    assert "Traceback" not in output, output
