@@ -117,7 +117,7 @@ class Daemon:
                                  self.stores, provider)
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
-            metrics.CONSUMERS.labels(route.name).set(1)
+            metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
         if handlers:
             self.consumer = Consumer(self.config.broker, handlers,
                                      prefetch=self.config.broker.prefetch,
@@ -125,6 +125,10 @@ class Daemon:
                                      before_ack=self.stores.idempotency.record_many,
                                      loop=self.loop)
             self.consumer.start()
+
+    def _consuming(self) -> float:
+        """Read at each scrape: 0 while the consumer is disconnected, paused or stopped."""
+        return 1.0 if self.consumer is not None and self.consumer.consuming else 0.0
 
     def _mapping_provider(
         self, relative: str | None, reverse: bool

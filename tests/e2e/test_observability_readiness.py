@@ -1,6 +1,7 @@
 """``/readyz`` follows the broker: 503 (naming the failed checks) while RabbitMQ is stopped, 200
 again once it is back, while ``/healthz`` keeps answering 200 (the process is alive; restarting
-it would not help). The outage lasts only as long as the daemon needs to notice it."""
+it would not help). ``silobridge_consumers`` follows too, so the no-consumer alert can fire.
+The outage lasts only as long as the daemon needs to notice it."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def test_observability_readyz_is_503_while_the_broker_is_stopped_and_200_after(
         assert wait_until(lambda: readyz().status_code == 503, 15)
         checks = readyz().json()["checks"]
         assert checks["broker_publish"] is False
+        consumers = scrape(f"{ops}/metrics")
+        assert consumers is not None
+        assert consumers.sum("silobridge_consumers", route=f"{prefix}-r") == 0
         assert httpx.get(f"{ops}/healthz", timeout=2).status_code == 200
     # When it is back (restored() started it and waited for it), the daemon is ready again
     assert wait_until(lambda: readyz().status_code == 200, 30), readyz().text
@@ -51,3 +55,4 @@ def test_observability_readyz_is_503_while_the_broker_is_stopped_and_200_after(
     connected = [v for (name, _), v in metrics.samples.items()
                  if name == "silobridge_broker_connected"]
     assert connected and set(connected) == {1.0}
+    assert metrics.sum("silobridge_consumers", route=f"{prefix}-r") == 1
