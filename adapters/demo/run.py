@@ -151,7 +151,8 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float
             warehouse.ship_and_report()
             rows = route_status(loaded.config, before, after, now - before_at)
             view = render_view(rows, _totals(loaded, crm.counts(), warehouse, after),
-                               elapsed=now - started, duration=duration, rate=rate, log=log)
+                               elapsed=now - started, duration=duration, rate=rate, log=log,
+                               metrics_url=url)
             print("\x1b[H\x1b[2J" + view if tty else view + "\n", flush=True)
             before, before_at = after, now
     except KeyboardInterrupt:

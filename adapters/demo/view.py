@@ -54,7 +54,7 @@ class Totals:
 
 
 def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
-                duration: float | None, rate: float, log: Path) -> str:
+                duration: float | None, rate: float, log: Path, metrics_url: str) -> str:
     until = f" of {duration:.0f}s" if duration is not None else " (Ctrl-C stops)"
     sent = totals.sent
     delivered = sum(v or 0 for v in totals.delivered.values())
@@ -70,7 +70,7 @@ def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
                                     for k in KINDS[:3])
         + f"; shipments reported {totals.reported}, in the CRM {totals.records['shipments']}",
         "",
-        render(rows, daemon=any(row.in_flight is not None for row in rows), url="the daemon"),
+        render(rows, daemon=any(row.in_flight is not None for row in rows), url=metrics_url),
         "",
         f"daemon log: {log}",
     ])
