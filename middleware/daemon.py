@@ -82,7 +82,7 @@ class Daemon:
             self._start_workers(context)
         if self.runs_ingress:
             self._start_ingress(context)
-        self.monitor = QueueMonitor(self.config, self.mappings)
+        self.monitor = QueueMonitor(self.config, self.mappings, self.stores.idempotency)
         self.monitor.start()
         self.started = True
         log.info("silobridge started", role=self.role.value, routes=len(self.workers),

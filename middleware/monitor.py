@@ -11,6 +11,7 @@ filesystem and in containers with ConfigMap volumes.
 from __future__ import annotations
 
 import threading
+import time
 
 import pika
 import pika.exceptions
@@ -23,6 +24,7 @@ from middleware.config.models import Config
 from middleware.dlq import browse
 from middleware.errors import BrokerUnavailable
 from middleware.mapping import MappingSet
+from middleware.stores.base import IdempotencyStore
 
 __all__ = ["QueueMonitor"]
 
@@ -31,12 +33,14 @@ log = structlog.get_logger(__name__)
 
 class QueueMonitor(threading.Thread):
     def __init__(
-        self, config: Config, mappings: MappingSet | None, interval: float = 5.0,
-        reload_interval: float = 2.0,
+        self, config: Config, mappings: MappingSet | None, idempotency: IdempotencyStore,
+        interval: float = 5.0, reload_interval: float = 2.0, prune_interval: float = 3600.0,
     ) -> None:
         super().__init__(name="monitor", daemon=True)
         self._config = config
         self._mappings = mappings
+        self._idempotency = idempotency
+        self._prune_interval = prune_interval
         self._interval = interval
         self._reload_interval = reload_interval
         self._halt = threading.Event()
@@ -48,7 +52,12 @@ class QueueMonitor(threading.Thread):
 
     def run(self) -> None:
         since_depths = self._interval
+        self._prune()
+        next_prune = time.monotonic() + self._prune_interval
         while not self._halt.wait(self._reload_interval):
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self._prune_interval
+                self._prune()
             if self._mappings is not None:
                 for problem in self._mappings.reload(settle=True):
                     log.error("mapping reload rejected", problem=str(problem))
@@ -58,6 +67,13 @@ class QueueMonitor(threading.Thread):
                 self._measure()
         if self._connection is not None and self._connection.is_open:
             self._connection.close()
+
+    def _prune(self) -> None:
+        """Idempotency records only matter while a redelivery is possible; forget older ones."""
+        before = time.time() - self._config.store.retention_days * 86400
+        deleted = self._idempotency.prune(before)
+        if deleted:
+            log.info("idempotency records pruned", deleted=deleted)
 
     def _measure(self) -> None:
         try:

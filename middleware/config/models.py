@@ -108,6 +108,11 @@ class StoreConfig(_Strict):
         "data/silobridge.db", description="SQLite file (relative to the working directory)."
     )
     dsn: str | None = Field(None, description="PostgreSQL DSN when kind is postgres.")
+    retention_days: float = Field(
+        7.0, gt=0,
+        description="Delivered-id records older than this are deleted; keep it longer than a "
+        "message can stay in retry tiers or be redelivered.",
+    )
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StoreConfig:

@@ -24,6 +24,9 @@ class IdempotencyStore(Protocol):
     def record_many(self, records: list[tuple[str, str]]) -> None:
         """Remember (route, id) pairs in one transaction; durable when this returns."""
 
+    def prune(self, before: float) -> int:
+        """Forget records made before this Unix time; returns how many were deleted."""
+
     def close(self) -> None: ...
 
 

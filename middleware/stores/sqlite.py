@@ -34,6 +34,7 @@ class SqliteIdempotencyStore:
             " route TEXT NOT NULL, message_id TEXT NOT NULL, at REAL NOT NULL,"
             " PRIMARY KEY (route, message_id)) WITHOUT ROWID"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at)")
 
     def seen(self, route: str, message_id: str) -> bool:
         with self._lock:
@@ -53,6 +54,19 @@ class SqliteIdempotencyStore:
                 "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?)",
                 [(route, message_id, now) for route, message_id in records],
             )
+
+    def prune(self, before: float, chunk: int = 5000) -> int:
+        """Delete in chunks, so the workers' commits never wait long for the lock."""
+        deleted = 0
+        while True:
+            with self._lock:
+                count = self._db.execute(
+                    "DELETE FROM delivered WHERE (route, message_id) IN (SELECT route, "
+                    "message_id FROM delivered WHERE at < ? LIMIT ?)", (before, chunk),
+                ).rowcount
+            deleted += count
+            if count < chunk:
+                return deleted
 
     def close(self) -> None:
         with self._lock:
