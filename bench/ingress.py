@@ -400,6 +400,7 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
     row: dict[str, Any] = {"server": kind, "req_s": round(result.rate),
                            "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
                            "accepted": accepted, "other": result.requests - accepted,
+                           "codes": {str(k): v for k, v in sorted(result.codes.items())},
                            "errors": result.errors}
     if kind == "silobridge":
         row["stored"] = queue_depth(queue_name(route))
@@ -428,10 +429,11 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     # wrk stops with up to one request per connection in flight: those are
-                    # stored without their 202 being counted, so stored may exceed accepted.
+                    # stored without their 202 being counted, and a 503 (not confirmed in time,
+                    # broker alarm) may still have been stored: the sender retries, ids dedupe.
                     if kind == "silobridge" and not (
-                            row["accepted"] <= row["stored"] <= row["accepted"] + args.connections
-                            and not row["other"] and not row["errors"]):
+                            row["accepted"] <= row["stored"]
+                            <= row["accepted"] + row["other"] + args.connections):
                         ok = False
                         print(f"# NOT BACKED: {row['accepted']} answers 202, "
                               f"{row['stored']} messages stored", flush=True)
