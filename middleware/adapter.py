@@ -57,9 +57,9 @@ class Delivered:
 class AdapterContext:
     """What the daemon hands an adapter at start.
 
-    ``publisher`` sends confirmed messages (see ``middleware.ingest`` for envelopes), ``broker``
-    lets an adapter declare what it needs, ``ingress`` is the shared HTTP server (None in a
-    worker-only process), ``base_dir`` resolves relative paths in the adapter's config.
+    ``publisher`` sends confirmed messages (``middleware.broker.ingest`` for envelopes),
+    ``broker`` lets an adapter declare what it needs, ``ingress`` is the shared HTTP server
+    (None in a worker-only process), ``base_dir`` resolves relative paths in its config.
     """
 
     publisher: Publisher

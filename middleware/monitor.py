@@ -13,15 +13,13 @@ from __future__ import annotations
 import threading
 import time
 
-import pika
-import pika.exceptions
 import structlog
 
 from middleware import metrics
-from middleware.broker.connection import connection_parameters
+from middleware.broker.dlq import browse
+from middleware.broker.session import Session, queue_depth
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.models import Config
-from middleware.dlq import browse
 from middleware.errors import BrokerUnavailable
 from middleware.mapping import MappingSet
 from middleware.stores.base import IdempotencyStore
@@ -44,7 +42,7 @@ class QueueMonitor(threading.Thread):
         self._interval = interval
         self._reload_interval = reload_interval
         self._halt = threading.Event()
-        self._connection: pika.BlockingConnection | None = None
+        self._session = Session(config.broker, "monitor")
 
     def stop(self) -> None:
         self._halt.set()
@@ -65,8 +63,7 @@ class QueueMonitor(threading.Thread):
             if since_depths >= self._interval:
                 since_depths = 0.0
                 self._measure()
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
+        self._session.close()
 
     def _prune(self) -> None:
         """Idempotency records only matter while a redelivery is possible; forget older ones."""
@@ -77,24 +74,21 @@ class QueueMonitor(threading.Thread):
 
     def _measure(self) -> None:
         try:
-            if self._connection is None or not self._connection.is_open:
-                self._connection = pika.BlockingConnection(
-                    connection_parameters(self._config.broker, "monitor"))
-            channel = self._connection.channel()
-            for route in self._config.routes:
-                name = route.name
-                tiers = len(self._config.retry_for(route).delays())
-                main = _depth(channel, queue_name(name))
-                retry = sum(_depth(channel, retry_name(name, n)) for n in range(1, tiers + 1))
-                dlq = _depth(channel, dlq_name(name))
-                metrics.QUEUE_DEPTH.labels(name, "main").set(main)
-                metrics.QUEUE_DEPTH.labels(name, "retry").set(retry)
-                metrics.QUEUE_DEPTH.labels(name, "dlq").set(dlq)
-                metrics.DLQ_OLDEST_AGE.labels(name).set(self._oldest_age(name) if dlq else 0.0)
-            channel.close()
-        except (pika.exceptions.AMQPError, OSError) as exc:
+            with self._session.channel() as channel:
+                for route in self._config.routes:
+                    name = route.name
+                    tiers = len(self._config.retry_for(route).delays())
+                    main = queue_depth(channel, queue_name(name)) or 0
+                    retry = sum(queue_depth(channel, retry_name(name, n)) or 0
+                                for n in range(1, tiers + 1))
+                    dlq = queue_depth(channel, dlq_name(name)) or 0
+                    metrics.QUEUE_DEPTH.labels(name, "main").set(main)
+                    metrics.QUEUE_DEPTH.labels(name, "retry").set(retry)
+                    metrics.QUEUE_DEPTH.labels(name, "dlq").set(dlq)
+                    metrics.DLQ_OLDEST_AGE.labels(name).set(
+                        self._oldest_age(name) if dlq else 0.0)
+        except BrokerUnavailable as exc:
             log.debug("queue depth unavailable", error=str(exc))
-            self._connection = None
 
     def _oldest_age(self, route: str) -> float:
         """Seconds since the DLQ head failed for the last time (0 when unknown)."""
@@ -105,6 +99,3 @@ class QueueMonitor(threading.Thread):
         age = head[0].age_seconds() if head else None
         return max(0.0, age or 0.0)
 
-
-def _depth(channel: pika.adapters.blocking_connection.BlockingChannel, name: str) -> int:
-    return int(channel.queue_declare(name, passive=True).method.message_count)

@@ -15,13 +15,12 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
-import pika
 import structlog
 
 from middleware import headers, metrics
 from middleware.adapter import Delivered, OutboundAdapter
 from middleware.broker.consumer import Delivery
-from middleware.broker.publisher import Publisher
+from middleware.broker.publisher import Publisher, with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.envelope import Envelope
@@ -215,12 +214,8 @@ class RouteWorker:
         )
         if isinstance(decision, DeadLetter):
             new_headers[headers.REASON] = f"{decision.reason}: {new_headers[headers.REASON]}"
-        props = delivery.properties
-        properties = pika.BasicProperties(
-            message_id=props.message_id or (envelope.id if envelope else None),
-            correlation_id=props.correlation_id, type=props.type,
-            content_type=props.content_type, timestamp=props.timestamp, headers=new_headers,
-        )
+        properties = with_headers(delivery.properties, new_headers,
+                                  envelope.id if envelope else None)
         outcome = Outcome.DEAD_LETTERED if dead else Outcome.RETRIED
         log.warning(
             "dead-lettered" if dead else "retry scheduled", route=self.route.name,

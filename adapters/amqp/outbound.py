@@ -15,10 +15,10 @@ import orjson
 from adapters.amqp.config import AmqpTargetConfig
 from middleware.adapter import AdapterContext, Delivered
 from middleware.broker.declare import declare
+from middleware.broker.ingest import envelope_properties
 from middleware.broker.publisher import Publisher
 from middleware.broker.topology import ExchangeSpec, QueueSpec, Topology
 from middleware.envelope import Envelope
-from middleware.ingest import envelope_properties
 
 __all__ = ["AmqpTarget"]
 

@@ -24,17 +24,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pika
-import pika.exceptions
 
 from adapters.demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
 from adapters.demo.view import Totals, render_summary, render_view
 from adapters.demo.warehouse import Warehouse
 from adapters.soap.demo_server import DemoErpServer
-from middleware.broker.connection import connection_parameters
+from middleware.broker.session import blocking_channel, delete_queues
 from middleware.broker.topology import route_queues
 from middleware.cli.status import queue_status, route_status
 from middleware.config.loader import LoadedConfig, load_config
+from middleware.errors import BrokerUnavailable
 from middleware.scrape import Scrape, scrape, scrape_url
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
@@ -62,7 +61,7 @@ def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) ->
         try:
             _delete_queues(loaded)
             erp = DemoErpServer(erp_url.hostname or "127.0.0.1", erp_url.port or 8090).start()
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except (BrokerUnavailable, OSError) as exc:
             print(f"error: cannot start the demo ({exc!r}); is RabbitMQ at AMQP_URL running, "
                   "and are the demo ports free?", file=sys.stderr)
             return 1
@@ -100,14 +99,9 @@ def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) ->
 
 def _delete_queues(loaded: LoadedConfig) -> None:
     """Remove what a previous demo run left, so this run's counts start at zero."""
-    connection = pika.BlockingConnection(connection_parameters(loaded.config.broker, "demo"))
-    try:
-        channel = connection.channel()
-        for route in loaded.config.routes:
-            for queue in route_queues(route, loaded.config):
-                channel.queue_delete(queue.name)
-    finally:
-        connection.close()
+    with blocking_channel(loaded.config.broker, "demo") as channel:
+        delete_queues(channel, [queue.name for route in loaded.config.routes
+                                for queue in route_queues(route, loaded.config)])
 
 
 def _start_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:

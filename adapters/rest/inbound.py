@@ -37,9 +37,9 @@ from adapters.rest.publishing import LoopPublisher
 from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
 from middleware import metrics
 from middleware.adapter import AdapterContext
+from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, PublishTimeout, SchemaError, SilobridgeError
-from middleware.ingest import publish_envelopes
 from middleware.validation import SchemaCheck, load_schema
 
 __all__ = ["RestInbound", "default_dedupe"]

@@ -34,9 +34,9 @@ from adapters.rest.client import OAuth2ClientCredentials, build_auth
 from adapters.rest.poll_config import PollConfig
 from middleware import metrics
 from middleware.adapter import AdapterContext
+from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
 from middleware.errors import SilobridgeError
-from middleware.ingest import publish_envelopes
 
 __all__ = ["PollFailed", "PollResult", "Poller"]
 

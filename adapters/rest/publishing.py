@@ -20,9 +20,9 @@ from collections import deque
 from concurrent.futures import Future
 
 from middleware.adapter import AdapterContext
+from middleware.broker.ingest import publish_envelope
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError
-from middleware.ingest import publish_envelope
 
 __all__ = ["LoopPublisher"]
 

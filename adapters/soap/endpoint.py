@@ -35,9 +35,9 @@ from adapters.soap.protocol import (
 from adapters.soap.xmlsafe import XmlLimits, XmlRejected, parse_document
 from middleware import metrics
 from middleware.adapter import AdapterContext
+from middleware.broker.ingest import publish_envelope, publish_envelopes
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, ConfigError, Problem, PublishTimeout
-from middleware.ingest import publish_envelope, publish_envelopes
 
 __all__ = ["SoapEndpoint", "read_body"]
 

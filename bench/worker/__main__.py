@@ -31,10 +31,10 @@ import pika
 import yaml
 
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
+from middleware.broker.ingest import envelope_properties
 from middleware.broker.publisher import Publisher
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
-from middleware.ingest import envelope_properties
 
 HERE = Path(__file__).parent
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")

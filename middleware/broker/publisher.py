@@ -31,7 +31,7 @@ from middleware.errors import (
     PublishTimeout,
 )
 
-__all__ = ["Publisher"]
+__all__ = ["Publisher", "with_headers"]
 
 _PERSISTENT = 2
 
@@ -234,3 +234,15 @@ class Publisher:
 def _fail(future: Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
+
+
+def with_headers(
+    properties: pika.BasicProperties, headers: dict[str, Any], message_id: str | None = None
+) -> pika.BasicProperties:
+    """The properties of a message republished as it was (retry tier, DLQ, replay), with new
+    headers: ids, type and timestamps stay, so the copy is the same message to every tool."""
+    return pika.BasicProperties(
+        message_id=properties.message_id or message_id, correlation_id=properties.correlation_id,
+        type=properties.type, content_type=properties.content_type,
+        timestamp=properties.timestamp, delivery_mode=_PERSISTENT, headers=headers,
+    )

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from middleware import dlq
+from middleware.broker import dlq
 from middleware.broker.topology import dlq_name
 from middleware.cli.common import config_from_args
 from middleware.config.models import Config

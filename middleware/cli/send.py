@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
+from middleware.broker.ingest import publish_envelopes
 from middleware.broker.publisher import Publisher
 from middleware.cli.common import config_from_args
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError
-from middleware.ingest import publish_envelopes
 
 __all__ = ["register"]
 

@@ -14,14 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import pika
-import pika.exceptions
-
-from middleware.broker.connection import connection_parameters
+from middleware.broker.dlq import browse
+from middleware.broker.session import blocking_channel, queue_depth
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.loader import load_config
 from middleware.config.models import Config
-from middleware.dlq import browse
 from middleware.errors import BrokerUnavailable
 from middleware.scrape import Scrape, histogram_quantile, scrape, scrape_url
 
@@ -82,36 +79,21 @@ def _status(args: argparse.Namespace) -> int:
 
 def queue_status(config: Config) -> dict[str, Queues] | None:
     """Queue depths per route, or None when the broker cannot be reached."""
-    try:
-        connection = pika.BlockingConnection(connection_parameters(config.broker, "status"))
-    except (pika.exceptions.AMQPError, OSError):
-        return None
     found: dict[str, Queues] = {}
     try:
-        for route in config.routes:
-            tiers = range(1, len(config.retry_for(route).delays()) + 1)
-            retries = [_depth(connection, retry_name(route.name, n)) for n in tiers]
-            dlq = _depth(connection, dlq_name(route.name))
-            found[route.name] = Queues(
-                _depth(connection, queue_name(route.name)),
-                None if None in retries else sum(r or 0 for r in retries),
-                dlq, _oldest_age(config, route.name) if dlq else None,
-            )
-    finally:
-        if connection.is_open:
-            connection.close()
-    return found
-
-
-def _depth(connection: pika.BlockingConnection, queue: str) -> int | None:
-    """Messages ready in ``queue``; None when it is not declared (the broker closes the channel)."""
-    channel = connection.channel()
-    try:
-        count = int(channel.queue_declare(queue, passive=True).method.message_count)
-    except pika.exceptions.ChannelClosedByBroker:
+        with blocking_channel(config.broker, "status") as channel:
+            for route in config.routes:
+                tiers = range(1, len(config.retry_for(route).delays()) + 1)
+                retries = [queue_depth(channel, retry_name(route.name, n)) for n in tiers]
+                dlq = queue_depth(channel, dlq_name(route.name))
+                found[route.name] = Queues(
+                    queue_depth(channel, queue_name(route.name)),
+                    None if None in retries else sum(r or 0 for r in retries),
+                    dlq, _oldest_age(config, route.name) if dlq else None,
+                )
+    except BrokerUnavailable:
         return None
-    channel.close()
-    return count
+    return found
 
 
 def _oldest_age(config: Config, route: str) -> float | None:

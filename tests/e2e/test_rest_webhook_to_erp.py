@@ -22,7 +22,7 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
-from middleware import dlq
+from middleware.broker import dlq
 from middleware.broker.topology import dlq_name
 from middleware.config.models import BrokerConfig
 from tests.e2e.conftest import DaemonProcess

@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY
 from pydantic import ConfigDict
 
 from middleware.adapter import AdapterConfig, AdapterContext, Delivered
+from middleware.broker.ingest import publish_envelopes
 from middleware.broker.publisher import Publisher
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
-from middleware.ingest import publish_envelopes
 from middleware.plugins import AdapterSpec, register
 
 

@@ -11,8 +11,8 @@ import orjson
 import pika
 import pytest
 
-from middleware import dlq
 from middleware import headers as h
+from middleware.broker import dlq
 from middleware.broker.topology import dlq_name, queue_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon

@@ -14,8 +14,8 @@ import pika
 import pytest
 
 from adapters.soap.demo_server import DemoErpServer
-from middleware import dlq
 from middleware import headers as h
+from middleware.broker import dlq
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon

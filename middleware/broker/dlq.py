@@ -8,7 +8,6 @@ broker confirmed the republish).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,14 +15,12 @@ from typing import Any
 
 import orjson
 import pika
-import pika.exceptions
-from pika.adapters.blocking_connection import BlockingChannel
 
 from middleware import headers as h
-from middleware.broker.connection import connection_parameters
+from middleware.broker.publisher import with_headers
+from middleware.broker.session import BlockingChannel, blocking_channel
 from middleware.broker.topology import dlq_name, queue_name
 from middleware.config.models import BrokerConfig
-from middleware.errors import BrokerUnavailable
 
 __all__ = ["DeadLetter", "browse", "purge", "replay"]
 
@@ -45,19 +42,6 @@ class DeadLetter:
         if self.failed_at is None:
             return None
         return ((now or datetime.now(UTC)) - self.failed_at).total_seconds()
-
-
-@contextlib.contextmanager
-def _channel(broker: BrokerConfig) -> Iterator[BlockingChannel]:
-    try:
-        connection = pika.BlockingConnection(connection_parameters(broker, "cli"))
-    except (pika.exceptions.AMQPError, OSError) as exc:
-        raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
-    try:
-        yield connection.channel()
-    finally:
-        if connection.is_open:
-            connection.close()  # unacked basic.get messages go back to their queue
 
 
 def _parse(props: pika.BasicProperties, body: bytes) -> DeadLetter:
@@ -88,7 +72,7 @@ def _take(channel: BlockingChannel, queue: str, limit: int) -> Iterator[tuple[in
 
 def browse(broker: BrokerConfig, queue: str, limit: int = 1000) -> list[DeadLetter]:
     """Up to ``limit`` messages of a queue, left in place."""
-    with _channel(broker) as channel:
+    with blocking_channel(broker, "cli") as channel:
         return [letter for _tag, letter, _props in _take(channel, queue, limit)]
 
 
@@ -106,7 +90,7 @@ def replay(
     message gets a fresh set of retries, and the replay count is incremented.
     """
     replayed: list[str] = []
-    with _channel(broker) as channel:
+    with blocking_channel(broker, "cli") as channel:
         channel.confirm_delivery()
         for tag, letter, props in _take(channel, dlq_name(route), limit):
             if ids is not None and letter.message_id not in ids:
@@ -116,11 +100,7 @@ def replay(
                 continue
             new_headers = h.without_failure(letter.headers)
             new_headers[h.REPLAYS] = int(letter.headers.get(h.REPLAYS, 0) or 0) + 1
-            properties = pika.BasicProperties(
-                message_id=props.message_id, correlation_id=props.correlation_id,
-                type=props.type, content_type=props.content_type, timestamp=props.timestamp,
-                delivery_mode=2, headers=new_headers,
-            )
+            properties = with_headers(props, new_headers)
             channel.basic_publish("", queue_name(route), letter.body, properties, mandatory=True)
             channel.basic_ack(tag)
     return replayed
@@ -128,5 +108,5 @@ def replay(
 
 def purge(broker: BrokerConfig, route: str) -> int:
     """Delete every dead letter of a route; returns how many there were."""
-    with _channel(broker) as channel:
+    with blocking_channel(broker, "cli") as channel:
         return int(channel.queue_purge(dlq_name(route)).method.message_count)
