@@ -37,9 +37,9 @@ from adapters.rest.publishing import LoopPublisher
 from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
 from middleware import metrics
 from middleware.adapter import AdapterContext
-from middleware.broker.ingest import publish_envelopes
+from middleware.broker.ingest import check_confirms, publish_envelopes
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, PublishTimeout, SchemaError, SilobridgeError
+from middleware.errors import BrokerError, SchemaError, SilobridgeError
 from middleware.validation import SchemaCheck, load_schema
 
 __all__ = ["RestInbound", "default_dedupe"]
@@ -189,15 +189,7 @@ class RestInbound:
         _done, not_done = await asyncio.wait(futures,
                                              timeout=self._context.broker.publish_timeout)
         try:
-            if not_done:
-                raise PublishTimeout(f"{len(not_done)} of {len(futures)} envelopes not "
-                                     f"confirmed in time")
-            for future in futures:
-                error = future.exception()
-                if isinstance(error, BrokerError):
-                    raise error
-                if error is not None:
-                    raise BrokerError(str(error)) from error
+            check_confirms(futures, len(not_done))
         except BrokerError as exc:
             for future in not_done:  # their outcome no longer matters; do not log it as lost
                 future.add_done_callback(_retrieve)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
+from typing import Protocol
 
 import pika
 
@@ -18,7 +19,7 @@ from middleware.broker.topology import EVENTS_EXCHANGE
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, PublishTimeout
 
-__all__ = ["envelope_properties", "publish_envelope", "publish_envelopes"]
+__all__ = ["check_confirms", "envelope_properties", "publish_envelope", "publish_envelopes"]
 
 
 def envelope_properties(envelope: Envelope, type: str | None = None) -> pika.BasicProperties:
@@ -40,8 +41,18 @@ def publish_envelopes(
     """Publish all (pipelined) and wait for every confirm; raise the first failure."""
     futures = [publish_envelope(publisher, envelope) for envelope in envelopes]
     _done, not_done = wait_all(futures, timeout=timeout)
-    if not_done:
-        raise PublishTimeout(f"{len(not_done)} of {len(futures)} envelopes not confirmed in time")
+    check_confirms(futures, len(not_done))
+
+
+class _Settled(Protocol):
+    def exception(self) -> BaseException | None: ...
+
+
+def check_confirms(futures: Sequence[_Settled], unconfirmed: int) -> None:
+    """Raise unless every publish was confirmed: a timeout, or the first failure as a
+    BrokerError (concurrent and asyncio futures alike; the unconfirmed ones are not asked)."""
+    if unconfirmed:
+        raise PublishTimeout(f"{unconfirmed} of {len(futures)} envelopes not confirmed in time")
     for future in futures:
         error = future.exception()
         if isinstance(error, BrokerError):

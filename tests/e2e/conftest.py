@@ -115,3 +115,14 @@ def daemon_process(
             channel.queue_delete(name)
         connection.close()
 
+
+
+@pytest.fixture
+def out_queue(amqp_url: str, prefix: str) -> Iterator[str]:
+    """The queue an AMQP target of the test fills (the target declares it); removed after."""
+    yield f"{prefix}.out"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    channel.queue_delete(f"{prefix}.out")
+    channel.exchange_delete(f"{prefix}.out")
+    connection.close()

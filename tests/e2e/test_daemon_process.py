@@ -5,10 +5,9 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pika
 import pytest
 
 from tests.e2e.conftest import DaemonProcess
@@ -19,32 +18,30 @@ pytestmark = pytest.mark.e2e
 TOTAL = 20_000
 
 
-@pytest.fixture
-def out_queue(amqp_url: str, prefix: str) -> Iterator[str]:
-    yield f"{prefix}.out"
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.queue_delete(f"{prefix}.out")
-    channel.exchange_delete(f"{prefix}.out")
-    connection.close()
-
-
 def route(prefix: str) -> dict[str, Any]:
     return {"name": f"{prefix}-r", "bind": [f"{prefix}.customer.*"],
             "target": {"type": "amqp", "exchange": f"{prefix}.out", "routing_key": "erp.x",
                        "queue": f"{prefix}.out"}}
 
 
-def test_daemon_killed_with_sigkill_loses_nothing_after_restart(
-    amqp_url: str, prefix: str, out_queue: str,
-    daemon_process: Callable[..., DaemonProcess],
-) -> None:
+def working_through_backlog(
+    amqp_url: str, prefix: str, out_queue: str, daemon_process: Callable[..., DaemonProcess],
+) -> tuple[DaemonProcess, list[str]]:
+    """A daemon started on a backlog of TOTAL envelopes, returned once 1,000 were delivered."""
     daemon = daemon_process([route(prefix)])
     daemon.topology_apply()
     ids = publish_events(amqp_url, prefix, TOTAL)
     daemon.start()
-    # When the worker dies mid-stream without any chance to clean up
     assert wait_until(lambda: queue_count(amqp_url, out_queue) >= 1000, 30, step=0.02)
+    return daemon, ids
+
+
+def test_daemon_killed_with_sigkill_loses_nothing_after_restart(
+    amqp_url: str, prefix: str, out_queue: str,
+    daemon_process: Callable[..., DaemonProcess],
+) -> None:
+    daemon, ids = working_through_backlog(amqp_url, prefix, out_queue, daemon_process)
+    # When the worker dies mid-stream without any chance to clean up
     daemon.signal(signal.SIGKILL)
     assert daemon.wait(10) == -signal.SIGKILL
     assert queue_count(amqp_url, out_queue) < TOTAL, "the kill came too late to prove anything"
@@ -70,11 +67,7 @@ def test_daemon_sigterm_drains_in_flight_work_and_exits_zero(
     amqp_url: str, prefix: str, out_queue: str,
     daemon_process: Callable[..., DaemonProcess],
 ) -> None:
-    daemon = daemon_process([route(prefix)])
-    daemon.topology_apply()
-    ids = publish_events(amqp_url, prefix, TOTAL)
-    daemon.start()
-    assert wait_until(lambda: queue_count(amqp_url, out_queue) >= 1000, 30, step=0.02)
+    daemon, ids = working_through_backlog(amqp_url, prefix, out_queue, daemon_process)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
     log = daemon.log.read_text()

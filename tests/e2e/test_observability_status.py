@@ -8,10 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pika
 import pytest
 
 from middleware.broker.topology import dlq_name
@@ -36,17 +35,6 @@ def _status(config: Path, *extra: str) -> str:
 def _row(table: str, route: str) -> list[str]:
     (line,) = [line for line in table.splitlines() if line.startswith(route + " ")]
     return line.split()
-
-
-@pytest.fixture
-def out_queue(amqp_url: str, prefix: str) -> Iterator[str]:
-    """The queue the AMQP target fills (the target declares it); removed afterwards."""
-    yield f"{prefix}.out"
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    channel = connection.channel()
-    channel.queue_delete(f"{prefix}.out")
-    channel.exchange_delete(f"{prefix}.out")
-    connection.close()
 
 
 def test_status_shows_routes_from_broker_and_daemon_then_broker_only(
