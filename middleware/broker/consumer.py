@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import pika
 from pika.channel import Channel
@@ -114,10 +115,17 @@ class Consumer:
         self._connection.start()
         return self._consuming.wait(wait) if wait else False
 
-    def pause(self) -> None:
-        """Stop taking new messages (graceful shutdown); in-flight ones can still be settled."""
+    def pause(self, timeout: float = 10.0) -> bool:
+        """Stop taking new messages (graceful shutdown); in-flight ones can still be settled.
+
+        Returns once the broker confirmed every cancel (no delivery can follow it), so what is
+        in flight afterwards is all there is to finish; False if that took over ``timeout``.
+        """
         self._paused = True
-        self._loop.call_soon(self._cancel)
+        cancelled = threading.Event()
+        if not self._loop.call_soon(lambda: self._cancel(cancelled)):
+            return True  # no connection: nothing can be delivered any more
+        return cancelled.wait(timeout)
 
     def stop(self) -> None:
         self._loop.call_soon(self._flush)  # acks still queued go out before the close
@@ -161,12 +169,21 @@ class Consumer:
         self._channel = None
         self._consuming.clear()
 
-    def _cancel(self) -> None:
-        channel = self._channel
-        if channel is not None and channel.is_open:
-            for queue in self._handlers:
-                channel.basic_cancel(queue)
+    def _cancel(self, cancelled: threading.Event) -> None:
         self._consuming.clear()
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            cancelled.set()
+            return
+        waiting = set(self._handlers)
+
+        def confirmed(frame: Any) -> None:
+            waiting.discard(frame.method.consumer_tag)
+            if not waiting:
+                cancelled.set()
+
+        for queue in self._handlers:
+            channel.basic_cancel(queue, callback=confirmed)
 
     def _flush(self) -> None:
         with self._lock:
