@@ -39,8 +39,12 @@ from middleware.envelope import Envelope
 HERE = Path(__file__).parent
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 EVENT_TYPE = "bench.order.created"
-ROUTE = "bench"
+# per run: RabbitMQ 3.10 can refuse to re-create a quorum queue deleted a moment ago
+ROUTE = f"bench-{os.getpid()}"
 ROUTE_QUEUE = f"silobridge.route.{ROUTE}"
+# the route queue, its retry tiers (default policy: 5) and its DLQ, all removed between runs
+ROUTE_QUEUES = (ROUTE_QUEUE, *(f"{ROUTE_QUEUE}.retry.{n}" for n in range(1, 6)),
+                f"{ROUTE_QUEUE}.dlq")
 OUT_EXCHANGE, OUT_QUEUE, SRC_QUEUE = "bench.out", "bench.dst", "bench.src"
 
 
@@ -52,7 +56,7 @@ class Broker:
         self.channel = self.connection.channel()
 
     def reset(self, source_type: str) -> None:
-        for name in (SRC_QUEUE, OUT_QUEUE, ROUTE_QUEUE):
+        for name in (SRC_QUEUE, OUT_QUEUE, *ROUTE_QUEUES):
             self.channel.queue_delete(name)
         self.channel.exchange_declare(OUT_EXCHANGE, "topic", durable=True)
         for name, kind in ((SRC_QUEUE, source_type), (OUT_QUEUE, "quorum")):
@@ -160,8 +164,10 @@ class Silobridge(Baseline):
 
     def prepare(self) -> None:
         (self.workdir / "store.db").unlink(missing_ok=True)
-        subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
-                        str(self.config)], check=True, capture_output=True, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
+                               str(self.config)], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                        "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    for name in (ROUTE_QUEUE, SRC_QUEUE, OUT_QUEUE):
+    for name in (*ROUTE_QUEUES, SRC_QUEUE, OUT_QUEUE):
         broker.channel.queue_delete(name)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {args.messages} messages, "

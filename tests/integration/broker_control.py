@@ -7,10 +7,15 @@ seconds with its durable queues. ``restored`` always starts it again, even when 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 
+import pika
+import pika.exceptions
 import pytest
 
 
@@ -30,6 +35,31 @@ def stop_broker() -> None:
 def start_broker() -> None:
     _ctl("start_app")
     _ctl("await_startup", "--timeout", "120")
+    wait_for_quorum_queues()
+
+
+def wait_for_quorum_queues(timeout: float = 60) -> None:
+    """Block until a quorum queue can be declared again.
+
+    After ``start_app`` RabbitMQ 3.10 accepts connections before its Raft log processes run;
+    until they do, declaring a quorum queue fails with INTERNAL_ERROR (541), which would fail
+    whichever test happens to come next.
+    """
+    url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(url))
+            channel = connection.channel()
+            name = f"health.{uuid.uuid4().hex[:8]}"
+            channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+            channel.queue_delete(name)
+            connection.close()
+            return
+        except (pika.exceptions.AMQPError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager
