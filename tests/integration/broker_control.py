@@ -33,17 +33,26 @@ def stop_broker() -> None:
 
 
 def start_broker() -> None:
-    _ctl("start_app")
-    _ctl("await_startup", "--timeout", "120")
-    wait_for_quorum_queues()
+    """Start the application and wait until route queues can be declared; if the quorum-queue
+    subsystem came back wedged (RabbitMQ 3.10 does that now and then), restart the app once."""
+    for attempt in range(2):
+        _ctl("start_app")
+        _ctl("await_startup", "--timeout", "120")
+        try:
+            wait_for_quorum_queues(30)
+            return
+        except (pika.exceptions.AMQPError, OSError):
+            if attempt:
+                raise
+            _ctl("stop_app")
 
 
 def wait_for_quorum_queues(timeout: float = 60) -> None:
-    """Block until a quorum queue can be declared again.
+    """Block until a route queue (quorum, at-least-once dead-lettering) can be declared.
 
-    After ``start_app`` RabbitMQ 3.10 accepts connections before its Raft log processes run;
-    until they do, declaring a quorum queue fails with INTERNAL_ERROR (541), which would fail
-    whichever test happens to come next.
+    After ``start_app`` RabbitMQ 3.10 accepts connections before all of its quorum-queue
+    processes run (the at-least-once dead-letter workers come last); until they do, declaring
+    such a queue fails with INTERNAL_ERROR (541), which would fail whichever test comes next.
     """
     url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
     deadline = time.monotonic() + timeout
@@ -52,7 +61,11 @@ def wait_for_quorum_queues(timeout: float = 60) -> None:
             connection = pika.BlockingConnection(pika.URLParameters(url))
             channel = connection.channel()
             name = f"health.{uuid.uuid4().hex[:8]}"
-            channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+            channel.queue_declare(name, durable=True, arguments={
+                "x-queue-type": "quorum", "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": f"{name}.dlq",
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+            })
             channel.queue_delete(name)
             connection.close()
             return
