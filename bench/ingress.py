@@ -10,9 +10,10 @@ persistent and mandatory with publisher confirms before it answers 202.
 
 The body is fixed and signed once: the HMAC is still verified on every request. The endpoint has
 no delivery-id dedupe (a generic HMAC endpoint has none by default), so every request is a new
-event with a fresh envelope id, never a 200 "duplicate". After each silobridge round the route
-queue bound to the event type must hold exactly as many messages as wrk counted 202 answers:
-that is the proof that every 202 is backed by a broker confirm.
+event with a fresh envelope id, never a 200 "duplicate". Each silobridge round gets a fresh route
+queue bound to the event type; after the round it must hold at least as many messages as wrk
+counted 202 answers: that is the proof that every 202 is backed by a broker confirm. (A few
+more is normal: requests cut off when wrk stops are stored, but wrk never counts their 202.)
 
 Rounds alternate bare / silobridge so machine noise hits both alike; the medians and the ratio
 silobridge / bare are reported.
@@ -119,7 +120,7 @@ class Served:
     def pid(self) -> int:
         return self.process.pid
 
-    def wait_listening(self, timeout: float = 30) -> None:
+    def wait_listening(self, timeout: float = 60) -> None:
         """Until the socket accepts (readiness alone can come before the ingress listens)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -237,7 +238,8 @@ def delete_route_queues(route: str) -> None:
         for name in names:
             channel.queue_delete(name)
     finally:
-        connection.close()
+        if connection.is_open:
+            connection.close()
 
 
 def queue_depth(queue: str) -> int:
@@ -245,15 +247,8 @@ def queue_depth(queue: str) -> int:
     try:
         return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
-        connection.close()
-
-
-def purge(queue: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(URL))
-    try:
-        connection.channel().queue_purge(queue)
-    finally:
-        connection.close()
+        if connection.is_open:
+            connection.close()
 
 
 # -- the load generator --------------------------------------------------------------------
@@ -386,16 +381,15 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
         server = Daemon(config, port, "ingress", workdir / "daemon.log")
     try:
         server.wait_listening()
-        if kind == "silobridge":
-            purge(queue_name(route))
         url = f"http://127.0.0.1:{port}{HOOK_PATH}"
         run_wrk(url, connections=args.connections, duration=args.warmup)  # warm up
+        before = 0
         if kind == "silobridge":
             time.sleep(1)  # requests cut off at the warm-up's end may still be publishing
-            purge(queue_name(route))
+            before = queue_depth(queue_name(route))
         result = run_wrk(url, connections=args.connections, duration=args.duration)
     finally:
-        server.stop()
+        server.stop()  # drains: requests cut off at wrk's end finish publishing first
     accepted = result.codes.get(202, 0)
     row: dict[str, Any] = {"server": kind, "req_s": round(result.rate),
                            "p50_ms": round(result.p50_ms, 2), "p99_ms": round(result.p99_ms, 2),
@@ -403,7 +397,7 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
                            "codes": {str(k): v for k, v in sorted(result.codes.items())},
                            "errors": result.errors}
     if kind == "silobridge":
-        row["stored"] = queue_depth(queue_name(route))
+        row["stored"] = queue_depth(queue_name(route)) - before
     return row
 
 
@@ -418,27 +412,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return 0
-    route = f"bench-ingress-{os.getpid()}"
     rows: list[dict[str, Any]] = []
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
-        try:
-            for _ in range(max(1, min(args.rounds, 20))):
+        for n in range(max(1, min(args.rounds, 20))):
+            route = f"bench-ingress-{os.getpid()}-{n}"  # a fresh route queue per round
+            try:
                 for kind in ("bare", "silobridge"):
                     row = _round(kind, Path(tmp), args, route)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                    # wrk stops with up to one request per connection in flight: those are
-                    # stored without their 202 being counted, and a 503 (not confirmed in time,
-                    # broker alarm) may still have been stored: the sender retries, ids dedupe.
-                    if kind == "silobridge" and not (
-                            row["accepted"] <= row["stored"]
-                            <= row["accepted"] + row["other"] + args.connections):
+                    # Every 202 must be stored: stored >= accepted. More may be stored: requests
+                    # cut off at wrk's end (their 202 is never counted) and 503s whose message
+                    # was confirmed too late (the sender retries; the envelope id dedupes).
+                    if kind == "silobridge" and row["stored"] < row["accepted"]:
                         ok = False
                         print(f"# NOT BACKED: {row['accepted']} answers 202, "
                               f"{row['stored']} messages stored", flush=True)
-        finally:
-            delete_route_queues(route)
+            finally:
+                delete_route_queues(route)
     summary: dict[str, Any] = {}
     for kind in ("bare", "silobridge"):
         mine = [r for r in rows if r["server"] == kind]

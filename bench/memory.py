@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warmup = min(60.0, args.duration / 3)
     samples: list[tuple[float, float]] = []
-    worker_samples: list[float] = []
+    worker_samples: list[tuple[float, float]] = []
     target_samples: list[float] = []
     outcome: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp, \
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.monotonic() - started
             samples.append((elapsed, harness.daemon.rss_mb()))
             if harness.worker is not None:
-                worker_samples.append(harness.worker.rss_mb())
+                worker_samples.append((elapsed, harness.worker.rss_mb()))
             target_samples.append(harness.target.rss_mb())
             if step < steps - 1:
                 time.sleep(max(0.0, started + (step + 1) * args.interval - time.monotonic()))
@@ -97,15 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         "slope_mb_per_min": round(slope, 2), "target_max_mb": round(max(target_samples), 1),
     }
     if worker_samples:
+        worker_window = [(t, m) for t, m in worker_samples if t >= warmup]
+        worker_slope = slope_per_minute(worker_window)
         row["worker_idle_mb"] = round(idle_worker or 0, 1)
-        row["worker_max_mb"] = round(max(worker_samples), 1)
-        peak = max(peak, *worker_samples)
+        row["worker_end_mb"] = round(worker_window[-1][1], 1)
+        row["worker_max_mb"] = round(max(m for _, m in worker_samples), 1)
+        row["worker_slope_mb_per_min"] = round(worker_slope, 2)
+        peak = max(peak, row["worker_max_mb"])
+        slope = max(slope, worker_slope)
     if "run" in outcome:
         result: WrkResult = outcome["run"][0]
         stats = lag_stats(outcome["run"][1])
         row.update(sent_per_s=round(result.rate), delivered=stats.count,
                    **{f"lag_{k}": v for k, v in stats.row().items()})
     print(json.dumps({"rss_mb": [round(m, 1) for _, m in samples]}), flush=True)
+    if worker_samples:
+        print(json.dumps({"worker_rss_mb": [round(m, 1) for _, m in worker_samples]}), flush=True)
     print(json.dumps(row), flush=True)
     ok = peak < LIMIT_MB and slope < FLAT_MB_PER_MIN
     print(f"# {machine()}; warm-up {warmup:g}s excluded from start/end/slope; "
