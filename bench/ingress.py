@@ -69,7 +69,14 @@ __all__ = [
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SECRET = "bench-webhook-secret"
 SECRET_ENV = "BENCH_WEBHOOK_SECRET"
-EVENT_TYPE = "bench.order.created"
+SYSTEM = "benchhook"
+
+
+def event_type(route: str) -> str:
+    """An event type of this route alone: other runs and the worker benchmark publish on the
+    same shared events exchange, and a shared routing key would cross-feed their queues."""
+    return f"{SYSTEM}.{route}.created"
+
 HOOK_PATH = "/webhooks/bench/orders"
 BODY = orjson.dumps(SOURCE)
 HERE = Path(__file__).parent
@@ -194,7 +201,7 @@ def daemon_config(workdir: Path, route: str, target: dict[str, Any] | None = Non
     """
     ingress_port, ops_port = free_port(), free_port()
     route_config: dict[str, Any] = {
-        "name": route, "bind": [EVENT_TYPE],
+        "name": route, "bind": [event_type(route)],
         "target": target or {"type": "amqp", "exchange": "amq.topic", "routing_key": "unused"},
     }
     if mapping is not None:
@@ -205,9 +212,9 @@ def daemon_config(workdir: Path, route: str, target: dict[str, Any] | None = Non
         "ingress": {"host": "127.0.0.1", "port": ingress_port},
         "store": {"path": str(workdir / f"{route}{tag}.db")},
         "inbound": [{
-            "type": "rest", "name": f"{route}-hook", "path": HOOK_PATH, "system": "bench",
+            "type": "rest", "name": f"{route}-hook", "path": HOOK_PATH, "system": SYSTEM,
             "source": "crm/bench", "batch": False,
-            "derive": {"entity": {"value": "order"}, "action": {"value": "created"},
+            "derive": {"entity": {"value": route}, "action": {"value": "created"},
                        "subject": {"path": "opportunity_id"}},
             "auth": {"scheme": "hmac", "header": "X-Signature", "prefix": "sha256=",
                      "secret_env": SECRET_ENV},
