@@ -28,7 +28,7 @@ QUICK: dict[str, list[str]] = {
     "worker": ["--messages", "5000", "--rounds", "1"],
     "ingress": ["--duration", "5", "--warmup", "1", "--rounds", "1"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "5"],
-    "memory": ["--duration", "30", "--interval", "2"],
+    "memory": ["--duration", "30", "--interval", "2", "--no-check"],
 }
 
 
