@@ -46,6 +46,7 @@ from typing import Any
 
 import orjson
 import pika
+import pika.exceptions
 import yaml
 
 from bench.mapping_engine import SOURCE
@@ -80,7 +81,7 @@ def event_type(route: str) -> str:
 HOOK_PATH = "/webhooks/bench/orders"
 BODY = orjson.dumps(SOURCE)
 HERE = Path(__file__).parent
-RETRY_TIERS = 4  # the default retry policy's tiers: their queues are deleted after a run
+RETRY_TIERS = 10  # more than the default retry policy has; deleting a missing queue is a no-op
 
 
 def signed_headers(body: bytes) -> dict[str, str]:
@@ -235,9 +236,18 @@ class Daemon(Served):
                          env={SECRET_ENV: SECRET}, log=log)
 
 
-def delete_route_queues(route: str) -> None:
-    """Every queue the daemon declared for the bench route (shared exchanges are kept)."""
-    connection = pika.BlockingConnection(pika.URLParameters(URL))
+def delete_route_queues(route: str, attempts: int = 30) -> None:
+    """Every queue the daemon declared for the bench route (shared exchanges are kept).
+
+    Retried for a minute: other test suites on a shared machine restart the broker."""
+    for attempt in range(attempts):
+        try:
+            connection = pika.BlockingConnection(pika.URLParameters(URL))
+            break
+        except pika.exceptions.AMQPConnectionError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
     try:
         channel = connection.channel()
         names = [queue_name(route), dlq_name(route),
