@@ -169,16 +169,22 @@ def serve_bare(port: int) -> None:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from middleware.http import ServerThread
-
     accepted = orjson.dumps({"status": "accepted"})
 
     async def hook(request: Request) -> Response:
         await request.body()
         return Response(accepted, status_code=202, media_type=JSONResponse.media_type)
 
-    server = ServerThread(Starlette(routes=[Route(HOOK_PATH, hook, methods=["POST"])]),
-                          "127.0.0.1", port, "bare")
+    serve_until_sigterm(Starlette(routes=[Route(HOOK_PATH, hook, methods=["POST"])]), port,
+                        "bare")
+
+
+def serve_until_sigterm(app: Any, port: int, name: str) -> None:
+    """Serve an ASGI app on loopback under the ingress's own uvicorn settings until SIGTERM
+    (the harness stops its helper processes that way)."""
+    from middleware.http import ServerThread
+
+    server = ServerThread(app, "127.0.0.1", port, name)
     server.start_and_wait()
     stopped = False
 

@@ -49,6 +49,7 @@ from bench.ingress import (
     free_port,
     machine,
     run_wrk,
+    serve_until_sigterm,
 )
 from bench.mapping_engine import REFERENCE_MAPPING
 
@@ -61,11 +62,7 @@ MAX_SAMPLES = 2_000_000  # the target keeps at most this many lags between two r
 
 def serve_target(port: int) -> None:
     """The ERP stand-in: answers 200 at once and records arrival - X-Event-Time (ms)."""
-    import signal
-
     from starlette.types import Receive, Scope, Send
-
-    from middleware.http import ServerThread
 
     lags: list[float] = []
     stamp = STAMP_HEADER.lower().encode()
@@ -92,18 +89,7 @@ def serve_target(port: int) -> None:
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": answer})
 
-    server = ServerThread(app, "127.0.0.1", port, "target")
-    server.start_and_wait()
-    stopped = False
-
-    def stop(*_: Any) -> None:
-        nonlocal stopped
-        stopped = True
-
-    signal.signal(signal.SIGTERM, stop)
-    while not stopped and server.is_alive():
-        time.sleep(0.2)
-    server.stop()
+    serve_until_sigterm(app, port, "target")
 
 
 @dataclass
