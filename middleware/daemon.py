@@ -7,7 +7,6 @@ within ``shutdown_grace``, then inbound adapters, connections and stores close.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -85,7 +84,6 @@ class Daemon:
             self._start_ingress(context)
         self.monitor = QueueMonitor(self.config, self.mappings, self.stores.idempotency)
         self.monitor.start()
-        _tune_gc()
         self.started = True
         log.info("silobridge started", role=self.role.value, routes=len(self.workers),
                  inbound=len(self.inbound), ops_port=self.ops.port,
@@ -203,21 +201,6 @@ class Daemon:
         self.ops.stop()
         log.info("silobridge stopped", drained=drained)
         return drained
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector off the per-message path.
-
-    Everything loaded at start (modules, compiled mappings and schemas, pydantic validators)
-    lives as long as the process, yet a full collection would scan it again and again while
-    thousands of prefetched messages are in flight: the worker benchmark showed a dozen full
-    collections per 20,000 messages. Freezing moves it out of the collector's sight; a larger
-    first-generation threshold makes the young collections rarer. Message processing creates
-    few reference cycles, so garbage still goes promptly by reference counting.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
 
 
 def mapping_paths(loaded: LoadedConfig) -> list[Path]:

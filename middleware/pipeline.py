@@ -90,10 +90,6 @@ class RouteWorker:
         self._delivery = metrics.DELIVERY_SECONDS.labels(route.name, self._target_name)
         self._lag = metrics.SYNC_LAG.labels(route.name)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is in flight (graceful shutdown); False on timeout.
 

@@ -122,7 +122,6 @@ class ManagedConnection:
         self._delay = 0.5
         self.fatal: Exception | None = None
         self.ready = threading.Event()
-        self.settled = threading.Event()  # set once connected or failed for good
         metrics.RECONNECTS.labels(name)  # exported at 0 from the start, so increase() works
 
     def start(self) -> None:
@@ -163,7 +162,6 @@ class ManagedConnection:
         except TopologyConflict as exc:
             self.fatal = exc
             log.error("topology conflict", connection=self.label, error=str(exc))
-            self.settled.set()
             return
         except (BrokerUnavailable, pika.exceptions.AMQPError, OSError) as exc:
             log.warning("broker unreachable", connection=self.label, error=str(exc))
@@ -210,7 +208,6 @@ class ManagedConnection:
         self._on_channel(channel)
         metrics.BROKER_CONNECTED.labels(self.label).set(1)
         self.ready.set()
-        self.settled.set()
 
     def _channel_closed(self, _channel: Channel, reason: Exception) -> None:
         if not self._stopping:

@@ -33,7 +33,7 @@ __all__ = ["Consumer", "Delivery"]
 class Delivery:
     """One message taken from a queue; finish it exactly once with ack() or nack()."""
 
-    __slots__ = ("_consumer", "_generation", "body", "properties", "queue", "received",
+    __slots__ = ("_consumer", "_generation", "body", "properties", "received",
                  "redelivered", "tag")
 
     def __init__(
@@ -47,7 +47,6 @@ class Delivery:
         self._consumer = consumer
         self._generation = generation
         self.tag: int = method.delivery_tag
-        self.queue: str = method.routing_key
         self.redelivered: bool = method.redelivered
         self.properties = properties
         self.body = body
@@ -106,10 +105,6 @@ class Consumer:
     @property
     def consuming(self) -> bool:
         return self._consuming.is_set()
-
-    @property
-    def fatal(self) -> Exception | None:
-        return self._connection.fatal
 
     def start(self, wait: float | None = None) -> bool:
         self._connection.start()

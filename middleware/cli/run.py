@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import threading
@@ -90,6 +91,25 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         daemon.stop()
         return 1
+    _tune_gc()
     while not stop.wait(0.5):
         pass
     return 0 if daemon.stop() else 1
+
+
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the per-message path of a daemon process.
+
+    Done by the command that owns the process, not by ``Daemon``, which also runs inside
+    other processes (tests, the demo) whose collector settings are theirs.
+
+    Everything loaded at start (modules, compiled mappings and schemas, pydantic validators)
+    lives as long as the process, yet a full collection would scan it again and again while
+    thousands of prefetched messages are in flight: the worker benchmark showed a dozen full
+    collections per 20,000 messages. Freezing moves it out of the collector's sight; a larger
+    first-generation threshold makes the young collections rarer. Message processing creates
+    few reference cycles, so garbage still goes promptly by reference counting.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
