@@ -8,7 +8,7 @@ and dead-letters alike (DESIGN.md section 2.4):
     timeouts, connection and protocol     retryable
     any other status                      permanent; status and a truncated body go to the DLQ
 
-httpx exceptions are translated here into ``DeliveryError`` so the pipeline never sees them.
+Client exceptions are translated here into ``DeliveryError`` so the pipeline never sees them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-import httpx
+import aiohttp
 
 from middleware.errors import DeliveryError
 
@@ -90,11 +90,11 @@ def status_error(
     )
 
 
-def transport_error(exc: httpx.HTTPError, target: str) -> DeliveryError:
-    """Timeouts, refused connections and broken responses may be retried; a bad URL scheme not."""
-    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+def transport_error(exc: aiohttp.ClientError | TimeoutError, target: str) -> DeliveryError:
+    """Timeouts, refused connections and broken responses may be retried; a bad URL not."""
+    kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
     return DeliveryError(
         f"request to {target} {kind}: {type(exc).__name__}",
-        retryable=not isinstance(exc, httpx.UnsupportedProtocol),
+        retryable=not isinstance(exc, aiohttp.InvalidURL),
         details={"error": type(exc).__name__},
     )

@@ -69,6 +69,13 @@ class OAuth2ClientCredentials(httpx.Auth):
         self.fetched = 0
         """Tokens obtained so far (observability and tests)."""
 
+    def fresh(self) -> str | None:
+        """The cached token if it is not yet due for renewal; never blocks, never fetches."""
+        token = self._token
+        if token is None or time.monotonic() >= self._expires - self._config.refresh_margin:
+            return None
+        return token
+
     def token(self, replace: str | None = None) -> str:
         """The cached token, or a new one when it is near expiry or equals ``replace``."""
         with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 import pytest
 
 from adapters._http import (
@@ -45,7 +45,8 @@ def test_status_error_keeps_status_and_truncated_body() -> None:
     assert retry.retryable and retry.retry_after == 7.0
 
 
-def test_transport_error_is_retryable_except_bad_scheme() -> None:
-    assert transport_error(httpx.ConnectTimeout("t"), "erp").retryable
-    assert transport_error(httpx.ConnectError("refused"), "erp").retryable
-    assert not transport_error(httpx.UnsupportedProtocol("ftp"), "erp").retryable
+def test_transport_error_is_retryable_except_bad_url() -> None:
+    timeout = transport_error(aiohttp.ServerTimeoutError("t"), "erp")
+    assert timeout.retryable and "timed out" in str(timeout)
+    assert transport_error(aiohttp.ServerDisconnectedError(), "erp").retryable
+    assert not transport_error(aiohttp.InvalidURL("ftp:/x"), "erp").retryable
