@@ -78,7 +78,9 @@ class RestTarget:
     async def _send(self, envelope: Envelope, payload: Any) -> Delivered:
         config = self._config
         values = {
-            "envelope": orjson.loads(envelope.to_json()) if self._uses_envelope else None,
+            # the attributes only: serialising the payload just to drop it cost ~20 µs a call
+            "envelope": (orjson.loads(envelope.to_json(data=None)) if self._uses_envelope
+                         else None),
             "payload": payload,
         }
         url = render(config.url, values, in_url=True)
