@@ -21,14 +21,14 @@ FULL: dict[str, list[str]] = {
     "worker": [],
     "ingress": ["--duration", "20", "--rounds", "3"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "30"],
-    "memory": ["--duration", "300", "--rate", "1000"],
+    "memory": ["--warmup", "180", "--duration", "300", "--rate", "1000"],
 }
 QUICK: dict[str, list[str]] = {
     "mapping_engine": ["--rounds", "3", "--number", "5000"],
     "worker": ["--messages", "5000", "--rounds", "1"],
     "ingress": ["--duration", "5", "--warmup", "1", "--rounds", "1"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "5"],
-    "memory": ["--duration", "30", "--interval", "2", "--no-check"],
+    "memory": ["--warmup", "10", "--duration", "30", "--interval", "2", "--no-check"],
 }
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="short durations: checks the harnesses, figures are not citable")
     parser.add_argument("--duration", type=float,
                         help="seconds per measured run of ingress and sync_lag")
-    parser.add_argument("--memory-duration", type=float, help="seconds of the memory run")
+    parser.add_argument("--memory-duration", type=float, help="seconds of the memory run's measured window")
     args = parser.parse_args(argv)
     unknown = [n for n in [*args.names, *filter(None, args.skip.split(","))]
                if n not in BENCHMARKS]
