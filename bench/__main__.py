@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="short durations: checks the harnesses, figures are not citable")
     parser.add_argument("--duration", type=float,
                         help="seconds per measured run of ingress and sync_lag")
-    parser.add_argument("--memory-duration", type=float, help="seconds of the memory run's measured window")
+    parser.add_argument("--memory-duration", type=float,
+                        help="seconds of the memory run's measured window")
     args = parser.parse_args(argv)
     unknown = [n for n in [*args.names, *filter(None, args.skip.split(","))]
                if n not in BENCHMARKS]
