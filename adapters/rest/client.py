@@ -1,6 +1,6 @@
 """HTTP client pieces shared by the REST target and the poller: auth and templates.
 
-OAuth2 client credentials keep one token per target, shared by all its threads: it is renewed
+OAuth2 client credentials keep one token per target, shared by all its requests: it is renewed
 ``refresh_margin`` seconds before it expires and, when the target still answers 401 (revoked or
 rotated early), renewed once and the request repeated once. A second 401 is the target's answer.
 """
