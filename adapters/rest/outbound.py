@@ -70,7 +70,8 @@ class RestTarget:
     async def _open(self) -> aiohttp.ClientSession:
         config = self._config
         connector = aiohttp.TCPConnector(limit=config.concurrency, ssl=config.verify_tls)
-        return aiohttp.ClientSession(connector=connector,
+        # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they do for the poller (httpx)
+        return aiohttp.ClientSession(connector=connector, trust_env=True,
                                      timeout=aiohttp.ClientTimeout(total=config.timeout))
 
     def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:
