@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -39,21 +40,31 @@ RECENT_IDS = 100_000  # about 100 s of traffic at 1,000 events/s, ~15 MB
 
 
 class RecentIds:
-    """A bounded set that forgets its oldest entries first."""
+    """A bounded set that forgets its oldest entries first.
+
+    A set for membership and a deque for the order, both O(1). An insertion-ordered dict that
+    drops ``next(iter(d))`` looks the same but is not: the deleted slots at the front of the
+    dict stay until it is resized and every ``next(iter(d))`` walks over them, so once full each
+    add cost ~55 µs instead of ~0.5 µs (100,000 ids), after the first 100 s of a busy route.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._ids: dict[str, None] = {}
-        self._lock = threading.Lock()  # added to from adapters' pool threads too
+        self._ids: set[str] = set()
+        self._order: deque[str] = deque()
+        self._lock = threading.Lock()  # added to from adapters' threads too
 
     def __contains__(self, item: str) -> bool:
         return item in self._ids
 
     def add(self, item: str) -> None:
         with self._lock:
-            self._ids[item] = None
-            if len(self._ids) > self._size:
-                del self._ids[next(iter(self._ids))]
+            if item in self._ids:
+                return
+            self._ids.add(item)
+            self._order.append(item)
+            if len(self._order) > self._size:
+                self._ids.discard(self._order.popleft())
 
 
 class RouteWorker:

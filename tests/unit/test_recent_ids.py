@@ -21,3 +21,11 @@ def test_recent_ids_adding_a_known_id_keeps_the_size() -> None:
     recent.add("a")
     recent.add("b")
     assert "a" in recent and "b" in recent
+
+
+def test_recent_ids_keep_exactly_the_newest_over_many_rotations() -> None:
+    recent = RecentIds(100)
+    for n in range(1_000):
+        recent.add(f"id-{n}")
+        recent.add(f"id-{max(0, n - 1)}")  # re-adding a kept id neither moves nor duplicates it
+    assert [n for n in range(1_000) if f"id-{n}" in recent] == list(range(900, 1_000))
