@@ -7,9 +7,9 @@ few seconds. A leak shows as a slope; a bounded cache or buffer shows as a plate
 
 The load runs for a warm-up (3 minutes by default) and then the measured window (5 minutes).
 The warm-up is what the bounded structures need to reach their final size at this rate: the
-route's set of recent envelope ids (``RECENT_IDS``, 100,000) is full after 100 s at 1,000/s,
-and its dict reaches its steady table size at its first compaction, after about 175,000
-insertions; pools and the allocator's arenas fill within the same time. The samples of the
+route's set of recent envelope ids (``RECENT_IDS``, 100,000) is full after 100 s at 1,000/s;
+the rest of the 3 minutes is margin for connection pools, the set's table rebuilds and the
+allocator's arenas. The samples of the
 warm-up are printed and its rise is reported (``idle_mb`` -> ``start_mb``), but only the window
 after it is judged.
 
