@@ -188,3 +188,22 @@ def test_rest_target_concurrency_limit_and_deliver_does_not_block() -> None:
                 future.result(10)
             assert active["max"] == 2
             assert time.monotonic() - started >= 0.9  # 6 calls, 2 at a time, 0.3 s each
+
+
+def test_rest_target_goes_through_the_environment_proxy_unless_no_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def proxy(request: Request, body: bytes) -> Response:
+        return json_response({"via": "proxy"})
+
+    with Peer(proxy) as relay:
+        monkeypatch.setenv("HTTP_PROXY", relay.url)
+        monkeypatch.setenv("NO_PROXY", "bypassed.invalid")
+        for target in _target("http://erp.invalid/api/accounts"):
+            assert target.deliver(_envelope(), {}).result(10).response == {"via": "proxy"}
+            [(method, _url, headers, _body)] = relay.requests
+            assert method == "POST"
+            assert headers["host"] == "erp.invalid"  # asked to relay, not addressed itself
+        for target in _target("http://bypassed.invalid/api", timeout=2):
+            error = _fail(target)  # no proxy: the unresolvable name fails, retryable
+            assert error.retryable and len(relay.requests) == 1
