@@ -21,7 +21,7 @@ FULL: dict[str, list[str]] = {
     "worker": [],
     "ingress": ["--duration", "20", "--rounds", "3"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "30"],
-    "memory": ["--warmup", "180", "--duration", "300", "--rate", "1000"],
+    "memory": ["--warmup", "300", "--duration", "300", "--rate", "1000"],
 }
 QUICK: dict[str, list[str]] = {
     "mapping_engine": ["--rounds", "3", "--number", "5000"],
