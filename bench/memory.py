@@ -8,9 +8,9 @@ few seconds. A leak shows as a slope; a bounded cache or buffer shows as a plate
 The load runs for a warm-up (5 minutes by default) and then the measured window (5 minutes).
 The warm-up is what the bounded structures need to reach their final size at this rate: the
 route's set of recent envelope ids (``RECENT_IDS``, 100,000) is full after 100 s at 1,000/s,
-and RSS still rises in a few steps after that while the set's table is rebuilt (it keeps its
-size, but a fresh copy is allocated before the old one is freed) and the allocator settles; in
-the recorded runs the last step came at about 5 minutes. The samples of the
+and RSS still rises in a few steps after that (most likely the set's table rebuilds: a fresh
+copy is allocated before the old one is freed, until the allocator holds room for both); in the
+recorded runs the last step came at about 5 minutes. The samples of the
 warm-up are printed and its rise is reported (``idle_mb`` -> ``start_mb``), but only the window
 after it is judged.
 
