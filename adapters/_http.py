@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
 import aiohttp
+import httpx
 
 from middleware.errors import DeliveryError
 
@@ -90,11 +91,17 @@ def status_error(
     )
 
 
-def transport_error(exc: aiohttp.ClientError | TimeoutError, target: str) -> DeliveryError:
-    """Timeouts, refused connections and broken responses may be retried; a bad URL not."""
-    kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
+def transport_error(
+    exc: aiohttp.ClientError | httpx.HTTPError | TimeoutError, target: str
+) -> DeliveryError:
+    """Timeouts, refused connections and broken responses may be retried; a bad URL not.
+
+    aiohttp errors come from the REST target's requests, httpx errors from its OAuth2 token
+    endpoint (fetched with the poller's client)."""
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    kind = "timed out" if timed_out else "failed"
     return DeliveryError(
         f"request to {target} {kind}: {type(exc).__name__}",
-        retryable=not isinstance(exc, aiohttp.InvalidURL),
+        retryable=not isinstance(exc, aiohttp.InvalidURL | httpx.UnsupportedProtocol),
         details={"error": type(exc).__name__},
     )

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
+import httpx
 import orjson
 import structlog
 from yarl import URL
@@ -99,8 +100,7 @@ class RestTarget:
         token = await self._token() if self._oauth else None
         status, body, answer = await self._request(url, headers, content, token)
         if status == 401 and token is not None:  # revoked or rotated early: renew once
-            assert self._oauth is not None
-            token = await asyncio.to_thread(self._oauth.token, token)
+            token = await self._token(replace=token)
             status, body, answer = await self._request(url, headers, content, token)
         if not 200 <= status < 300:
             raise status_error(status, body.decode(errors="replace"),
@@ -109,11 +109,17 @@ class RestTarget:
         return Delivered(response=_json(body, answer.get("Content-Type", "")),
                          details={"status": status})
 
-    async def _token(self) -> str:
+    async def _token(self, replace: str | None = None) -> str:
         """The cached OAuth2 token; a renewal (rare, blocking httpx) runs off the loop."""
-        assert self._oauth is not None
-        cached = self._oauth.fresh()
-        return cached if cached is not None else await asyncio.to_thread(self._oauth.token)
+        oauth = self._oauth
+        assert oauth is not None
+        cached = None if replace else oauth.fresh()
+        if cached is not None:
+            return cached
+        try:
+            return await asyncio.to_thread(oauth.token, replace)
+        except httpx.HTTPError as exc:  # the token endpoint is unreachable: try again later
+            raise transport_error(exc, "token endpoint") from exc
 
     async def _request(
         self, url: str, headers: dict[str, str], content: bytes | None, token: str | None

@@ -207,3 +207,14 @@ def test_rest_target_goes_through_the_environment_proxy_unless_no_proxy(
         for target in _target("http://bypassed.invalid/api", timeout=2):
             error = _fail(target)  # no proxy: the unresolvable name fails, retryable
             assert error.retryable and len(relay.requests) == 1
+
+
+def test_rest_target_unreachable_token_endpoint_is_retryable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_OAUTH_SECRET", "client-secret")
+    for target in _target("http://127.0.0.1:9/api", auth={
+            "type": "oauth2", "token_url": "http://127.0.0.1:9/token", "client_id": "sb",
+            "client_secret_env": "TEST_OAUTH_SECRET"}):
+        error = _fail(target)
+        assert error.retryable and "token endpoint" in str(error)

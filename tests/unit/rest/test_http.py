@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import aiohttp
+import httpx
 import pytest
 
 from adapters._http import (
@@ -50,3 +51,6 @@ def test_transport_error_is_retryable_except_bad_url() -> None:
     assert timeout.retryable and "timed out" in str(timeout)
     assert transport_error(aiohttp.ServerDisconnectedError(), "erp").retryable
     assert not transport_error(aiohttp.InvalidURL("ftp:/x"), "erp").retryable
+    token = transport_error(httpx.ConnectTimeout("t"), "token endpoint")
+    assert token.retryable and "timed out" in str(token)
+    assert transport_error(httpx.ConnectError("refused"), "token endpoint").retryable
