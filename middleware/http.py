@@ -1,7 +1,10 @@
 """Run an ASGI app under uvicorn on a background thread.
 
 The daemon's own work happens on pika threads; the ops server and the ingress each get a thread
-with their own event loop, so an HTTP burst never stalls a broker connection.
+with their own event loop, so an HTTP burst never stalls a broker connection. Requests are
+parsed by httptools (C), named explicitly so a missing wheel fails loudly instead of falling back
+to h11: with the pure-Python parser the ingress took a third fewer webhooks per second
+(``bench/RESULTS.md``, ingress).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ class ServerThread(threading.Thread):
     def __init__(self, app: ASGIApp, host: str, port: int, name: str) -> None:
         super().__init__(name=f"http-{name}", daemon=True)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5)
+                                lifespan="off", timeout_graceful_shutdown=5, http="httptools")
         self._server = uvicorn.Server(config)
         self.port = port
 
