@@ -90,7 +90,7 @@ class RouteWorker:
         self._filter = compile_filter(route.filter) if route.filter else None
         self._recent = RecentIds(RECENT_IDS)
         self._in_flight = 0
-        self._count_lock = threading.Lock()  # _finish may run on an adapter's pool thread
+        self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
             outcome: metrics.MESSAGES.labels(route.name, self._target_name, outcome.value)
             for outcome in Outcome

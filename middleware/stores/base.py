@@ -18,9 +18,6 @@ class IdempotencyStore(Protocol):
 
     def seen(self, route: str, message_id: str) -> bool: ...
 
-    def record(self, route: str, message_id: str) -> None:
-        """Remember one delivery; durable when this returns."""
-
     def record_many(self, records: list[tuple[str, str]]) -> None:
         """Remember (route, id) pairs in one transaction; durable when this returns."""
 

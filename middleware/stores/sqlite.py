@@ -43,9 +43,6 @@ class SqliteIdempotencyStore:
             ).fetchone()
         return row is not None
 
-    def record(self, route: str, message_id: str) -> None:
-        self.record_many([(route, message_id)])
-
     def record_many(self, records: list[tuple[str, str]]) -> None:
         now = time.time()
         with self._lock, self._db:

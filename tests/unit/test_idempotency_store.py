@@ -25,7 +25,7 @@ def test_idempotency_store_prunes_only_records_older_than_the_cutoff(tmp_path: P
     store.record_many([("r", f"old-{n}") for n in range(12)])
     cutoff = time.time() + 0.001
     time.sleep(0.01)
-    store.record("r", "new")
+    store.record_many([("r", "new")])
     assert store.prune(cutoff, chunk=5) == 12
     assert not store.seen("r", "old-3")
     assert store.seen("r", "new")
