@@ -51,6 +51,7 @@ import yaml
 
 from bench.mapping_engine import SOURCE
 from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.config.models import RetryPolicy
 
 __all__ = [
     "BODY",
@@ -63,6 +64,7 @@ __all__ = [
     "free_port",
     "machine",
     "main",
+    "route_queue_names",
     "run_wrk",
     "signed_headers",
 ]
@@ -80,8 +82,6 @@ def event_type(route: str) -> str:
 
 HOOK_PATH = "/webhooks/bench/orders"
 BODY = orjson.dumps(SOURCE)
-HERE = Path(__file__).parent
-RETRY_TIERS = 10  # more than the default retry policy has; deleting a missing queue is a no-op
 
 
 def signed_headers(body: bytes) -> dict[str, str]:
@@ -149,7 +149,7 @@ class Served:
                 return int(line.split()[1]) / 1024
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 30) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -159,7 +159,6 @@ class Served:
                 self.process.wait(10)
         if self._log is not None:
             self._log.close()
-        return int(self.process.returncode)
 
 
 def serve_bare(port: int) -> None:
@@ -242,6 +241,14 @@ class Daemon(Served):
                          env={SECRET_ENV: SECRET}, log=log)
 
 
+def route_queue_names(route: str) -> list[str]:
+    """Every queue the daemon declares for a bench route: the route queue, its DLQ and one delay
+    queue per tier of the default retry policy, which every bench config keeps."""
+    tiers = len(RetryPolicy().delays())
+    return [queue_name(route), dlq_name(route),
+            *(retry_name(route, n) for n in range(1, tiers + 1))]
+
+
 def delete_route_queues(route: str, attempts: int = 30) -> None:
     """Every queue the daemon declared for the bench route (shared exchanges are kept).
 
@@ -256,9 +263,7 @@ def delete_route_queues(route: str, attempts: int = 30) -> None:
             time.sleep(2)
     try:
         channel = connection.channel()
-        names = [queue_name(route), dlq_name(route),
-                 *(retry_name(route, n) for n in range(1, RETRY_TIERS + 1))]
-        for name in names:
+        for name in route_queue_names(route):
             channel.queue_delete(name)
     finally:
         if connection.is_open:
@@ -446,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     # Every 202 must be stored: stored >= accepted. More may be stored: requests
-                    # cut off at wrk's end (their 202 is never counted) and 503s whose message
-                    # was confirmed too late (the sender retries; the envelope id dedupes).
+                    # cut off at wrk's end (stored, their 202 never counted), and a 503 whose
+                    # message the broker confirmed after the publish timeout.
                     if kind == "silobridge" and row["stored"] < row["accepted"]:
                         ok = False
                         print(f"# NOT BACKED: {row['accepted']} answers 202, "

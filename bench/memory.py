@@ -20,7 +20,8 @@ slope in MiB per minute over the window. Also the RSS of the target, a bare uvic
 the same request rate, for comparison, and the events delivered with their lag.
 
 Run:  .venv/bin/python -m bench.memory [--warmup 300] [--duration 300] [--rate 1000]
-Exit code 1 when RSS reaches 200 MiB or grows by more than 1 MiB per minute.
+Exit code 1 when RSS reaches 200 MiB, grows by more than 1 MiB per minute, or an accepted
+event never reached the target.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="store_true",
                         help="ingress and worker as two processes (RSS of both is reported)")
     args = parser.parse_args(argv)
+    if args.duration < 2 * args.interval:
+        parser.error("--duration must cover at least two sampling intervals")
     warmup, total = args.warmup, args.warmup + args.duration
     samples: list[tuple[float, float]] = []
     worker_samples: list[tuple[float, float]] = []
@@ -119,18 +122,22 @@ def main(argv: list[str] | None = None) -> int:
         row["worker_slope_mb_per_min"] = round(worker_slope, 2)
         peak = max(peak, row["worker_max_mb"])
         slope = max(slope, worker_slope)
+    all_delivered = False  # flat RSS proves nothing if the daemon stopped delivering
     if "run" in outcome:
         result: WrkResult = outcome["run"][0]
         stats = lag_stats(outcome["run"][1])
-        row.update(sent_per_s=round(result.rate), delivered=stats.count,
+        accepted = result.codes.get(202, 0)
+        all_delivered = accepted > 0 and stats.count >= accepted
+        row.update(sent_per_s=round(result.rate), accepted=accepted, delivered=stats.count,
                    **{f"lag_{k}": v for k, v in stats.row().items()})
     print(json.dumps({"rss_mb": [round(m, 1) for _, m in samples]}), flush=True)
     if worker_samples:
         print(json.dumps({"worker_rss_mb": [round(m, 1) for _, m in worker_samples]}), flush=True)
     print(json.dumps(row), flush=True)
-    ok = peak < LIMIT_MB and slope < FLAT_MB_PER_MIN
+    ok = peak < LIMIT_MB and slope < FLAT_MB_PER_MIN and all_delivered
     print(f"# {machine()}; warm-up {warmup:g}s excluded from start/end/slope; "
-          f"target < {LIMIT_MB:g} MiB and slope < {FLAT_MB_PER_MIN:g} MiB/min: "
+          f"target < {LIMIT_MB:g} MiB, slope < {FLAT_MB_PER_MIN:g} MiB/min and every "
+          f"accepted event delivered: "
           f"{'met' if ok else 'MISSED'}", flush=True)
     return 0 if ok or args.no_check else 1
 

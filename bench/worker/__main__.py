@@ -15,21 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pika
 import yaml
 
+from bench.ingress import Served, free_port, machine, route_queue_names
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
 from middleware.broker.ingest import envelope_properties
 from middleware.broker.publisher import Publisher
@@ -41,10 +39,7 @@ URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 EVENT_TYPE = "bench.order.created"
 # per run: RabbitMQ 3.10 can refuse to re-create a quorum queue deleted a moment ago
 ROUTE = f"bench-{os.getpid()}"
-ROUTE_QUEUE = f"silobridge.route.{ROUTE}"
-# the route queue, its retry tiers (default policy: 5) and its DLQ, all removed between runs
-ROUTE_QUEUES = (ROUTE_QUEUE, *(f"{ROUTE_QUEUE}.retry.{n}" for n in range(1, 6)),
-                f"{ROUTE_QUEUE}.dlq")
+ROUTE_QUEUES = route_queue_names(ROUTE)  # all removed between runs
 OUT_EXCHANGE, OUT_QUEUE, SRC_QUEUE = "bench.out", "bench.dst", "bench.src"
 
 
@@ -111,14 +106,22 @@ class Baseline:
     def source(self) -> tuple[str, str]:
         return "", SRC_QUEUE
 
+    def prepare(self) -> None:
+        """Anything to do before the source queue fills (nothing for the pass-through)."""
+
     def start(self) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "bench.worker.baseline", URL,
                                          SRC_QUEUE, OUT_EXCHANGE, "erp.order", str(self.total)])
         time.sleep(0.5)
 
     def stop(self) -> None:
+        """The pass-through exits after its last message; one that hangs is killed."""
         assert self.process is not None
-        self.process.wait(60)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
 
 
 class Shovel(Baseline):
@@ -144,6 +147,8 @@ class Silobridge(Baseline):
     def __init__(self, total: int, workdir: Path) -> None:
         super().__init__(total)
         self.workdir = workdir
+        self.ops_port = free_port()
+        self.server: Served | None = None
         mapping = REFERENCE_MAPPING.replace(
             "mapping: bench-order\n",
             f"mapping: bench-order\nsource: {{schema: {HERE / 'files/order-source.json'}}}\n"
@@ -152,7 +157,7 @@ class Silobridge(Baseline):
         self.config = workdir / "config.yaml"
         self.config.write_text(yaml.safe_dump({
             "broker": {"url": URL, "prefetch": 2000},
-            "ops": {"port": 19080},
+            "ops": {"port": self.ops_port},
             "store": {"path": str(workdir / "store.db")},
             "routes": [{"name": ROUTE, "bind": [EVENT_TYPE], "mapping": "mapping.yaml",
                         "target": {"type": "amqp", "exchange": OUT_EXCHANGE,
@@ -170,46 +175,46 @@ class Silobridge(Baseline):
             raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "middleware", "run", "-c", str(self.config), "--role",
-             "worker", "--log-format", "json"], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        self.server = Served([sys.executable, "-m", "middleware", "run", "-c", str(self.config),
+                              "--role", "worker", "--log-format", "json"], self.ops_port,
+                             log=self.workdir / "daemon.log")
+        self.server.wait_listening()
+        deadline = time.monotonic() + 30  # ready = consuming, so a live run times the work only
         while time.monotonic() < deadline:
             try:
-                if httpx.get("http://127.0.0.1:19080/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"http://127.0.0.1:{self.ops_port}/readyz", timeout=1)
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("silobridge did not become ready")
+        raise RuntimeError(f"silobridge did not become ready; see {self.workdir / 'daemon.log'}")
 
     def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
+        if self.server is not None:
+            self.server.stop()  # SIGTERM, and a kill if it does not drain in time
 
 
 def run_once(consumer: Baseline, broker: Broker, source_type: str, mode: str,
              total: int) -> float:
     broker.reset(source_type)
-    if isinstance(consumer, Silobridge):
-        consumer.prepare()
+    consumer.prepare()
     exchange, key = consumer.source()
     envelopes = events(total)
     if mode == "backlog":
         publish(exchange, key, envelopes)
-        consumer.start()
-        rate = wait_for(broker, total, None)
-    else:
-        consumer.start()
+    consumer.start()
+    try:  # the consumer is stopped (the daemon drained, the shovel removed) also on failure
+        if mode == "backlog":
+            return wait_for(broker, total, None)
         started = time.monotonic()
         producer = threading.Thread(target=publish, args=(exchange, key, envelopes))
         producer.start()
         rate = wait_for(broker, total, started)
         producer.join()
-    consumer.stop()
-    return rate
+        return rate
+    finally:
+        consumer.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,32 +225,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queues", default="classic,quorum")
     args = parser.parse_args(argv)
     broker = Broker()
-    rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        consumers: list[Callable[[], Baseline]] = [
-            lambda: Baseline(args.messages), lambda: Shovel(args.messages),
-            lambda: Silobridge(args.messages, Path(tmp)),
-        ]
-        for queue_type in args.queues.split(","):
-            for mode in args.modes.split(","):
-                rates: dict[str, list[float]] = {}
-                for _ in range(args.rounds):  # interleaved, so noise hits all alike
-                    for make in consumers:
-                        consumer = make()
-                        rate = run_once(consumer, broker, queue_type, mode, args.messages)
-                        rates.setdefault(consumer.name, []).append(rate)
-                medians = {name: statistics.median(values) for name, values in rates.items()}
-                row = {"queue": queue_type, "mode": mode, **{k: round(v) for k, v in
-                                                             medians.items()},
-                       "ratio_pika": round(medians["silobridge"] / medians["raw pika"], 2),
-                       "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    for name in (*ROUTE_QUEUES, SRC_QUEUE, OUT_QUEUE):
-        broker.channel.queue_delete(name)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, {args.messages} messages, "
-          f"median of {args.rounds}; silobridge route queues are always quorum queues")
+        consumers = [Baseline(args.messages), Shovel(args.messages),
+                     Silobridge(args.messages, Path(tmp))]
+        try:
+            for queue_type in args.queues.split(","):
+                for mode in args.modes.split(","):
+                    rates: dict[str, list[float]] = {}
+                    for _ in range(args.rounds):  # interleaved, so noise hits all alike
+                        for consumer in consumers:
+                            rate = run_once(consumer, broker, queue_type, mode, args.messages)
+                            rates.setdefault(consumer.name, []).append(rate)
+                    medians = {name: statistics.median(rates[name]) for name in rates}
+                    row = {"queue": queue_type, "mode": mode,
+                           **{name: round(rate) for name, rate in medians.items()},
+                           "ratio_pika": round(medians["silobridge"] / medians["raw pika"], 2),
+                           "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2)}
+                    print(json.dumps(row), flush=True)
+        finally:
+            for name in (*ROUTE_QUEUES, SRC_QUEUE, OUT_QUEUE):
+                broker.channel.queue_delete(name)
+            broker.channel.exchange_delete(OUT_EXCHANGE)
+            broker.connection.close()
+    print(f"# {machine()}; {args.messages} messages, median of {args.rounds}; silobridge "
+          f"route queues are always quorum queues")
     return 0
 
 

@@ -56,6 +56,8 @@ class PassThrough:
         self.pending[self.seq] = method.delivery_tag
 
     def confirmed(self, frame: pika.frame.Method) -> None:
+        if isinstance(frame.method, pika.spec.Basic.Nack):  # never ack a source not stored
+            raise RuntimeError("the broker refused a published message (nack)")
         tag = frame.method.delivery_tag
         tags = [tag]
         if frame.method.multiple:
