@@ -68,7 +68,11 @@ class QueueMonitor(threading.Thread):
     def _prune(self) -> None:
         """Idempotency records only matter while a redelivery is possible; forget older ones."""
         before = time.time() - self._config.store.retention_days * 86400
-        deleted = self._idempotency.prune(before)
+        try:
+            deleted = self._idempotency.prune(before)
+        except Exception as exc:  # a locked or unreachable store: try again next time
+            log.warning("idempotency prune failed", error=str(exc))
+            return
         if deleted:
             log.info("idempotency records pruned", deleted=deleted)
 

@@ -69,7 +69,8 @@ def _crm(args: argparse.Namespace) -> int:
     try:
         while not stopped.wait(10):
             sent = crm.counts()
-            print(f"sent {sent.customers} customers, {sent.orders} won orders", file=sys.stderr)
+            print(f"sent {sent.customers} customers, {sent.orders} won orders; refused by the "
+                  f"ingress {sent.refused}", file=sys.stderr)
     except KeyboardInterrupt:
         pass
     crm.stop()

@@ -52,7 +52,9 @@ ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales
 def run_demo(rate: float, duration: float | None, config: Path = DEMO_CONFIG) -> int:
     with tempfile.TemporaryDirectory(prefix="silobridge-demo-") as workdir:
         os.environ.setdefault(SECRET_ENV, demo_secret())
-        os.environ.setdefault("SILOBRIDGE_DATA", workdir)
+        # always a fresh store, even where SILOBRIDGE_DATA is set (the image sets it): the demo
+        # ERP numbers its shipments from 1 each run, and a kept store would dedupe them away
+        os.environ["SILOBRIDGE_DATA"] = workdir
         loaded = load_config(config)
         erp_url = urlsplit(os.environ.get("ERP_URL", "http://127.0.0.1:8090"))
         crm_url = urlsplit(os.environ.get("CRM_URL", "http://127.0.0.1:8091"))

@@ -45,12 +45,15 @@ class Totals:
 
     @property
     def consistent(self) -> bool:
+        """Everything sent arrived where it should; a run whose events the ingress refused (a
+        wrong webhook secret, say) or that sent nothing proves nothing and is not consistent."""
         def matches(kind: str) -> bool:
             records, dead = self.expected(kind)
             return self.records[kind] == self.delivered[kind] == records and \
                 self.dead[kind] == dead
 
-        return all(matches(kind) for kind in KINDS)
+        sent = self.sent
+        return sent.total > 0 and sent.refused == 0 and all(matches(kind) for kind in KINDS)
 
 
 def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
@@ -64,7 +67,8 @@ def render_view(rows: list[RouteStatus], totals: Totals, *, elapsed: float,
     return "\n".join([
         f"silobridge demo: {elapsed:.0f}s{until}, CRM sending {rate:g} events/s",
         f"sent {sent.total} (customers {sent.customers}, won orders {sent.orders}, "
-        f"bad {sent.bad_customers + sent.bad_orders})   delivered {delivered:.0f}   "
+        f"bad {sent.bad_customers + sent.bad_orders}, refused {sent.refused})   "
+        f"delivered {delivered:.0f}   "
         f"in DLQ {dead}   sync lag p95 {lag}",
         "ERP records: " + ", ".join(f"{totals.records[k]} {k.replace('_', ' ')}"
                                     for k in KINDS[:3])
@@ -80,7 +84,8 @@ def render_summary(totals: Totals) -> str:
     sent = totals.sent
     lines = [
         f"CRM sent: {sent.customers} customers ({sent.bad_customers} bad), "
-        f"{sent.orders} won orders ({sent.bad_orders} bad)",
+        f"{sent.orders} won orders ({sent.bad_orders} bad); refused by the ingress: "
+        f"{sent.refused}",
         f"warehouse reported {totals.reported} shipments; recorded = held by the ERP (shipments: "
         "status callbacks the CRM received)",
         f"{'record':<14}{'expected':>10}{'recorded':>10}{'delivered':>11}"

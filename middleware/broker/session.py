@@ -46,8 +46,10 @@ class Session:
         except (pika.exceptions.AMQPError, OSError) as exc:
             self.close()
             raise BrokerUnavailable(f"broker session failed: {exc!r}") from exc
-        if channel.is_open:
-            channel.close()
+        finally:  # any other error too: a kept connection must not collect open channels
+            if channel.is_open:
+                with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                    channel.close()
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

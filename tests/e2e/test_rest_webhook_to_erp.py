@@ -9,7 +9,6 @@ permanent refusal (422) lands in the DLQ with the status and the ERP's answer, w
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,14 +38,6 @@ CUSTOMERS = 20
 def _customer(n: int, **changes: Any) -> dict[str, Any]:
     return {"customer_no": f"C-{2000 + n}", "name": f"Kunde {n} GmbH", "country": "Germany",
             "currency": "eur", "tier": "gold", "status": "active", **changes}
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 async def _erp(request: Request, body: bytes) -> Response:
@@ -80,9 +71,7 @@ def test_rest_webhook_to_mapping_to_rest_target_one_call_per_event(
         }])
         ingress = yaml.safe_load(daemon.config.read_text())["ingress"]["port"]
         daemon.start()
-        daemon.wait_ready()
-        # /readyz can answer before the ingress listens (reported to the core); wait for both
-        assert wait_until(lambda: _listening(ingress), 10)
+        daemon.wait_ready()  # ready includes "ingress listening"
         hook = f"http://127.0.0.1:{ingress}/webhooks/crm"
 
         def send(request_id: str, event: str, body: Any) -> httpx.Response:

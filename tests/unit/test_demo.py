@@ -10,7 +10,7 @@ import pytest
 from starlette.datastructures import Headers
 
 from adapters.demo.crm import SECRET_ENV, CrmEvents, Sent, sign
-from adapters.demo.view import Totals, render_summary
+from adapters.demo.view import KINDS, Totals, render_summary
 from adapters.rest.inbound_config import RestEndpointConfig
 from adapters.rest.signatures import AuthError, SignedRequest, build_verifier
 from middleware.config.loader import load_config
@@ -138,3 +138,10 @@ def test_demo_totals_match_only_when_sent_delivered_recorded_and_dead_agree() ->
     assert not _totals(shipments__records=14).consistent
     assert not _totals(accounts__dead=0).consistent
     assert "MISMATCH" in render_summary(_totals(accounts__dead=0))
+
+
+def test_demo_totals_are_not_consistent_when_events_were_refused_or_none_sent() -> None:
+    refused = Totals(Sent(refused=5), 0, dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0.0),
+                     dict.fromkeys(KINDS, 0))
+    assert not refused.consistent  # every count is 0 and "matches", yet nothing got through
+    assert "refused by the ingress: 5" in render_summary(refused)
