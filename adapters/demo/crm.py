@@ -148,6 +148,7 @@ class DemoCrm:
         self._secret = (secret or demo_secret()).encode()
         self._events = CrmEvents(bad_every=bad_every)
         self._lock = threading.Lock()
+        self._callback_keys: dict[str, set[str]] = {}
         self._halt = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="demo-crm-send", daemon=True)
         self.server = ServerThread(self._app(), host, port, "demo-crm")
@@ -168,7 +169,7 @@ class DemoCrm:
 
     def counts(self) -> Sent:
         with self._lock:
-            return Sent(**{**asdict(self.sent), "callbacks": dict(self.sent.callbacks)})
+            return Sent(**asdict(self.sent))  # asdict copies the callbacks dict too
 
     def _send_loop(self) -> None:
         interval, due = 1.0 / self._rate, time.monotonic()
@@ -215,8 +216,12 @@ class DemoCrm:
         async def callback(request: Request) -> Response:
             await request.body()
             name = request.path_params["name"]
+            # one per message: a callback repeated after a lost answer has the same key
+            key = request.headers.get("idempotency-key") or str(uuid.uuid4())  # no key: counts
             with self._lock:
-                self.sent.callbacks[name] = self.sent.callbacks.get(name, 0) + 1
+                keys = self._callback_keys.setdefault(name, set())
+                keys.add(key)
+                self.sent.callbacks[name] = len(keys)
             return Response(status_code=204)
 
         async def state(_request: Request) -> Response:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.datastructures import Headers
 
-from adapters.demo.crm import SECRET_ENV, CrmEvents, Sent, sign
+from adapters.demo.crm import SECRET_ENV, CrmEvents, DemoCrm, Sent, sign
 from adapters.demo.view import KINDS, Totals, render_summary
 from adapters.rest.inbound_config import RestEndpointConfig
 from adapters.rest.signatures import AuthError, SignedRequest, build_verifier
@@ -145,3 +146,15 @@ def test_demo_totals_are_not_consistent_when_events_were_refused_or_none_sent() 
                      dict.fromkeys(KINDS, 0))
     assert not refused.consistent  # every count is 0 and "matches", yet nothing got through
     assert "refused by the ingress: 5" in render_summary(refused)
+
+
+def test_demo_crm_counts_a_repeated_callback_once() -> None:
+    crm = DemoCrm("http://127.0.0.1:9", port=0, secret="s")
+    crm.server.start_and_wait()  # the callback server only; nothing is sent
+    try:
+        url = f"http://127.0.0.1:{crm.server.port}/callbacks/shipments"
+        for key in ("env-1", "env-1", "env-2"):  # env-1 again: retried after a lost answer
+            assert httpx.post(url, json={}, headers={"Idempotency-Key": key}).status_code == 204
+        assert crm.counts().callbacks == {"shipments": 2}
+    finally:
+        crm.server.stop()
