@@ -41,9 +41,6 @@ __all__ = ["DEMO_CONFIG", "run_demo"]
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "mappings" / "demo.yaml"
 BAD_EVERY = 12
 """One event in this many is a deliberately bad one."""
-BUSY = 2
-"""Server faults the ERP answers every 10 s: fewer than the retry attempts of demo.yaml, so a
-message hit by them is retried and then delivered, never dead-lettered."""
 ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales-order",
           "reservations": "demo-order-reservation", "shipments": "demo-shipment-to-crm"}
 """Record kind -> the demo route that creates it (shipments: status callbacks in the CRM)."""
@@ -135,6 +132,10 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float
     tty = sys.stdout.isatty()
     started = before_at = time.monotonic()
     busy_at = started + 5
+    # Server faults the ERP answers every 10 s: as many as the reservation route has retries,
+    # so even a message hit by all of them is delivered by its last retry, never dead-lettered
+    [reservations] = [r for r in loaded.config.routes if r.name == ROUTES["reservations"]]
+    busy = len(loaded.config.retry_for(reservations).delays())
     before = scrape(url)
     try:
         while duration is None or time.monotonic() - started < duration:
@@ -142,7 +143,7 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float
             time.sleep(max(0.0, min(1.0 if tty else 5.0, left)))
             now, after = time.monotonic(), scrape(url)
             if now >= busy_at:  # the ERP is busy for a moment: retries, then deliveries
-                warehouse.state.fail_next("ReserveInventory", BUSY)
+                warehouse.state.fail_next("ReserveInventory", busy)
                 busy_at += 10
             warehouse.ship_and_report()
             rows = route_status(loaded.config, before, after, now - before_at)
