@@ -3,9 +3,9 @@
 Queue depths come from passive declares on a connection of the monitor's own (the management
 plugin is not required). The age of a route's oldest dead letter is read from the head of its
 DLQ, only while the DLQ holds something: the head is taken with basic.get and put back unacked
-by ``dlq.browse`` (a DLQ has no delivery limit, so peeking never loses a message). Mapping
-files are polled for changes: cheap (a stat per file), and it works the same on every
-filesystem and in containers with ConfigMap volumes.
+when the monitor's channel closes (a DLQ has no delivery limit on RabbitMQ 3.x, so peeking
+never loses a message). Mapping files are polled for changes: cheap (a stat per file), and it
+works the same on every filesystem and in containers with ConfigMap volumes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import time
 import structlog
 
 from middleware import metrics
-from middleware.broker.dlq import browse
-from middleware.broker.session import Session, queue_depth
-from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.broker.dlq import route_counts
+from middleware.broker.session import Session
 from middleware.config.models import Config
 from middleware.errors import BrokerUnavailable
 from middleware.mapping import MappingSet
@@ -80,26 +79,11 @@ class QueueMonitor(threading.Thread):
         try:
             with self._session.channel() as channel:
                 for route in self._config.routes:
-                    name = route.name
-                    tiers = len(self._config.retry_for(route).delays())
-                    main = queue_depth(channel, queue_name(name)) or 0
-                    retry = sum(queue_depth(channel, retry_name(name, n)) or 0
-                                for n in range(1, tiers + 1))
-                    dlq = queue_depth(channel, dlq_name(name)) or 0
-                    metrics.QUEUE_DEPTH.labels(name, "main").set(main)
-                    metrics.QUEUE_DEPTH.labels(name, "retry").set(retry)
-                    metrics.QUEUE_DEPTH.labels(name, "dlq").set(dlq)
-                    metrics.DLQ_OLDEST_AGE.labels(name).set(
-                        self._oldest_age(name) if dlq else 0.0)
+                    counts = route_counts(channel, self._config, route)
+                    metrics.QUEUE_DEPTH.labels(route.name, "main").set(counts.ready or 0)
+                    metrics.QUEUE_DEPTH.labels(route.name, "retry").set(counts.retry or 0)
+                    metrics.QUEUE_DEPTH.labels(route.name, "dlq").set(counts.dlq or 0)
+                    metrics.DLQ_OLDEST_AGE.labels(route.name).set(max(0.0, counts.dlq_age or 0))
         except BrokerUnavailable as exc:
             log.debug("queue depth unavailable", error=str(exc))
-
-    def _oldest_age(self, route: str) -> float:
-        """Seconds since the DLQ head failed for the last time (0 when unknown)."""
-        try:
-            head = browse(self._config.broker, dlq_name(route), limit=1)
-        except BrokerUnavailable:
-            return 0.0
-        age = head[0].age_seconds() if head else None
-        return max(0.0, age or 0.0)
 

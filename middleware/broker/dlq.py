@@ -1,4 +1,5 @@
-"""Dead letters as a product: list, show, replay and purge a route's DLQ, and peek any queue.
+"""Dead letters as a product: list, show, replay and purge a route's DLQ, and peek any queue;
+and a route's queue counts with the age of its oldest dead letter (``status``, the monitor).
 
 All operations use their own short blocking connection and work while the daemon runs. Browsing
 takes messages with basic.get and lets the channel close without acking, so the broker puts them
@@ -18,11 +19,11 @@ import pika
 
 from middleware import headers as h
 from middleware.broker.publisher import with_headers
-from middleware.broker.session import BlockingChannel, blocking_channel
-from middleware.broker.topology import dlq_name, queue_name
-from middleware.config.models import BrokerConfig
+from middleware.broker.session import BlockingChannel, blocking_channel, queue_depth
+from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.config.models import BrokerConfig, Config, RouteConfig
 
-__all__ = ["DeadLetter", "browse", "purge", "replay"]
+__all__ = ["DeadLetter", "Queues", "browse", "purge", "replay", "route_counts"]
 
 
 @dataclass
@@ -68,6 +69,30 @@ def _take(channel: BlockingChannel, queue: str, limit: int) -> Iterator[tuple[in
         if method is None:
             return
         yield method.delivery_tag, _parse(props, body), props
+
+
+@dataclass(frozen=True)
+class Queues:
+    """A route's queues as the broker sees them; None where a queue does not exist."""
+
+    ready: int | None
+    retry: int | None
+    dlq: int | None
+    dlq_age: float | None
+    """Seconds since the DLQ head last failed (None: no dead letter, or no time on it)."""
+
+
+def route_counts(channel: BlockingChannel, config: Config, route: RouteConfig) -> Queues:
+    """Depths of the route queue, its retry tiers together and its DLQ; the DLQ head is taken
+    on ``channel`` and goes back when the caller closes it."""
+    name = route.name
+    tiers = range(1, len(config.retry_for(route).delays()) + 1)
+    retries = [queue_depth(channel, retry_name(name, n)) for n in tiers]
+    dlq = queue_depth(channel, dlq_name(name))
+    head = next(_take(channel, dlq_name(name), 1), None) if dlq else None
+    return Queues(queue_depth(channel, queue_name(name)),
+                  None if None in retries else sum(r or 0 for r in retries),
+                  dlq, head[1].age_seconds() if head else None)
 
 
 def browse(broker: BrokerConfig, queue: str, limit: int = 1000) -> list[DeadLetter]:

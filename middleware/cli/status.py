@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from middleware.broker.dlq import browse
-from middleware.broker.session import blocking_channel, queue_depth
-from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.broker.dlq import Queues, route_counts
+from middleware.broker.session import blocking_channel
 from middleware.config.loader import load_config
 from middleware.config.models import Config
 from middleware.errors import BrokerUnavailable
@@ -26,16 +25,6 @@ __all__ = ["Queues", "RouteStatus", "queue_status", "register", "render", "route
 
 FAILED = ("retried", "dead_lettered", "requeued")
 """Outcomes counted as failed attempts (see middleware.outcome)."""
-
-
-@dataclass(frozen=True)
-class Queues:
-    """A route's queues as the broker sees them; None where a queue does not exist."""
-
-    ready: int | None
-    retry: int | None
-    dlq: int | None
-    dlq_age: float | None
 
 
 @dataclass(frozen=True)
@@ -79,29 +68,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def queue_status(config: Config) -> dict[str, Queues] | None:
     """Queue depths per route, or None when the broker cannot be reached."""
-    found: dict[str, Queues] = {}
     try:
         with blocking_channel(config.broker, "status") as channel:
-            for route in config.routes:
-                tiers = range(1, len(config.retry_for(route).delays()) + 1)
-                retries = [queue_depth(channel, retry_name(route.name, n)) for n in tiers]
-                dlq = queue_depth(channel, dlq_name(route.name))
-                found[route.name] = Queues(
-                    queue_depth(channel, queue_name(route.name)),
-                    None if None in retries else sum(r or 0 for r in retries),
-                    dlq, _oldest_age(config, route.name) if dlq else None,
-                )
+            return {route.name: route_counts(channel, config, route) for route in config.routes}
     except BrokerUnavailable:
         return None
-    return found
-
-
-def _oldest_age(config: Config, route: str) -> float | None:
-    try:
-        head = browse(config.broker, dlq_name(route), limit=1)
-    except BrokerUnavailable:
-        return None
-    return head[0].age_seconds() if head else None
 
 
 def route_status(
