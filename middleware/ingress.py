@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from middleware.config.models import IngressConfig
+from middleware.errors import ConfigError, Problem
 from middleware.http import ServerThread
 
 __all__ = ["Endpoint", "Ingress"]
@@ -25,17 +26,24 @@ class Ingress:
     def __init__(self, config: IngressConfig) -> None:
         self._config = config
         self._routes: list[BaseRoute] = []
+        self._owners: dict[str, str] = {}  # path -> the endpoint serving it
         self._server: ServerThread | None = None
 
-    def add_route(self, path: str, endpoint: Endpoint, methods: Sequence[str]) -> None:
-        if self._server is not None:
-            raise RuntimeError("routes must be added before the ingress starts")
-        self._routes.append(Route(path, endpoint, methods=list(methods)))
+    def add_route(self, path: str, endpoint: Endpoint, methods: Sequence[str],
+                  owner: str) -> None:
+        """Mount an inbound endpoint; ``owner`` (its config name) names it in errors."""
+        self.add(Route(path, endpoint, methods=list(methods)), owner)
 
-    def add(self, route: BaseRoute) -> None:
-        """Mount a prepared Starlette route (for example an OpenAPI document endpoint)."""
+    def add(self, route: Route, owner: str) -> None:
+        """Mount a prepared Starlette route; a path served twice is a config error."""
         if self._server is not None:
             raise RuntimeError("routes must be added before the ingress starts")
+        taken = self._owners.get(route.path)
+        if taken is not None:
+            raise ConfigError([Problem("inbound", None, owner,
+                                       f"path {route.path!r} is already served by {taken!r}; "
+                                       f"give each endpoint its own path")])
+        self._owners[route.path] = owner
         self._routes.append(route)
 
     @property

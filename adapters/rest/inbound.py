@@ -81,9 +81,6 @@ class RestInbound:
         config = self._config
         if context.ingress is None:
             raise SilobridgeError(f"REST endpoint {config.name!r} needs the ingress role")
-        if any(getattr(route, "path", None) == config.path for route in context.ingress.routes):
-            raise SilobridgeError(f"REST endpoint {config.name!r}: path {config.path!r} is "
-                                  f"already taken by another endpoint; give each its own path")
         if config.auth is not None:
             self._verifier = build_verifier(config.auth, f"inbound.{config.name}.auth")
         schema_doc = None
@@ -93,7 +90,7 @@ class RestInbound:
             schema_doc = json.loads(path.read_text(encoding="utf-8"))
         self._context = context
         self._publisher = LoopPublisher(context)
-        context.ingress.add_route(config.path, self.handle, ["POST"])
+        context.ingress.add_route(config.path, self.handle, ["POST"], config.name)
         document_for(context.ingress).add(config, schema_doc)
         log.info("REST endpoint ready", endpoint=config.name, path=config.path,
                  auth=getattr(config.auth, "scheme", "none"))

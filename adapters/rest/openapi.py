@@ -139,5 +139,5 @@ def document_for(ingress: Ingress) -> OpenApiDocument:
     document = _DOCUMENTS.get(ingress)
     if document is None:
         document = _DOCUMENTS[ingress] = OpenApiDocument()
-        ingress.add(Route(OPENAPI_PATH, document.endpoint, methods=["GET"]))
+        ingress.add(Route(OPENAPI_PATH, document.endpoint, methods=["GET"]), "openapi")
     return document

@@ -85,10 +85,6 @@ class SoapEndpoint(ABC):
         """Register the route; the WSDL (if any) is read now so a bad file fails the start."""
         if context.ingress is None:
             raise RuntimeError(f"SOAP endpoint {self.name!r} needs the ingress (role ingress/all)")
-        if any(getattr(route, "path", None) == self._path for route in context.ingress.routes):
-            raise ConfigError([Problem("inbound", None, self.name,
-                                       f"path {self._path!r} is already served by another "
-                                       "endpoint; give each endpoint its own path")])
         if wsdl is not None:
             try:
                 self._wsdl = parse_document(wsdl.read_bytes(), _WSDL_LIMITS)
@@ -96,7 +92,7 @@ class SoapEndpoint(ABC):
                 raise ConfigError([Problem(str(wsdl), None, "wsdl",
                                            f"cannot read the WSDL: {exc}")]) from exc
         self._context = context
-        context.ingress.add_route(self._path, self.handle, ["GET", "POST"])
+        context.ingress.add_route(self._path, self.handle, ["GET", "POST"], self.name)
 
     async def publish(self, envelopes: Sequence[Envelope], *, dedupe: bool) -> int:
         """Publish and wait for every confirm; a SoapFault(Server) when the broker failed.

@@ -95,7 +95,7 @@ def test_config_endpoints_need_unique_paths_and_names(tmp_path: Path) -> None:
     ingress = Ingress(IngressConfig(port=0))
     context = AdapterContext(None, None, None, tmp_path, ingress)  # type: ignore[arg-type]
     RestInbound(RestEndpointConfig.model_validate(_endpoint())).start(context)
-    with pytest.raises(SilobridgeError, match="already taken"):
+    with pytest.raises(SilobridgeError, match="already served by 'hook'"):
         RestInbound(RestEndpointConfig.model_validate(_endpoint(name="b"))).start(context)
     with pytest.raises(SilobridgeError, match="named 'hook'"):
         RestInbound(RestEndpointConfig.model_validate(_endpoint(path="/other"))).start(context)
