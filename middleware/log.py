@@ -25,6 +25,7 @@ logged inside carries ``message_id``, ``correlation_id`` and ``route``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -186,7 +187,7 @@ def configure_logging(
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if as_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=out.isatty() and not os.environ.get("NO_COLOR"))
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

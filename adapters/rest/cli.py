@@ -17,6 +17,7 @@ from adapters.rest.poll_config import PollConfig
 from middleware.adapter import AdapterContext
 from middleware.broker.publisher import Publisher
 from middleware.broker.topology import topology_for
+from middleware.cli.common import add_config_argument
 from middleware.config.loader import load_config
 from middleware.errors import SilobridgeError
 from middleware.stores import open_stores
@@ -29,7 +30,7 @@ _CONNECT_TIMEOUT = 30.0
 def register_commands(sub: Any) -> None:
     poll = sub.add_parser("poll", help="run a configured poller (see inbound type 'poll')")
     poll.add_argument("name", metavar="NAME", help="the poller's name in the config")
-    poll.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    add_config_argument(poll, required=True)
     poll.add_argument("--once", action="store_true",
                       help="run one poll now and exit (default: follow the schedule)")
     poll.set_defaults(handler=_poll)

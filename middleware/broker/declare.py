@@ -12,6 +12,7 @@ import pika
 import pika.exceptions
 
 from middleware.broker.connection import connection_parameters
+from middleware.broker.manifest import declared_routes, read_manifest, write_manifest
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable, TopologyConflict
@@ -46,6 +47,12 @@ def declare(broker: BrokerConfig, topology: Topology) -> None:
                 raise
             for exchange, pattern in queue.bindings:
                 channel.queue_bind(queue.name, exchange, routing_key=pattern)
+        routes = declared_routes(topology)
+        if routes:  # remembered so `topology diff` finds them after they leave the config
+            recorded = read_manifest(channel)
+            if any(recorded.get(name, -1) < tiers for name, tiers in routes.items()):
+                write_manifest(channel, {name: max(tiers, recorded.get(name, 0))
+                                         for name, tiers in {**recorded, **routes}.items()})
     except pika.exceptions.AMQPError as exc:
         raise BrokerUnavailable(f"declaring the topology failed: {exc!r}") from exc
     finally:

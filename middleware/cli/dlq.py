@@ -11,7 +11,12 @@ import orjson
 
 from middleware.broker import dlq
 from middleware.broker.topology import dlq_name
-from middleware.cli.common import config_from_args
+from middleware.cli.common import (
+    add_config_argument,
+    add_json_argument,
+    config_from_args,
+    print_json,
+)
 from middleware.config.models import Config
 
 __all__ = ["register"]
@@ -22,8 +27,10 @@ def register(sub: Any) -> None:
     commands = group.add_subparsers(dest="dlq_command", required=True)
 
     listing = commands.add_parser("list", help="dead letters of a route")
-    listing.add_argument("route")
-    listing.add_argument("--limit", type=int, default=1000)
+    listing.add_argument("route", help="route name (as in the config)")
+    listing.add_argument("--limit", type=int, default=1000,
+                         help="show at most this many (default 1000)")
+    add_json_argument(listing)
     listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="headers and body of one dead letter")
@@ -32,7 +39,7 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=_show)
 
     replay = commands.add_parser("replay", help="send dead letters back to their route")
-    replay.add_argument("route")
+    replay.add_argument("route", help="route name (as in the config)")
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", action="append", dest="ids", help="envelope id (repeatable)")
     which.add_argument("--all", action="store_true", help="every dead letter of the route")
@@ -40,18 +47,19 @@ def register(sub: Any) -> None:
     replay.set_defaults(handler=_replay)
 
     purge = commands.add_parser("purge", help="delete every dead letter of a route")
-    purge.add_argument("route")
+    purge.add_argument("route", help="route name (as in the config)")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(handler=_purge)
 
     peek = sub.add_parser("peek", help="show messages of any queue without removing them")
-    peek.add_argument("queue")
-    peek.add_argument("-n", "--count", type=int, default=10)
+    peek.add_argument("queue", help="queue name, e.g. silobridge.route.quickstart")
+    peek.add_argument("-n", "--count", type=int, default=10,
+                      help="show at most this many (default 10)")
+    add_json_argument(peek)
     peek.set_defaults(handler=_peek)
 
     for parser in (listing, show, replay, purge, peek):
-        parser.add_argument("-c", "--config", help="config file (broker settings, routes); "
-                            "without it AMQP_URL or the local default broker is used")
+        add_config_argument(parser, required=False)
 
 
 def _check_route(config: Config, route: str) -> bool:
@@ -68,6 +76,9 @@ def _list(args: argparse.Namespace) -> int:
     if not _check_route(config, args.route):
         return 2
     letters = dlq.browse(config.broker, dlq_name(args.route), args.limit)
+    if args.json:
+        print_json([_summary(letter) for letter in letters])
+        return 0
     print(f"{'ID':<38} {'TYPE':<28} {'SUBJECT':<14} {'ATT':>3} {'AGE':>8}  REASON")
     for letter in letters:
         age = letter.age_seconds()
@@ -76,6 +87,12 @@ def _list(args: argparse.Namespace) -> int:
               f"{_age(age):>8}  {letter.reason[:80]}")
     print(f"{len(letters)} dead letter(s) in {dlq_name(args.route)}")
     return 0
+
+
+def _summary(letter: dlq.DeadLetter) -> dict[str, Any]:
+    return {"id": letter.message_id, "type": letter.type, "subject": letter.subject,
+            "attempts": letter.attempts, "age_seconds": letter.age_seconds(),
+            "reason": letter.reason}
 
 
 def _age(seconds: float | None) -> str:
@@ -107,6 +124,14 @@ def _show(args: argparse.Namespace) -> int:
 def _pretty(body: bytes) -> str:
     try:
         return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _decoded(body: bytes) -> Any:
+    """JSON bodies as JSON, anything else as text."""
+    try:
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         return body.decode("utf-8", errors="replace")
 
@@ -147,7 +172,12 @@ def _purge(args: argparse.Namespace) -> int:
 
 def _peek(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    for letter in dlq.browse(config.broker, args.queue, args.count):
+    letters = dlq.browse(config.broker, args.queue, args.count)
+    if args.json:
+        print_json([{"id": letter.message_id, "type": letter.type, "headers": letter.headers,
+                     "body": _decoded(letter.body)} for letter in letters])
+        return 0
+    for letter in letters:
         print(f"--- {letter.message_id} {letter.type or ''}")
         print(_pretty(letter.body))
     return 0

@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
     formats = schema.add_subparsers(dest="schema_command", required=True, metavar="FORMAT")
     formats.add_parser("mapping", help="the mapping file format, for editor autocompletion"
                        ).set_defaults(handler=_schema)
+    formats.add_parser("config", help="the config file format (adapters included), for "
+                                      "editor autocompletion").set_defaults(handler=_config_schema)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -102,4 +104,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    from middleware.config.reference import json_schema as config_schema
+
+    print(json.dumps(config_schema(), indent=2))
     return 0

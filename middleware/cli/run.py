@@ -1,4 +1,4 @@
-"""``silobridge run``, ``validate`` and ``topology apply``: the daemon and its config."""
+"""``silobridge run`` and ``validate``: the daemon and its config."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ import sys
 import threading
 from typing import Any
 
-from middleware import plugins
-from middleware.adapter import DeclaresTopology
-from middleware.broker.declare import declare
-from middleware.broker.topology import Topology, topology_for
+from middleware.cli.common import add_config_argument
 from middleware.config.loader import load_config
 from middleware.errors import SilobridgeError, TopologyConflict
 
@@ -21,7 +18,7 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    add_config_argument(run, required=True)
     run.add_argument("--role", choices=["all", "ingress", "worker"], default="all",
                      help="run ingress, workers, or both (default) in this process")
     run.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
@@ -31,14 +28,8 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=_run)
 
     validate = sub.add_parser("validate", help="check a config and every mapping it uses")
-    validate.add_argument("-c", "--config", required=True)
+    add_config_argument(validate, required=True)
     validate.set_defaults(handler=_validate)
-
-    topology = sub.add_parser("topology", help="broker topology")
-    topology_sub = topology.add_subparsers(dest="topology_command", required=True)
-    apply = topology_sub.add_parser("apply", help="declare exchanges and queues (idempotent)")
-    apply.add_argument("-c", "--config", required=True)
-    apply.set_defaults(handler=_topology_apply)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -46,26 +37,6 @@ def _validate(args: argparse.Namespace) -> int:
     routes = loaded.config.routes
     print(f"{args.config}: valid ({len(routes)} route(s), "
           f"{len(loaded.config.inbound)} inbound adapter(s))")
-    return 0
-
-
-def _topology_apply(args: argparse.Namespace) -> int:
-    loaded = load_config(args.config)
-    parts = [topology_for(loaded.config)]
-    for route in loaded.config.routes:
-        spec = plugins.get(route.target.type)
-        assert spec is not None and spec.outbound is not None  # checked by the loader
-        target = spec.outbound(route.target)
-        if isinstance(target, DeclaresTopology):
-            parts.append(target.topology())
-    exchanges = [e for part in parts for e in part.exchanges]
-    queues = [q for part in parts for q in part.queues]
-    try:
-        declare(loaded.config.broker, Topology(exchanges, queues))
-    except SilobridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"declared {len(exchanges)} exchange(s) and {len(queues)} queue(s)")
     return 0
 
 

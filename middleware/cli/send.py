@@ -11,7 +11,7 @@ import orjson
 
 from middleware.broker.ingest import publish_envelopes
 from middleware.broker.publisher import Publisher
-from middleware.cli.common import config_from_args
+from middleware.cli.common import add_config_argument, config_from_args
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError
 
@@ -20,18 +20,19 @@ __all__ = ["register"]
 
 def register(sub: Any) -> None:
     send = sub.add_parser("send", help="publish a JSON file as an event")
-    send.add_argument("file", help="JSON payload (the event's data)")
+    send.add_argument("file", help="JSON payload (the event's data); '-' reads standard input")
     send.add_argument("--type", required=True, help="event type, e.g. crm.customer.updated")
     send.add_argument("--source", default="cli/silobridge-send", help="event source")
     send.add_argument("--subject", help="business key, e.g. the customer number")
     send.add_argument("--id", help="event id (default: a new UUID)")
-    send.add_argument("-c", "--config", help="config file for broker settings")
+    add_config_argument(send, required=False)
     send.set_defaults(handler=_send)
 
 
 def _send(args: argparse.Namespace) -> int:
     try:
-        data = orjson.loads(Path(args.file).read_bytes())
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        data = orjson.loads(raw)
     except (OSError, orjson.JSONDecodeError) as exc:
         print(f"error: {args.file}: {exc}", file=sys.stderr)
         return 2

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from middleware.broker.dlq import Queues, route_counts
 from middleware.broker.session import blocking_channel
+from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config
 from middleware.config.models import Config
 from middleware.errors import BrokerUnavailable
@@ -39,7 +40,8 @@ class RouteStatus:
 
 def register(sub: Any) -> None:
     status = sub.add_parser("status", help="per-route queues, rates, DLQ and sync lag")
-    status.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    add_config_argument(status, required=True)
+    add_json_argument(status)
     status.add_argument("--watch", action="store_true", help="redraw until Ctrl-C")
     status.add_argument("--interval", type=float, default=2.0,
                         help="seconds between samples (default 2)")
@@ -55,6 +57,14 @@ def _status(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
             now, current = time.monotonic(), scrape(url)
             rows = route_status(config, previous[1], current, now - previous[0])
+            if args.json:  # one document per sample: a JSON-lines stream with --watch
+                print_json({"daemon": current is not None,
+                            "routes": [asdict(row) for row in rows]}, one_line=args.watch)
+                if not args.watch:
+                    return 0
+                sys.stdout.flush()
+                previous = (now, current)
+                continue
             table = render(rows, daemon=current is not None, url=url)
             if not args.watch:
                 print(table)
