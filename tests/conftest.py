@@ -11,12 +11,25 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pika
 import pika.exceptions
 import pytest
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+_TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by its tier folder, so ``-m "not integration and not e2e"`` is the fast,
+    broker-free loop. (A ``pytestmark`` in a conftest.py is not read by pytest: it marked
+    nothing, and tier folders' tests without a mark of their own ran in the fast loop.)"""
+    root = Path(__file__).parent
+    for item in items:
+        tier = _TIERS.get(item.path.relative_to(root).parts[0])
+        if tier is not None:
+            item.add_marker(tier)
 
 
 def _reachable(url: str) -> bool:

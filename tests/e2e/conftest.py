@@ -18,8 +18,6 @@ import yaml
 
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 
-pytestmark = pytest.mark.e2e
-
 
 def free_port() -> int:
     with socket.socket() as sock:

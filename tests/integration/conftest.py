@@ -15,8 +15,6 @@ from middleware.config.loader import LoadedConfig, load_config
 from middleware.daemon import Daemon, Role
 from tests.integration.helpers import wait_until
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def make_config(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"  # nothing listens on port 1
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None
-         ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "middleware", *args], capture_output=True,
-                          input=stdin, timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process: (exit code, stdout, stderr)."""
+    try:
+        code = main(list(args))
+    except SystemExit as exited:  # argparse's own usage errors
+        code = int(exited.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def _walk(parser: argparse.ArgumentParser, path: str = "silobridge"
@@ -65,30 +68,35 @@ def test_cli_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -
         assert f"{code} {' '.join(meaning.split())}" in out
 
 
-def test_cli_unreachable_broker_is_one_line_and_exit_1() -> None:
-    done = _cli("dlq", "list", "some-route", env={"AMQP_URL": CLOSED_BROKER})
-    err = done.stderr.decode()
-    assert done.returncode == 1, err
+def test_cli_unreachable_broker_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMQP_URL", CLOSED_BROKER)
+    code, _out, err = _cli(capsys, "dlq", "list", "some-route")
+    assert code == 1, err
     assert "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         err.strip().splitlines()[-1]]
     assert "cannot connect to the broker" in err
 
 
-def test_cli_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    done = _cli("validate", "-c", str(tmp_path / "nope.yaml"))
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr.decode()
-    assert "nope.yaml" in done.stderr.decode()
-    sent = _cli("send", str(tmp_path / "nope.json"), "--type", "crm.customer.updated")
-    assert sent.returncode == 2 and "Traceback" not in sent.stderr.decode()
-    assert "nope.json" in sent.stderr.decode()
+def test_cli_missing_file_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _out, err = _cli(capsys, "validate", "-c", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "nope.yaml" in err and "Traceback" not in err
+    code, _out, err = _cli(capsys, "send", str(tmp_path / "nope.json"), "--type",
+                           "crm.customer.updated")
+    assert code == 2 and "nope.json" in err and "Traceback" not in err
 
 
-def test_cli_bad_stdin_for_send_is_an_input_error() -> None:
-    done = _cli("send", "-", "--type", "crm.customer.updated", stdin=b"{not json")
-    assert done.returncode == 2
-    assert done.stderr.decode().startswith("error: -:")
+def test_cli_bad_stdin_for_send_is_an_input_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"{not json")))
+    code, _out, err = _cli(capsys, "send", "-", "--type", "crm.customer.updated")
+    assert code == 2
+    assert err.startswith("error: -:")
 
 
 def test_cli_closed_pipe_exits_quietly_with_141() -> None:
@@ -119,18 +127,22 @@ def test_cli_no_color_turns_console_colours_off(monkeypatch: pytest.MonkeyPatch)
     configure_logging(json=True)
 
 
-def test_cli_config_defaults_to_silobridge_config() -> None:
-    done = _cli("validate", env={"SILOBRIDGE_CONFIG": "mappings/quickstart.yaml"})
-    assert done.returncode == 0, done.stderr.decode()
-    assert "mappings/quickstart.yaml: valid" in done.stdout.decode()
-    unset = _cli("validate", env={"SILOBRIDGE_CONFIG": ""})
-    assert unset.returncode == 2 and "-c/--config" in unset.stderr.decode()
+def test_cli_config_defaults_to_silobridge_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = str(ROOT / "mappings" / "quickstart.yaml")
+    monkeypatch.setenv("SILOBRIDGE_CONFIG", config)
+    code, out, err = _cli(capsys, "validate")
+    assert code == 0, err
+    assert f"{config}: valid" in out
+    monkeypatch.setenv("SILOBRIDGE_CONFIG", "")
+    code, _out, err = _cli(capsys, "validate")
+    assert code == 2 and "-c/--config" in err
 
 
-def test_cli_completion_script_knows_the_commands() -> None:
-    done = _cli("completion", "bash")
-    assert done.returncode == 0
-    script = done.stdout.decode()
+def test_cli_completion_script_knows_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, script, _err = _cli(capsys, "completion", "bash")
+    assert code == 0
     for word in ("dlq", "replay", "topology", "prune", "--json"):
         assert word in script
 
