@@ -10,6 +10,10 @@ The envelope id goes out as the idempotency key (an operation argument and/or an
 see ``IdempotencyKey``) so a redelivery after a lost answer does not create a second record.
 The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
 stores ids the target assigned (e.g. the ERP order id) in the xref store.
+
+``tls`` goes to the requests session as paths (``verify`` = the private CA, ``cert`` = the
+client certificate and key), checked by loading them once at start; a failed handshake is
+retried with a message that says what to set.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
+from middleware.tls import describe_tls_failure, target_context
 from middleware.yamlfile import did_you_mean
 
 __all__ = ["SoapTarget"]
@@ -53,6 +58,13 @@ class SoapTarget:
         pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
         session.mount("http://", pool)
         session.mount("https://", pool)
+        if config.tls is not None:
+            target_context(config.tls, "routes.target")  # a ConfigError now, not per call
+            if config.tls.ca_file:
+                session.verify = config.tls.ca_file
+            if config.tls.cert_file:
+                session.cert = ((config.tls.cert_file, config.tls.key_file)
+                                if config.tls.key_file else config.tls.cert_file)
         plugins: list[Plugin] = []
         if config.basic is not None:
             session.auth = (config.basic.username, _secret(config.basic.password_env))
@@ -94,6 +106,10 @@ class SoapTarget:
                                        else {}):
                 result = self._service[operation](**arguments)
         except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
+            problem = describe_tls_failure(exc)
+            if problem is not None:  # retried: a target's certificate can be fixed in time
+                raise DeliveryError(f"SOAP call {operation} failed: {problem}", retryable=True,
+                                    details={"error": "tls"}) from exc
             raise classify(exc, operation, self._transport.last_status()) from exc
         return Delivered(response=plain(result), details={"operation": operation})
 
