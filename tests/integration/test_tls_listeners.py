@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from sslyze import (
-    Scanner,
     ScanCommand,
     ScanCommandAttemptStatusEnum,
+    Scanner,
     ServerNetworkLocation,
     ServerScanRequest,
 )
@@ -105,10 +105,10 @@ def test_tls_listener_with_an_expired_certificate_is_refused_by_a_verifying_clie
 ) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     cert, key = pki.issue("expired", not_before=past, not_after=past + dt.timedelta(days=1))
-    with _listener(ServerTlsConfig(cert_file=cert, key_file=key)) as server:
-        with pytest.raises(httpx.ConnectError, match="certificate has expired"):
-            httpx.get(f"https://127.0.0.1:{server.port}/whoami",
-                      verify=ssl.create_default_context(cafile=pki.ca_file))
+    with (_listener(ServerTlsConfig(cert_file=cert, key_file=key)) as server,
+          pytest.raises(httpx.ConnectError, match="certificate has expired")):
+        httpx.get(f"https://127.0.0.1:{server.port}/whoami",
+                  verify=ssl.create_default_context(cafile=pki.ca_file))
 
 
 def test_tls_listener_passes_the_verified_client_certificate_to_the_request(
