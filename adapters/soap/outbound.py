@@ -11,9 +11,11 @@ see ``IdempotencyKey``) so a redelivery after a lost answer does not create a se
 The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
 stores ids the target assigned (e.g. the ERP order id) in the xref store.
 
-``tls`` goes to the requests session as paths (``verify`` = the private CA, ``cert`` = the
-client certificate and key), checked by loading them once at start; a failed handshake is
-retried with a message that says what to set.
+``tls`` goes to requests as paths (``verify`` = the private CA, ``cert`` = the client
+certificate and key), checked by loading them once at start, and is set on the connection
+adapter rather than the session: requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``
+override a session's ``verify``, which would silently drop the private CA. A failed handshake
+is retried with a message that says what to set.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
@@ -34,6 +37,7 @@ from adapters.soap.config import SoapTargetConfig
 from adapters.soap.values import plain
 from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load_client
 from middleware.adapter import AdapterContext, Delivered
+from middleware.config.models import TargetTlsConfig
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
 from middleware.tls import describe_tls_failure, target_context
@@ -56,15 +60,11 @@ class SoapTarget:
         wsdl = _resolve(context.base_dir, config.wsdl)
         session = requests.Session()
         pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
-        session.mount("http://", pool)
-        session.mount("https://", pool)
         if config.tls is not None:
             target_context(config.tls, "routes.target")  # a ConfigError now, not per call
-            if config.tls.ca_file:
-                session.verify = config.tls.ca_file
-            if config.tls.cert_file:
-                session.cert = ((config.tls.cert_file, config.tls.key_file)
-                                if config.tls.key_file else config.tls.cert_file)
+            pool = _TlsAdapter(config.tls, pool_connections=1, pool_maxsize=config.max_workers)
+        session.mount("http://", pool)
+        session.mount("https://", pool)
         plugins: list[Plugin] = []
         if config.basic is not None:
             session.auth = (config.basic.username, _secret(config.basic.password_env))
@@ -118,6 +118,22 @@ class SoapTarget:
             self._executor.shutdown(wait=True)
         if self._session is not None:
             self._session.close()
+
+
+class _TlsAdapter(HTTPAdapter):
+    """Connections that verify against ``tls.ca_file`` and present ``tls.cert_file``."""
+
+    def __init__(self, tls: TargetTlsConfig, **options: Any) -> None:
+        super().__init__(**options)
+        self._verify: bool | str = tls.ca_file or True
+        self._cert = ((tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file
+                      else tls.cert_file)
+
+    def send(self, request: PreparedRequest, **options: Any) -> Response:  # type: ignore[override]
+        options["verify"] = self._verify
+        if self._cert is not None:
+            options["cert"] = self._cert
+        return super().send(request, **options)
 
 
 def _resolve(base_dir: Path, relative: str) -> Path:

@@ -61,14 +61,18 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def describe_tls_failure(exc: BaseException) -> str | None:
     """What went wrong in a TLS handshake and what to set, or None if it was not TLS."""
     chain = _causes(exc)
-    for item in chain:
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return (f"the peer's TLS certificate was not accepted ({item.verify_message}); "
-                    f"if a private CA signed it, set tls.ca_file to that CA")
+    # aiohttp's certificate error subclasses SSLCertVerificationError without its fields
+    verify = [item for item in chain if isinstance(item, ssl.SSLCertVerificationError)]
+    if verify:
+        why = next((str(item.verify_message) for item in verify
+                    if getattr(item, "verify_message", None)), str(verify[0]))
+        return (f"the peer's TLS certificate was not accepted ({why}); if a private CA "
+                f"signed it, set tls.ca_file to that CA")
     for item in chain:
         if isinstance(item, ssl.SSLError):
             reason = str(item.reason or item)
-            if any(word in reason.upper() for word in _REFUSED_BY_PEER):
+            if isinstance(item, ssl.SSLEOFError) or any(
+                    word in reason.upper() for word in _REFUSED_BY_PEER):
                 return (f"the peer refused the TLS handshake ({reason}); if it requires a "
                         f"client certificate, set tls.cert_file and tls.key_file")
             return f"the TLS handshake failed ({reason})"
