@@ -5,15 +5,25 @@ with their own event loop, so an HTTP burst never stalls a broker connection. Re
 parsed by httptools (C), named explicitly so a missing wheel fails loudly instead of falling back
 to h11: with the pure-Python parser the ingress took a third fewer webhooks per second
 (``bench/RESULTS.md``, ingress).
+
+With ``tls`` the server speaks HTTPS only (``middleware/tls/server.py``: protocol floor, ciphers,
+certificate reload) and every request scope carries the peer certificate
+(``middleware/tls/peer.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from middleware.config.models import ServerTlsConfig
+from middleware.tls import ReloadingContext, with_peer_certificate
 
 __all__ = ["ServerThread"]
 
@@ -21,10 +31,14 @@ __all__ = ["ServerThread"]
 class ServerThread(threading.Thread):
     """uvicorn.Server in a thread; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, name: str) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, name: str,
+                 tls: ServerTlsConfig | None = None, client_certs: bool = False) -> None:
         super().__init__(name=f"http-{name}", daemon=True)
+        self.tls = (ReloadingContext(tls, client_certs=client_certs, name=name, where=name)
+                    if tls is not None else None)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5, http="httptools")
+                                lifespan="off", timeout_graceful_shutdown=5,
+                                **_tls_options(self.tls))
         self._server = uvicorn.Server(config)
         self.port = port
 
@@ -34,6 +48,8 @@ class ServerThread(threading.Thread):
     def start_and_wait(self, timeout: float = 10.0) -> None:
         """Start and return once the socket listens; raise if it could not bind."""
         self.start()
+        if self.tls is not None:
+            self.tls.start()
         deadline = threading.Event()
         for _ in range(int(timeout * 50)):
             if self._server.started:
@@ -53,4 +69,18 @@ class ServerThread(threading.Thread):
 
     def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
+        if self.tls is not None:
+            self.tls.stop()
         self.join(timeout)
+
+
+def _tls_options(tls: ReloadingContext | None) -> dict[str, Any]:
+    """uvicorn settings for plain HTTP, or for HTTPS from a reloading context."""
+    if tls is None:
+        return {"http": "httptools"}
+    context = tls.context
+
+    def factory(_config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
+        return context
+
+    return {"http": with_peer_certificate(HttpToolsProtocol), "ssl_context_factory": factory}

@@ -1,7 +1,9 @@
 """The shared HTTP ingress: one server on which REST and SOAP inbound adapters mount endpoints.
 
 Adapters register their routes during ``start``; the daemon starts the server afterwards, so the
-route table is fixed before the first request.
+route table is fixed before the first request. An endpoint registered with ``client_cert`` makes
+the TLS listener ask clients for a certificate; the endpoint itself decides who is let in
+(``middleware.tls.ClientCertCheck``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from middleware.config.models import IngressConfig
+from middleware.config.models import ClientCertConfig, IngressConfig
 from middleware.errors import ConfigError, Problem
 from middleware.http import ServerThread
 
@@ -28,16 +30,19 @@ class Ingress:
         self._routes: list[BaseRoute] = []
         self._owners: dict[str, str] = {}  # path -> the endpoint serving it
         self._server: ServerThread | None = None
+        self._client_certs = False  # some endpoint authenticates clients by certificate
 
     def add_route(self, path: str, endpoint: Endpoint, methods: Sequence[str],
-                  owner: str) -> None:
+                  owner: str, client_cert: ClientCertConfig | None = None) -> None:
         """Mount an inbound endpoint; ``owner`` (its config name) names it in errors."""
-        self.add(Route(path, endpoint, methods=list(methods)), owner)
+        self.add(Route(path, endpoint, methods=list(methods)), owner, client_cert)
 
-    def add(self, route: Route, owner: str) -> None:
+    def add(self, route: Route, owner: str, client_cert: ClientCertConfig | None = None) -> None:
         """Mount a prepared Starlette route; a path served twice is a config error."""
         if self._server is not None:
             raise RuntimeError("routes must be added before the ingress starts")
+        if client_cert is not None:
+            self._want_client_certs(owner)
         taken = self._owners.get(route.path)
         if taken is not None:
             raise ConfigError([Problem("inbound", None, owner,
@@ -45,6 +50,15 @@ class Ingress:
                                        f"give each endpoint its own path")])
         self._owners[route.path] = owner
         self._routes.append(route)
+
+    def _want_client_certs(self, owner: str) -> None:
+        tls = self._config.tls
+        if tls is None or not tls.client_ca_file:
+            raise ConfigError([Problem("inbound", None, f"{owner}.client_cert",
+                                       "client certificates need HTTPS on the ingress: set "
+                                       "ingress.tls with cert_file, key_file and client_ca_file "
+                                       "(the CA that signs the clients' certificates)")])
+        self._client_certs = True
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -56,7 +70,8 @@ class Ingress:
 
     def start(self) -> None:
         self._server = ServerThread(Starlette(routes=self._routes), self._config.host,
-                                    self._config.port, "ingress")
+                                    self._config.port, "ingress", tls=self._config.tls,
+                                    client_certs=self._client_certs)
         self._server.start_and_wait()
 
     @property

@@ -1,9 +1,10 @@
 """REST webhook endpoint: authenticate, check, parse, derive, publish confirmed, then answer.
 
 The order of checks keeps cheap refusals first and never reads more than the size limit:
-declared size (413) -> media type (415) -> streamed size (413) -> signature over the raw bytes
-(401) -> JSON (400) -> schema and derivation per event (422) -> delivery-id dedupe (200) ->
-publish with confirms (202, or 503 + Retry-After when the broker did not confirm everything).
+client certificate where configured (403) -> declared size (413) -> media type (415) ->
+streamed size (413) -> signature over the raw bytes (401) -> JSON (400) -> schema and
+derivation per event (422) -> delivery-id dedupe (200) -> publish with confirms (202, or 503 +
+Retry-After when the broker did not confirm everything).
 Nothing is published for a request that fails any check, and nothing is answered 2xx unless it
 is stored.
 """
@@ -40,6 +41,7 @@ from middleware.adapter import AdapterContext
 from middleware.broker.ingest import check_confirms, publish_envelopes
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, SchemaError, SilobridgeError
+from middleware.tls import ClientCertCheck
 from middleware.validation import SchemaCheck, load_schema
 
 __all__ = ["RestInbound", "default_dedupe"]
@@ -75,6 +77,8 @@ class RestInbound:
         self._publisher: LoopPublisher | None = None
         self._closing = False
         self._signs_url = isinstance(config.auth, HubspotAuth)
+        self._client_cert = (ClientCertCheck(config.client_cert) if config.client_cert
+                             else None)
         self._received = metrics.RECEIVED.labels(config.name, "rest")
 
     def start(self, context: AdapterContext) -> None:
@@ -90,7 +94,8 @@ class RestInbound:
             schema_doc = json.loads(path.read_text(encoding="utf-8"))
         self._context = context
         self._publisher = LoopPublisher(context)
-        context.ingress.add_route(config.path, self.handle, ["POST"], config.name)
+        context.ingress.add_route(config.path, self.handle, ["POST"], config.name,
+                                  client_cert=config.client_cert)
         document_for(context.ingress).add(config, schema_doc)
         log.info("REST endpoint ready", endpoint=config.name, path=config.path,
                  auth=getattr(config.auth, "scheme", "none"))
@@ -112,6 +117,10 @@ class RestInbound:
         config = self._config
         if self._closing:
             raise self._unavailable("the endpoint is shutting down")
+        if self._client_cert is not None:
+            refusal = self._client_cert.refusal(request.scope)
+            if refusal is not None:
+                raise Rejected(403, "client_cert", "client certificate refused", refusal)
         body = await read_body(request, config.max_body_bytes, config.content_types)
         if self._verifier is not None:
             url = str(request.url) if self._signs_url else ""  # only HubSpot signs the URL

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters._derive import Derive, ValueRule
 from middleware.adapter import AdapterConfig
+from middleware.config.models import ClientCertConfig
 
 __all__ = [
     "ApiKeyAuth",
@@ -149,6 +150,11 @@ class RestEndpointConfig(AdapterConfig):
         None, description="JSON Schema file (relative to the config) each event must match."
     )
     auth: InboundAuth | None = Field(None, description="How senders prove who they are.")
+    client_cert: ClientCertConfig | None = Field(
+        None, description="Require a client certificate (mutual TLS; needs ingress.tls with "
+        "client_ca_file) and optionally restrict it by subject or fingerprint.",
+        examples=[{"required": True, "allowed_subjects": ["CN=crm.example.com,O=Example"]}],
+    )
     dedupe: ValueRule | None = Field(
         None,
         description="Provider delivery id to answer resends 200 without publishing; default "

@@ -8,12 +8,15 @@ against a loopback server with 16 requests in flight, a thread pool with httpx c
 aiohttp on one loop about 0.26 ms, which is what lets one process deliver 1,000 events/s
 (``bench/sync_lag.py``). The envelope id goes out as the Idempotency-Key, so a redelivery after
 a lost answer never creates a second record. The parsed JSON answer is handed back for the
-route's mapping to capture cross-references (for example the id the ERP created).
+route's mapping to capture cross-references (for example the id the ERP created). ``tls``
+(a private CA, a client certificate) is loaded at start, off the target's loop; a handshake
+that fails is retried like any connection error, with a message that says what to set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
@@ -33,6 +36,8 @@ from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, RestTarge
 from adapters.rest.secrets import read_secret
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
+from middleware.errors import DeliveryError
+from middleware.tls import describe_tls_failure, target_context
 
 __all__ = ["RestTarget"]
 
@@ -54,6 +59,7 @@ class RestTarget:
         templates = [config.url, *config.headers.values()]
         self._uses_envelope = any("{envelope." in template for template in templates)
         self._proxy = _env_proxy(config.url)
+        self._ssl: ssl.SSLContext | bool = config.verify_tls
 
     def start(self, context: AdapterContext) -> None:
         config = self._config
@@ -67,12 +73,14 @@ class RestTarget:
             self._oauth = OAuth2ClientCredentials(
                 auth, read_secret(auth.client_secret_env, _WHERE), config.timeout,
                 config.verify_tls)
+        if config.verify_tls and config.tls is not None:
+            self._ssl = target_context(config.tls, "routes.target")
         self._thread.start()
         self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
 
     async def _open(self) -> aiohttp.ClientSession:
         config = self._config
-        connector = aiohttp.TCPConnector(limit=config.concurrency, ssl=config.verify_tls)
+        connector = aiohttp.TCPConnector(limit=config.concurrency, ssl=self._ssl)
         return aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=config.timeout))
 
@@ -135,6 +143,10 @@ class RestTarget:
                                              data=content, allow_redirects=False) as response:
                 return response.status, await response.read(), response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = describe_tls_failure(exc)
+            if problem is not None:  # retried: a target's certificate can be fixed in time
+                raise DeliveryError(f"request to {self._label} failed: {problem}",
+                                    retryable=True, details={"error": "tls"}) from exc
             raise transport_error(exc, self._label) from exc
 
     def close(self) -> None:

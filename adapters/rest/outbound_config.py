@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from middleware.adapter import AdapterConfig
+from middleware.config.models import TargetTlsConfig
 
 __all__ = ["BasicClientAuth", "BearerAuth", "ClientAuth", "OAuth2Auth", "RestTargetConfig"]
 
@@ -93,3 +94,13 @@ class RestTargetConfig(AdapterConfig):
         True, description="Send the mapped payload as the JSON body (false for DELETE)."
     )
     verify_tls: bool = Field(True, description="Verify the target's TLS certificate.")
+    tls: TargetTlsConfig | None = Field(
+        None, description="Private CA and/or client certificate for an https:// target (the "
+        "OAuth2 token endpoint keeps the system CAs).",
+    )
+
+    @model_validator(mode="after")
+    def _verify_with_ca(self) -> RestTargetConfig:
+        if not self.verify_tls and self.tls is not None and self.tls.ca_file:
+            raise ValueError("verify_tls is false, so tls.ca_file would be ignored; remove one")
+        return self

@@ -11,6 +11,9 @@ subject plus a digest of the record's content.
 With ``emit: page`` a whole page becomes one envelope (for mappings that turn a price-list page
 into one bulk upsert); its id is a digest of the page, so a resumed run re-sends only pages whose
 content differs from what was sent (the target's upsert absorbs records seen twice then).
+
+``tls`` (a private CA, a client certificate) is loaded when the poller opens; a failed
+handshake fails the run with what to set, and the next run tries again.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
 from middleware.errors import SilobridgeError
+from middleware.tls import describe_tls_failure, target_context
 
 __all__ = ["PollFailed", "PollResult", "Poller"]
 
@@ -90,7 +94,10 @@ class Poller:
         """Prepare the HTTP client (secrets are read now) without scheduling anything."""
         config = self._config
         auth = build_auth(config.auth, f"inbound.{config.name}.auth", config.timeout, True)
-        self._client = httpx.Client(timeout=config.timeout, auth=auth, headers=config.headers)
+        verify = (target_context(config.tls, f"inbound.{config.name}") if config.tls is not None
+                  else True)
+        self._client = httpx.Client(timeout=config.timeout, auth=auth, headers=config.headers,
+                                    verify=verify)
         self._context = context
 
     def start(self, context: AdapterContext) -> None:
@@ -230,7 +237,8 @@ class Poller:
         try:
             response = self._client.get(url, params=query or None)
         except httpx.HTTPError as exc:
-            raise PollFailed(f"poller {self.name!r}: GET failed ({type(exc).__name__})") from exc
+            why = describe_tls_failure(exc) or type(exc).__name__
+            raise PollFailed(f"poller {self.name!r}: GET failed ({why})") from exc
         if not response.is_success:
             raise PollFailed(f"poller {self.name!r}: GET answered HTTP "
                              f"{response.status_code}; the run will be repeated")

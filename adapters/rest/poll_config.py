@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from adapters._derive import Derive
 from adapters.rest.outbound_config import ClientAuth
 from middleware.adapter import AdapterConfig
+from middleware.config.models import TargetTlsConfig
 
 __all__ = ["Pagination", "PollConfig", "Watermark"]
 
@@ -95,6 +96,10 @@ class PollConfig(AdapterConfig):
     params: dict[str, str] = Field(default_factory=dict, description="Fixed query parameters.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
     auth: ClientAuth | None = Field(None, description="How to authenticate to the API.")
+    tls: TargetTlsConfig | None = Field(
+        None, description="Private CA and/or client certificate for an https:// API (the "
+        "OAuth2 token endpoint keeps the system CAs).",
+    )
     timeout: float = Field(30.0, gt=0, le=300, description="Seconds per page request.")
     records: str | None = Field(
         None, description="Path of the record list in a page; none: the page is the list."

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters._derive import Derive
 from middleware.adapter import AdapterConfig
+from middleware.config.models import ClientCertConfig, TargetTlsConfig
 
 __all__ = [
     "BasicCredentials",
@@ -81,6 +82,12 @@ class _Endpoint(AdapterConfig):
     max_depth: int = Field(64, ge=4, le=256, description="Deepest element nesting accepted.")
     retry_after: int = Field(
         10, ge=1, description="Seconds in Retry-After of the Server fault when the broker is down."
+    )
+    client_cert: ClientCertConfig | None = Field(
+        None, description="Require a client certificate (mutual TLS; needs ingress.tls with "
+        "client_ca_file) and optionally restrict it by subject or fingerprint.",
+        examples=[{"required": True,
+                   "allowed_subjects": ["CN=proxy.salesforce.com,O=salesforce.com\\, inc.,C=US"]}],
     )
 
 
@@ -204,6 +211,9 @@ class SoapTargetConfig(AdapterConfig):
                                         description="Where the envelope id is sent.")
     wsse: WsseCredentials | None = Field(None, description="WS-Security UsernameToken.")
     basic: BasicCredentials | None = Field(None, description="HTTP basic authentication.")
+    tls: TargetTlsConfig | None = Field(
+        None, description="Private CA and/or client certificate for an https:// address."
+    )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect.")
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for the response.")
     max_workers: int = Field(8, ge=1, le=256, description="Concurrent calls (thread pool size).")

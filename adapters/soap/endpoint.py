@@ -5,7 +5,8 @@ Everything between the socket and that point is here, so the generic WSDL endpoi
 Salesforce profile refuse bad input identically and answer only after the broker confirmed:
 
     GET  <path>?wsdl   the configured WSDL with every soap:address pointing at this endpoint
-    POST <path>        media type -> size (Content-Length, then while reading) -> hardened
+    POST <path>        media type -> client certificate (where configured; a Client fault,
+                       HTTP 403) -> size (Content-Length, then while reading) -> hardened
                        parse -> envelope checks -> process -> publish with confirms -> answer
 """
 
@@ -36,8 +37,10 @@ from adapters.soap.xmlsafe import XmlLimits, XmlRejected, parse_document
 from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelope, publish_envelopes
+from middleware.config.models import ClientCertConfig
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, ConfigError, Problem, PublishTimeout
+from middleware.tls import ClientCertCheck
 
 __all__ = ["SoapEndpoint", "read_body"]
 
@@ -74,6 +77,7 @@ class SoapEndpoint(ABC):
         self._context: AdapterContext | None = None
         self._wsdl: etree._Element | None = None
         self._closed = False
+        self._client_cert: ClientCertCheck | None = None
 
     # -- for subclasses -----------------------------------------------------------------
 
@@ -81,7 +85,8 @@ class SoapEndpoint(ABC):
     async def process(self, message: SoapMessage, request: Request) -> etree._Element | None:
         """Publish what the request carries and return the response body element."""
 
-    def mount(self, context: AdapterContext, wsdl: Path | None) -> None:
+    def mount(self, context: AdapterContext, wsdl: Path | None,
+              client_cert: ClientCertConfig | None = None) -> None:
         """Register the route; the WSDL (if any) is read now so a bad file fails the start."""
         if context.ingress is None:
             raise RuntimeError(f"SOAP endpoint {self.name!r} needs the ingress (role ingress/all)")
@@ -92,7 +97,9 @@ class SoapEndpoint(ABC):
                 raise ConfigError([Problem(str(wsdl), None, "wsdl",
                                            f"cannot read the WSDL: {exc}")]) from exc
         self._context = context
-        context.ingress.add_route(self._path, self.handle, ["GET", "POST"], self.name)
+        self._client_cert = ClientCertCheck(client_cert) if client_cert else None
+        context.ingress.add_route(self._path, self.handle, ["GET", "POST"], self.name,
+                                  client_cert=client_cert)
 
     async def publish(self, envelopes: Sequence[Envelope], *, dedupe: bool) -> int:
         """Publish and wait for every confirm; a SoapFault(Server) when the broker failed.
@@ -125,6 +132,9 @@ class SoapEndpoint(ABC):
                                 "send text/xml (1.1) or application/soap+xml (1.2)",
                                 reason="content_type", status=415)
             version = found
+            refusal = self._client_cert.refusal(request.scope) if self._client_cert else None
+            if refusal is not None:
+                raise SoapFault("Client", refusal, reason="client_cert", status=403)
             if self._closed:
                 raise SoapFault("Server", "the endpoint is shutting down; send it again later",
                                 reason="closed", retry_after=self._retry_after)

@@ -96,7 +96,7 @@ class SoapInbound(SoapEndpoint):
         wsdl = wsdl if wsdl.is_absolute() else context.base_dir / wsdl
         document = load_document(wsdl)
         self._operations = _compile(document, self._config, wsdl)
-        self.mount(context, wsdl)
+        self.mount(context, wsdl, self._config.client_cert)
 
     async def process(self, message: SoapMessage, request: Request) -> etree._Element | None:
         if message.body is None:

@@ -10,6 +10,12 @@ The envelope id goes out as the idempotency key (an operation argument and/or an
 see ``IdempotencyKey``) so a redelivery after a lost answer does not create a second record.
 The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
 stores ids the target assigned (e.g. the ERP order id) in the xref store.
+
+``tls`` goes to requests as paths (``verify`` = the private CA, ``cert`` = the client
+certificate and key), checked by loading them once at start, and is set on the connection
+adapter rather than the session: requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``
+override a session's ``verify``, which would silently drop the private CA. A failed handshake
+is retried with a message that says what to set.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
@@ -30,8 +37,10 @@ from adapters.soap.config import SoapTargetConfig
 from adapters.soap.values import plain
 from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load_client
 from middleware.adapter import AdapterContext, Delivered
+from middleware.config.models import TargetTlsConfig
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
+from middleware.tls import describe_tls_failure, target_context
 from middleware.yamlfile import did_you_mean
 
 __all__ = ["SoapTarget"]
@@ -51,6 +60,9 @@ class SoapTarget:
         wsdl = _resolve(context.base_dir, config.wsdl)
         session = requests.Session()
         pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
+        if config.tls is not None:
+            target_context(config.tls, "routes.target")  # a ConfigError now, not per call
+            pool = _TlsAdapter(config.tls, pool_connections=1, pool_maxsize=config.max_workers)
         session.mount("http://", pool)
         session.mount("https://", pool)
         plugins: list[Plugin] = []
@@ -94,6 +106,10 @@ class SoapTarget:
                                        else {}):
                 result = self._service[operation](**arguments)
         except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
+            problem = describe_tls_failure(exc)
+            if problem is not None:  # retried: a target's certificate can be fixed in time
+                raise DeliveryError(f"SOAP call {operation} failed: {problem}", retryable=True,
+                                    details={"error": "tls"}) from exc
             raise classify(exc, operation, self._transport.last_status()) from exc
         return Delivered(response=plain(result), details={"operation": operation})
 
@@ -102,6 +118,22 @@ class SoapTarget:
             self._executor.shutdown(wait=True)
         if self._session is not None:
             self._session.close()
+
+
+class _TlsAdapter(HTTPAdapter):
+    """Connections that verify against ``tls.ca_file`` and present ``tls.cert_file``."""
+
+    def __init__(self, tls: TargetTlsConfig, **options: Any) -> None:
+        super().__init__(**options)
+        self._verify: bool | str = tls.ca_file or True
+        self._cert = ((tls.cert_file, tls.key_file) if tls.cert_file and tls.key_file
+                      else tls.cert_file)
+
+    def send(self, request: PreparedRequest, **options: Any) -> Response:  # type: ignore[override]
+        options["verify"] = self._verify
+        if self._cert is not None:
+            options["cert"] = self._cert
+        return super().send(request, **options)
 
 
 def _resolve(base_dir: Path, relative: str) -> Path:

@@ -80,7 +80,7 @@ class SalesforceInbound(SoapEndpoint):
                 raise ConfigError([Problem(str(wsdl), None, "wsdl",
                                            "not a Salesforce Outbound Message WSDL (it has no "
                                            "'notifications' operation)")])
-        self.mount(context, wsdl)
+        self.mount(context, wsdl, self._config.client_cert)
 
     async def process(self, message: SoapMessage, request: Request) -> etree._Element:
         body = message.body
