@@ -5,8 +5,10 @@ Inbound SOAP endpoint built from a WSDL (``inbound[*]``, ``type: soap``)::
     - type: soap
       name: erp-shipments
       path: /soap/shipments
+      public_url: https://soap.example.com/soap/shipments   # the served WSDL's soap:address
       wsdl: wsdl/shipments.wsdl
       system: erp
+      auth: {scheme: wsse, username: erp, password_env: ERP_SOAP_PASSWORD}   # or scheme: basic
       operations:
         ReportShipment:
           each: Shipments.Shipment          # one event per list item (optional)
