@@ -5,8 +5,10 @@ Inbound SOAP endpoint built from a WSDL (``inbound[*]``, ``type: soap``)::
     - type: soap
       name: erp-shipments
       path: /soap/shipments
+      public_url: https://soap.example.com/soap/shipments   # the served WSDL's soap:address
       wsdl: wsdl/shipments.wsdl
       system: erp
+      auth: {scheme: wsse, username: erp, password_env: ERP_SOAP_PASSWORD}   # or scheme: basic
       operations:
         ReportShipment:
           each: Shipments.Shipment          # one event per list item (optional)
@@ -38,9 +40,10 @@ Outbound through zeep (``routes[*].target``, ``type: soap``)::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from adapters._derive import Derive
 from middleware.adapter import AdapterConfig
@@ -48,21 +51,62 @@ from middleware.config.models import ClientCertConfig, TargetTlsConfig
 
 __all__ = [
     "BasicCredentials",
+    "BasicInboundAuth",
     "IdempotencyKey",
     "SalesforceConfig",
     "SoapEndpointConfig",
+    "SoapInboundAuth",
     "SoapOperationConfig",
     "SoapTargetConfig",
     "WsseCredentials",
+    "WsseInboundAuth",
 ]
 
 _WORD = r"^[a-z0-9_-]+$"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _PATH = r"^/[A-Za-z0-9_./-]*$"
+_ORG_ID = r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class WsseInboundAuth(_Strict):
+    """Senders authenticate with a WS-Security UsernameToken in the SOAP header."""
+
+    scheme: Literal["wsse"] = Field(description="WS-Security UsernameToken (SOAP header).")
+    username: str = Field(min_length=1, max_length=256, description="Expected user name.")
+    password_env: str = Field(description="Environment variable holding the password.",
+                              examples=["SOAP_INBOUND_PASSWORD"])
+    password_type: Literal["digest", "text", "any"] = Field(
+        "any", description="Password forms accepted: PasswordDigest (SHA-1 of nonce, created "
+        "and password; never shows the password), PasswordText (only over TLS), or either.",
+    )
+    max_age: int = Field(
+        300, ge=10, le=3600,
+        description="Seconds a token's Created may lie before or after our clock; a digest "
+        "needs Created, and its Nonce is refused a second time for twice this long.",
+    )
+    nonce_cache_size: int = Field(
+        100_000, ge=100, le=10_000_000,
+        description="Digest nonces remembered per endpoint to refuse replays; when this many "
+        "are still within their window, further requests get a retryable Server fault.",
+    )
+
+
+class BasicInboundAuth(_Strict):
+    """Senders authenticate with HTTP basic (e.g. credentials in the Salesforce endpoint URL)."""
+
+    scheme: Literal["basic"] = Field(description="HTTP basic authentication.")
+    username: str = Field(min_length=1, max_length=256, description="Expected user name.")
+    password_env: str = Field(description="Environment variable holding the password.",
+                              examples=["SOAP_INBOUND_PASSWORD"])
+    realm: str = Field("silobridge", pattern=r'^[^"\\]{1,64}$',
+                       description="Realm named in the WWW-Authenticate challenge.")
+
+
+SoapInboundAuth = Annotated[WsseInboundAuth | BasicInboundAuth, Field(discriminator="scheme")]
 
 
 class _Endpoint(AdapterConfig):
@@ -89,6 +133,29 @@ class _Endpoint(AdapterConfig):
         examples=[{"required": True,
                    "allowed_subjects": ["CN=proxy.salesforce.com,O=salesforce.com\\, inc.,C=US"]}],
     )
+    auth: SoapInboundAuth | None = Field(
+        None, description="How senders authenticate (scheme wsse or basic); none by default.",
+        examples=[{"scheme": "wsse", "username": "erp", "password_env": "ERP_SOAP_PASSWORD"}],
+    )
+    public_url: str | None = Field(
+        None, description="The URL senders call this endpoint at (behind proxies and TLS "
+        "terminators); the WSDL served at ?wsdl names it as every soap:address. Without it "
+        "the WSDL is served with the addresses its file holds.",
+        examples=["https://soap.example.com/soap/erp/shipments"],
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("public_url must be an absolute http(s) URL, e.g. "
+                             "https://soap.example.com/soap/erp/shipments")
+        if parts.query or parts.fragment:
+            raise ValueError("public_url must have no query or fragment")
+        return value
 
 
 class SoapOperationConfig(_Strict):
@@ -134,9 +201,9 @@ class SalesforceConfig(_Endpoint):
 
     type: Literal["salesforce-om"] = Field("salesforce-om", description="Selects this adapter.")
     organization_id: str = Field(
-        min_length=15, max_length=18,
-        description="The org whose messages are accepted (15 or 18 characters); others get a "
-        "Fault and nothing is stored.",
+        pattern=_ORG_ID,
+        description="The org whose messages are accepted (15 or 18 characters, compared as the "
+        "case-safe 18-character id); others get a Fault and nothing is stored.",
         examples=["${SF_ORG_ID}"],
     )
     wsdl: str | None = Field(

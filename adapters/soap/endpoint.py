@@ -4,16 +4,17 @@ A subclass only turns a parsed request into envelopes and a response element (``
 Everything between the socket and that point is here, so the generic WSDL endpoint and the
 Salesforce profile refuse bad input identically and answer only after the broker confirmed:
 
-    GET  <path>?wsdl   the configured WSDL with every soap:address pointing at this endpoint
+    GET  <path>?wsdl   the configured WSDL, every soap:address set to ``public_url`` (from the
+                       configuration, never from the request's Host header); rendered once
     POST <path>        media type -> client certificate (where configured; a Client fault,
-                       HTTP 403) -> size (Content-Length, then while reading) -> hardened
-                       parse -> envelope checks -> process -> publish with confirms -> answer
+                       HTTP 403) -> HTTP auth -> size (Content-Length, then while reading) ->
+                       hardened parse -> envelope checks -> WS-Security auth -> process ->
+                       publish with confirms -> answer
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from concurrent.futures import wait as wait_all
@@ -25,6 +26,8 @@ from lxml import etree
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.soap.auth import Authenticator, build_authenticator
+from adapters.soap.config import SoapInboundAuth
 from adapters.soap.protocol import (
     SoapFault,
     SoapMessage,
@@ -69,13 +72,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 class SoapEndpoint(ABC):
     """Base of the SOAP inbound adapters; see the module docstring for the request path."""
 
-    def __init__(self, name: str, path: str, limits: XmlLimits, retry_after: int) -> None:
+    def __init__(self, name: str, path: str, limits: XmlLimits, retry_after: int, *,
+                 auth: SoapInboundAuth | None = None, public_url: str | None = None) -> None:
         self.name = name
         self._path = path
         self._limits = limits
         self._retry_after = retry_after
+        self._auth_config = auth
+        self._auth = Authenticator()
+        self._public_url = public_url
         self._context: AdapterContext | None = None
-        self._wsdl: etree._Element | None = None
+        self._wsdl: bytes | None = None
         self._closed = False
         self._client_cert: ClientCertCheck | None = None
 
@@ -87,15 +94,22 @@ class SoapEndpoint(ABC):
 
     def mount(self, context: AdapterContext, wsdl: Path | None,
               client_cert: ClientCertConfig | None = None) -> None:
-        """Register the route; the WSDL (if any) is read now so a bad file fails the start."""
+        """Register the route; the WSDL (if any) is read and rendered now, and the auth
+        secret read, so a bad file or a missing variable fails the start."""
         if context.ingress is None:
             raise RuntimeError(f"SOAP endpoint {self.name!r} needs the ingress (role ingress/all)")
+        self._auth = build_authenticator(self._auth_config, f"inbound.{self.name}",
+                                         self._retry_after)
         if wsdl is not None:
             try:
-                self._wsdl = parse_document(wsdl.read_bytes(), _WSDL_LIMITS)
+                document = parse_document(wsdl.read_bytes(), _WSDL_LIMITS)
             except (OSError, XmlRejected) as exc:
                 raise ConfigError([Problem(str(wsdl), None, "wsdl",
                                            f"cannot read the WSDL: {exc}")]) from exc
+            if self._public_url is not None:
+                for address in document.iter(*_WSDL_ADDRESS):
+                    address.set("location", self._public_url)
+            self._wsdl = etree.tostring(document, xml_declaration=True, encoding="UTF-8")
         self._context = context
         self._client_cert = ClientCertCheck(client_cert) if client_cert else None
         context.ingress.add_route(self._path, self.handle, ["GET", "POST"], self.name,
@@ -138,14 +152,16 @@ class SoapEndpoint(ABC):
             if self._closed:
                 raise SoapFault("Server", "the endpoint is shutting down; send it again later",
                                 reason="closed", retry_after=self._retry_after)
+            self._auth.check_http(request.headers)
             body = await read_body(request, self._limits.max_bytes)
             # parsing is CPU work: keep it off the loop that serves every other endpoint
             root = await asyncio.to_thread(parse_document, body, self._limits)
-            message = split_envelope(root)
+            message = split_envelope(root, self._auth.understood)
             if message.version is not version:
                 raise SoapFault("Client", f"a SOAP {_label(message.version)} envelope needs "
                                 f"content type {message.version.media_type}",
                                 reason="content_type", status=415)
+            self._auth.check_message(message.header)
             content = await self.process(message, request)
         except XmlRejected as exc:
             return self._fault(version, SoapFault(
@@ -213,7 +229,9 @@ class SoapEndpoint(ABC):
         log.warning("soap request refused", endpoint=self.name, reason=fault.reason,
                     fault_code=fault.code, fault_string=fault.message)
         status, body = fault_document(version, fault)
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+        headers = dict(fault.headers)
+        if fault.retry_after:
+            headers["Retry-After"] = str(fault.retry_after)
         return Response(body, status_code=status, headers=headers,
                         media_type=f"{version.media_type}; charset=utf-8")
 
@@ -222,12 +240,7 @@ class SoapEndpoint(ABC):
             return Response("GET <path>?wsdl serves the WSDL; SOAP requests are POSTed\n",
                             status_code=404 if self._wsdl is None else 400,
                             media_type="text/plain")
-        document = copy.deepcopy(self._wsdl)
-        here = str(request.url.replace(query=""))
-        for address in document.iter(*_WSDL_ADDRESS):
-            address.set("location", here)
-        return Response(etree.tostring(document, xml_declaration=True, encoding="UTF-8"),
-                        media_type="text/xml; charset=utf-8")
+        return Response(self._wsdl, media_type="text/xml; charset=utf-8")
 
 
 def _label(version: SoapVersion) -> str:

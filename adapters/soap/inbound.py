@@ -3,9 +3,17 @@
 At start the WSDL's document/literal operations are indexed by their input element, and each
 configured operation is checked: it exists, and its ``reply`` renders as the output element the
 WSDL declares. A request is then parsed (hardened), matched to its operation by the Body
-element, read strictly against the WSDL types by zeep (unexpected, missing or mistyped elements
-are a Client fault naming the element path), turned into one envelope per request (or per item
+element, its SOAPAction checked against the WSDL (below), read strictly against the WSDL types by
+zeep (unexpected, missing or mistyped elements are a Client fault naming the element path, never
+the value sent), turned into one envelope per request (or per item
 of ``each``) with the shared event derivation, published with confirms, and answered.
+
+SOAPAction: a request that declares an action (the SOAP 1.1 ``SOAPAction`` header, the SOAP 1.2
+``action`` parameter) must declare the soapAction the WSDL gives its Body's operation in the
+binding of its SOAP version, else a Client fault names both: a gateway that routes or authorizes
+by action must never see one operation while we execute another. An empty or absent action
+declares no intent (SOAP 1.2 makes it optional; SOAP 1.1 senders often omit it) and is accepted,
+the Body element choosing the operation; so is any action when the binding declares none.
 """
 
 from __future__ import annotations
@@ -19,13 +27,20 @@ from lxml import etree
 from starlette.requests import Request
 from zeep import exceptions as zeep_errors
 from zeep.wsdl import Document
+from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
 from zeep.xsd import Element
 from zeep.xsd.context import XmlParserContext
 
 from adapters._derive import DerivationError, Deriver, compile_derive, resolve_path
 from adapters.soap.config import SoapEndpointConfig, SoapOperationConfig
 from adapters.soap.endpoint import SoapEndpoint
-from adapters.soap.protocol import SoapFault, SoapMessage
+from adapters.soap.protocol import (
+    SoapFault,
+    SoapMessage,
+    SoapVersion,
+    excerpt,
+    request_action,
+)
 from adapters.soap.values import plain
 from adapters.soap.wsdl import load_document
 from adapters.soap.xmlsafe import XmlLimits
@@ -47,6 +62,16 @@ class _Operation:
     document: Document
     config: SoapOperationConfig
     deriver: Deriver
+    actions: dict[SoapVersion, frozenset[str]]
+
+    def check_action(self, version: SoapVersion, sent: str | None) -> None:
+        """A declared action must be the WSDL's (see the module docstring)."""
+        declared = self.actions.get(version, frozenset())
+        if not sent or not declared or sent in declared:
+            return
+        raise SoapFault("Client", f"SOAPAction {excerpt(sent)!r} does not match "
+                        f"{' or '.join(repr(a) for a in sorted(declared))}, the soapAction the "
+                        f"WSDL declares for {self.name}", reason="soap_action")
 
     def read(self, node: etree._Element) -> Any:
         """The request as plain values; a Client fault naming the first problem."""
@@ -56,11 +81,16 @@ class _Operation:
             # zeep reports missing and unconvertible values only when rendering: check now.
             self.request.render(etree.Element("check"), value)
         except zeep_errors.XMLParseError as exc:
-            raise SoapFault("Client", f"invalid {self.name} request: {exc.message}",
-                            reason="invalid") from None
+            raise SoapFault("Client", f"invalid {self.name} request: "
+                            f"{excerpt(str(exc.message), 160)}", reason="invalid") from None
         except zeep_errors.ValidationError as exc:
             raise SoapFault("Client", f"invalid {self.name} request: {_explain(node, exc)}",
                             reason="invalid") from None
+        except Exception as exc:  # e.g. decimal.InvalidOperation: zeep lets conversions escape
+            # Only the sender's document went in: resending it cannot help, so a Client fault,
+            # and the exception's text (which quotes the value) stays out of it.
+            raise SoapFault("Client", f"invalid {self.name} request: a value does not fit its "
+                            f"XML Schema type ({type(exc).__name__})", reason="invalid") from None
         return plain(value)
 
     def reply(self, count: int) -> etree._Element | None:
@@ -76,18 +106,20 @@ class _Operation:
 def _explain(node: etree._Element, exc: zeep_errors.ValidationError) -> str:
     """zeep says 'Missing element X' also when X was present but not of its type; tell apart."""
     path = [str(part) for part in exc.path or []]
-    where = ".".join(path)
+    where = excerpt(".".join(path), 160)
     if len(path) > 1:
         steps = "/".join(f"*[local-name()='{part}']" for part in path[1:])
         if any((found.text or "").strip() for found in node.xpath(steps)):
             return f"{where}: the value is not valid for its XML Schema type"
-    return f"{exc.message} (at {where})" if where else str(exc.message)
+    message = excerpt(str(exc.message), 160)
+    return f"{message} (at {where})" if where else message
 
 
 class SoapInbound(SoapEndpoint):
     def __init__(self, config: SoapEndpointConfig) -> None:
         super().__init__(config.name, config.path,
-                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after)
+                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after,
+                         auth=config.auth, public_url=config.public_url)
         self._config = config
         self._operations: dict[str, _Operation] = {}
 
@@ -105,9 +137,10 @@ class SoapInbound(SoapEndpoint):
                             reason="invalid")
         operation = self._operations.get(message.body.tag)
         if operation is None:
-            raise SoapFault("Client", f"no operation of this endpoint takes {message.body.tag}; "
-                            f"accepted: {', '.join(sorted(self._operations))}",
-                            reason="unknown_operation")
+            raise SoapFault("Client", "no operation of this endpoint takes "
+                            f"{excerpt(str(message.body.tag), 120)}; accepted: "
+                            f"{', '.join(sorted(self._operations))}", reason="unknown_operation")
+        operation.check_action(message.version, request_action(message.version, request.headers))
         data = await asyncio.to_thread(operation.read, message.body)
         items = _items(data, operation.config.each)
         headers = {key.lower(): value for key, value in request.headers.items()}
@@ -137,9 +170,14 @@ def _items(data: Any, each: str | None) -> list[Any]:
 def _compile(document: Document, config: SoapEndpointConfig, wsdl: Path) -> dict[str, _Operation]:
     """Index the configured operations by input element; ConfigError lists every problem."""
     available: dict[str, Any] = {}
+    actions: dict[str, dict[SoapVersion, set[str]]] = {}
     for binding in document.bindings.values():
+        version = (SoapVersion.V12 if isinstance(binding, Soap12Binding)
+                   else SoapVersion.V11 if isinstance(binding, Soap11Binding) else None)
         for name, operation in binding.all().items():
             available.setdefault(name, operation)
+            if version is not None and getattr(operation, "soapaction", None):
+                actions.setdefault(name, {}).setdefault(version, set()).add(operation.soapaction)
     compiled: dict[str, _Operation] = {}
     problems: list[Problem] = []
     for name, op_config in config.operations.items():
@@ -155,8 +193,11 @@ def _compile(document: Document, config: SoapEndpointConfig, wsdl: Path) -> dict
             problems.append(Problem(str(wsdl), None, where,
                                     "only document/literal operations can be served"))
             continue
+        declared = {version: frozenset(names)
+                    for version, names in actions.get(name, {}).items()}
         operation = _Operation(name, request, response if isinstance(response, Element)
-                               else None, document, op_config, compile_derive(op_config.derive))
+                               else None, document, op_config, compile_derive(op_config.derive),
+                               declared)
         try:
             operation.reply(0)
         except (TypeError, zeep_errors.Error) as exc:

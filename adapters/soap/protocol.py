@@ -9,14 +9,16 @@ body so SOAP stacks still show a reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from email.message import Message
 from enum import Enum
 from typing import Literal
 
 from lxml import etree
 
-__all__ = ["SoapFault", "SoapMessage", "SoapVersion", "fault_document", "response_document",
-           "split_envelope"]
+__all__ = ["SoapFault", "SoapMessage", "SoapVersion", "excerpt", "fault_document",
+           "request_action", "response_document", "split_envelope"]
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -53,6 +55,7 @@ class SoapFault(Exception):
         status: int | None = None,
         detail: dict[str, str] | None = None,
         retry_after: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -61,6 +64,35 @@ class SoapFault(Exception):
         self.status = status
         self.detail = detail or {}
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+
+def excerpt(text: str, limit: int = 40) -> str:
+    """A sender-supplied name or value as faults and logs may quote it: short and printable.
+
+    Faults and log lines name *where* a problem is; they never carry what the sender sent
+    beyond this much (control characters become '?', the rest is cut with its length).
+    """
+    shown = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
+    return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"
+
+
+def request_action(version: SoapVersion, headers: Mapping[str, str]) -> str | None:
+    """The action the sender declared, without quotes; None when it declared none.
+
+    SOAP 1.1 sends it in the ``SOAPAction`` header, SOAP 1.2 as the ``action`` parameter of
+    the ``application/soap+xml`` content type. ``headers`` has lowercase names.
+    """
+    if version is SoapVersion.V11:
+        raw = headers.get("soapaction")
+        if raw is None:
+            return None
+        raw = raw.strip()
+        return raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw
+    parsed = Message()
+    parsed["content-type"] = headers.get("content-type", "")
+    action = parsed.get_param("action")
+    return action if isinstance(action, str) else None
 
 
 @dataclass(frozen=True)
@@ -72,14 +104,20 @@ class SoapMessage:
     body: etree._Element | None
 
 
-def split_envelope(root: etree._Element) -> SoapMessage:
-    """Check the envelope structure; a SoapFault says precisely what is wrong."""
+def split_envelope(root: etree._Element,
+                   understood: frozenset[str] = frozenset()) -> SoapMessage:
+    """Check the envelope structure; a SoapFault says precisely what is wrong.
+
+    ``understood`` names the header blocks the endpoint processes (the WS-Security header when
+    it authenticates with it): only others marked ``mustUnderstand`` are refused.
+    """
     qname = etree.QName(root)
     version = next((v for v in SoapVersion if v.namespace == qname.namespace), None)
     if version is None or qname.localname != "Envelope":
         raise SoapFault("VersionMismatch" if qname.localname == "Envelope" else "Client",
-                        f"expected a SOAP 1.1 or 1.2 Envelope, got {{{qname.namespace or ''}}}"
-                        f"{qname.localname}", reason="not_soap")
+                        "expected a SOAP 1.1 or 1.2 Envelope, got "
+                        + excerpt(f"{{{qname.namespace or ''}}}{qname.localname}", 120),
+                        reason="not_soap")
     ns = version.namespace
     header = root.find(f"{{{ns}}}Header")
     body = root.find(f"{{{ns}}}Body")
@@ -87,9 +125,9 @@ def split_envelope(root: etree._Element) -> SoapMessage:
         raise SoapFault("Client", "the Envelope has no Body", reason="not_soap")
     blocks = list(header) if header is not None else []
     for block in blocks:
-        if block.get(f"{{{ns}}}mustUnderstand") in ("1", "true"):
-            raise SoapFault("MustUnderstand", f"header block {block.tag} is not understood",
-                            reason="must_understand")
+        if block.get(f"{{{ns}}}mustUnderstand") in ("1", "true") and block.tag not in understood:
+            raise SoapFault("MustUnderstand", f"header block {excerpt(str(block.tag), 120)} is "
+                            "not understood", reason="must_understand")
     children = list(body)
     return SoapMessage(version, blocks, children[0] if children else None)
 

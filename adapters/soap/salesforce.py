@@ -4,8 +4,10 @@ Salesforce POSTs a SOAP 1.1 ``notifications`` message with up to 100 ``Notificat
 and resends the *whole* message, for up to 24 hours and not necessarily in order, until it gets
 ``<Ack>true</Ack>``. So:
 
-- the OrganizationId must match the configured org (compared on the 15-character id, since
-  Salesforce may send the 18-character form); otherwise a Fault, and nothing is stored;
+- the OrganizationId must match the configured org, compared on the full 18-character id:
+  15-character ids are case-sensitive, and the 3 characters Salesforce appends encode the case
+  of the 15, so two orgs whose ids differ only in case differ in the suffix too. A configured
+  15-character id is extended by that rule; a mismatch is a Fault, and nothing is stored;
 - each notification becomes one envelope whose id is the notification Id, so a resend dedupes
   (ids already confirmed are skipped, and recorded only after their confirm);
 - the Ack is sent only after every envelope was confirmed; any failure answers a Fault, and the
@@ -14,7 +16,10 @@ and resends the *whole* message, for up to 24 hours and not necessarily in order
   read by element name, not against the WSDL types, because every org's WSDL differs (custom
   ``__c`` fields) and the one served at ``?wsdl`` is just the one Salesforce generated;
 - an empty ``notifications`` element (seen in the wild) stores nothing and is acked;
-- the SessionId Salesforce includes is never stored or logged.
+- the SessionId Salesforce includes is never stored or logged;
+- what the sender got wrong (an unparseable or out-of-range date such as ``1e400``, a missing
+  Id) is a Client fault, which Salesforce does not resend: a Server fault would make it resend
+  the same message for 24 hours. Faults name the field, never its value.
 """
 
 from __future__ import annotations
@@ -29,24 +34,40 @@ from starlette.requests import Request
 from adapters._derive import parse_time
 from adapters.soap.config import SalesforceConfig
 from adapters.soap.endpoint import SoapEndpoint
-from adapters.soap.protocol import SoapFault, SoapMessage
+from adapters.soap.protocol import SoapFault, SoapMessage, excerpt
 from adapters.soap.wsdl import load_document
 from adapters.soap.xmlsafe import XmlLimits
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, Problem
 
-__all__ = ["OUTBOUND_NS", "SalesforceInbound"]
+__all__ = ["OUTBOUND_NS", "SalesforceInbound", "full_org_id"]
 
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
 MAX_NOTIFICATIONS = 100
 _XSI = "http://www.w3.org/2001/XMLSchema-instance"
 _WORD_BAD = re.compile(r"[^a-z0-9_-]+")
+_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
-def _org_key(org_id: str) -> str:
-    """The case-sensitive 15-character id; the 18-character form only adds a checksum."""
-    return org_id.strip()[:15]
+def full_org_id(ident: str) -> str | None:
+    """The 18-character form of a Salesforce id, None when ``ident`` is no id.
+
+    Salesforce's rule: for each 5-character chunk of the 15, bit i is set when character i is
+    an uppercase letter; the 5-bit number picks a character of A-Z0-5. 18-character ids are kept
+    as they are.
+    """
+    ident = ident.strip()
+    if not _ID.fullmatch(ident):
+        return None
+    if len(ident) == 18:
+        return ident
+    suffix = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, ch in enumerate(ident[start:start + 5]) if "A" <= ch <= "Z")
+        suffix += _SUFFIX_ALPHABET[bits]
+    return ident + suffix
 
 
 def _fields(node: etree._Element) -> dict[str, Any]:
@@ -65,9 +86,12 @@ def _fields(node: etree._Element) -> dict[str, Any]:
 class SalesforceInbound(SoapEndpoint):
     def __init__(self, config: SalesforceConfig) -> None:
         super().__init__(config.name, config.path,
-                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after)
+                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after,
+                         auth=config.auth, public_url=config.public_url)
         self._config = config
-        self._org = _org_key(config.organization_id)
+        org = full_org_id(config.organization_id)
+        assert org is not None, "the config pattern admits 15 or 18 letters and digits only"
+        self._org = org
 
     def start(self, context: AdapterContext) -> None:
         wsdl = None
@@ -85,7 +109,7 @@ class SalesforceInbound(SoapEndpoint):
     async def process(self, message: SoapMessage, request: Request) -> etree._Element:
         body = message.body
         if body is None or body.tag != f"{{{OUTBOUND_NS}}}notifications":
-            found = "nothing" if body is None else body.tag
+            found = "nothing" if body is None else excerpt(str(body.tag), 120)
             raise SoapFault("Client", f"expected {{{OUTBOUND_NS}}}notifications in the Body, "
                             f"got {found}", reason="invalid")
         notifications = body.findall(f"{{{OUTBOUND_NS}}}Notification")
@@ -93,7 +117,7 @@ class SalesforceInbound(SoapEndpoint):
             raise SoapFault("Client", f"{len(notifications)} notifications; Salesforce sends "
                             f"at most {MAX_NOTIFICATIONS}", reason="invalid")
         org = body.findtext(f"{{{OUTBOUND_NS}}}OrganizationId")
-        if (org is not None or notifications) and _org_key(org or "") != self._org:
+        if (org is not None or notifications) and full_org_id(org or "") != self._org:
             raise SoapFault("Client", "OrganizationId does not match the organization this "
                             "endpoint accepts", reason="org_mismatch")
         envelopes = [self._envelope(n, i) for i, n in enumerate(notifications)]
@@ -118,9 +142,9 @@ class SalesforceInbound(SoapEndpoint):
         when = fields.get(self._config.time_field)
         try:
             time = parse_time(when) if isinstance(when, str) and when else None
-        except ValueError:
-            raise SoapFault("Client", f"{where}: {self._config.time_field} is not a date-time",
-                            reason="invalid") from None
+        except (ValueError, OverflowError, OSError):  # '1e400' overflows, '1e20' is no year
+            raise SoapFault("Client", f"{where}: {self._config.time_field} is not a date-time "
+                            "in range (ISO 8601 or epoch seconds)", reason="invalid") from None
         subject = fields.get(self._config.subject_field)
         config = self._config
         return Envelope.new(

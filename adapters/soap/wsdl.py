@@ -50,7 +50,8 @@ class _QuietConversion(logging.Filter):
         return record.getMessage() != "Error during xml -> python translation"
 
 
-logging.getLogger("zeep.xsd.types.simple").addFilter(_QuietConversion())
+for _logger in ("zeep.xsd.types.simple", "zeep.xsd.elements.attribute"):
+    logging.getLogger(_logger).addFilter(_QuietConversion())
 
 
 class LocalTransport(Transport):

@@ -24,6 +24,8 @@ from typing import Any
 from lxml import etree
 from zeep import Settings
 
+from adapters.soap.protocol import excerpt
+
 __all__ = ["XmlLimits", "XmlRejected", "parse_document", "zeep_settings"]
 
 DEFAULT_MAX_BYTES = 1 << 20
@@ -82,7 +84,8 @@ def parse_document(data: bytes, limits: XmlLimits) -> etree._Element:
                 raise XmlRejected("too_deep", f"elements nested deeper than the limit of "
                                               f"{limits.max_depth}")
     except etree.XMLSyntaxError as exc:
-        raise XmlRejected("malformed", f"not well-formed XML: {exc.msg}") from None
+        # libxml2 quotes names from the document: keep its words, bounded
+        raise XmlRejected("malformed", f"not well-formed XML: {excerpt(exc.msg, 120)}") from None
     if root is None:
         raise XmlRejected("malformed", "the document has no root element")
     return root

@@ -21,7 +21,11 @@ from middleware.config.models import BrokerConfig, StoreConfig
 from middleware.stores import open_stores
 
 ROOT = Path(__file__).resolve().parents[2]
-REALWORLD = ROOT / ".." / "shared" / "realworld"
+# beside the checkout (/work/main -> /work/shared) or beside a worktree's parent
+# (/work/wt/<name> -> /work/shared)
+REALWORLD = next((path for path in (ROOT / ".." / "shared" / "realworld",
+                                    ROOT / ".." / ".." / "shared" / "realworld")
+                  if path.is_dir()), ROOT / ".." / "shared" / "realworld")
 ERP_WSDL = ROOT / "mappings" / "examples" / "soap-erp" / "demo-erp.wsdl"
 
 

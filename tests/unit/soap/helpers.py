@@ -19,8 +19,13 @@ from middleware.errors import PublishNacked
 from middleware.ingress import Ingress
 from middleware.stores import Stores, open_stores
 
-REALWORLD = Path(__file__).resolve().parents[3] / ".." / "shared" / "realworld"
-EXAMPLES = Path(__file__).resolve().parents[3] / "mappings" / "examples"
+_REPO = Path(__file__).resolve().parents[3]
+# beside the checkout (/work/main -> /work/shared) or beside a worktree's parent
+# (/work/wt/<name> -> /work/shared)
+REALWORLD = next((path for path in (_REPO / ".." / "shared" / "realworld",
+                                    _REPO / ".." / ".." / "shared" / "realworld")
+                  if path.is_dir()), _REPO / ".." / "shared" / "realworld")
+EXAMPLES = _REPO / "mappings" / "examples"
 
 
 def realworld(relative: str) -> Path:

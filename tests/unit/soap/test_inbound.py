@@ -138,14 +138,110 @@ def test_inbound_wrong_content_type_and_declared_oversize_are_refused_unread(
     assert publisher.published == []
 
 
-def test_inbound_serves_its_wsdl_with_every_address_pointing_at_itself(client: Any) -> None:
-    response = client.get("/soap/ship?WSDL")
-    assert response.status_code == 200
-    root = etree.fromstring(response.content)
-    locations = [node.get("location") for node in root.iter(
+def _locations(content: bytes) -> list[str | None]:
+    return [node.get("location") for node in etree.fromstring(content).iter(
         "{http://schemas.xmlsoap.org/wsdl/soap/}address",
         "{http://schemas.xmlsoap.org/wsdl/soap12/}address")]
-    assert locations == ["http://testserver/soap/ship"] * 2
+
+
+def test_inbound_serves_its_wsdl_at_the_configured_public_url_not_the_host_header(
+    tmp_path: Path, publisher: MemoryPublisher
+) -> None:
+    public = "https://soap.example.com/erp/ship"
+    client, _ = endpoint_client(SoapInbound(_config(public_url=public)), tmp_path, publisher)
+    response = client.get("/soap/ship?WSDL", headers={"Host": "attacker.example"})
+    assert response.status_code == 200
+    assert _locations(response.content) == [public] * 2
+    assert b"attacker.example" not in response.content
+
+
+def test_inbound_without_public_url_serves_the_wsdl_file_addresses(client: Any) -> None:
+    response = client.get("/soap/ship?wsdl", headers={"Host": "attacker.example"})
+    assert _locations(response.content) == ["http://localhost/soap/shipments"] * 2
+
+
+def test_inbound_wsdl_is_rendered_once_not_per_get(
+    tmp_path: Path, publisher: MemoryPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = endpoint_client(SoapInbound(_config(public_url="https://x.example/s")),
+                                tmp_path, publisher)
+    first = client.get("/soap/ship?wsdl").content
+    serialized: list[object] = []
+    original = etree.tostring
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        serialized.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(etree, "tostring", counting)
+    for _ in range(20):
+        assert client.get("/soap/ship?wsdl").content == first
+    assert serialized == []  # no copy, no serialization per (unauthenticated) GET
+
+
+@pytest.mark.parametrize("public_url", ["soap.example.com/x", "ftp://h/x", "https:///x",
+                                        "https://h/x?wsdl"])
+def test_inbound_public_url_must_be_an_absolute_http_url(public_url: str) -> None:
+    with pytest.raises(ValueError, match="public_url"):
+        _config(public_url=public_url)
+
+
+ACTION = "urn:silobridge:examples:shipments:ReportShipments"
+
+
+@pytest.mark.parametrize("headers", [
+    {"SOAPAction": f'"{ACTION}"'}, {"SOAPAction": ACTION}, {"SOAPAction": '""'}, {},
+], ids=["quoted", "bare", "empty", "absent"])
+def test_inbound_soap11_action_that_matches_or_declares_nothing_is_accepted(
+    client: Any, publisher: MemoryPublisher, headers: dict[str, str]
+) -> None:
+    response = client.post("/soap/ship", content=soap11(_request(_shipment("S1"))),
+                           headers={**TEXT_XML, **headers})
+    assert response.status_code == 200, response.text
+    assert publisher.ids == ["S1"]
+
+
+def test_inbound_soap11_action_mismatch_is_a_client_fault_naming_both(
+    client: Any, publisher: MemoryPublisher
+) -> None:
+    response = client.post("/soap/ship", content=soap11(_request(_shipment("S1"))),
+                           headers={**TEXT_XML, "SOAPAction": '"urn:x:DeleteEverything"'})
+    assert response.status_code == 500
+    assert "soapenv:Client" in response.text
+    assert _fault(response) == (f"SOAPAction 'urn:x:DeleteEverything' does not match "
+                                f"'{ACTION}', the soapAction the WSDL declares for "
+                                "ReportShipments")
+    assert publisher.published == []
+
+
+def test_inbound_soap11_action_in_the_fault_is_a_short_excerpt(client: Any) -> None:
+    sent = "urn:x:" + "A" * 5000
+    response = client.post("/soap/ship", content=soap11(_request(_shipment("S1"))),
+                           headers={**TEXT_XML, "SOAPAction": sent})
+    assert "urn:x:AAAA" in _fault(response)
+    assert "(5006 characters)" in _fault(response)
+    assert len(_fault(response)) < 300
+
+
+def _soap12(body: str) -> bytes:
+    return (f'<e:Envelope xmlns:e="{SOAP12_ENV}"><e:Body>{body}</e:Body></e:Envelope>').encode()
+
+
+def test_inbound_soap12_action_parameter_is_checked(
+    client: Any, publisher: MemoryPublisher
+) -> None:
+    media = "application/soap+xml; charset=utf-8"
+    wrong = client.post("/soap/ship", content=_soap12(_request(_shipment("S1"))),
+                        headers={"Content-Type": f'{media}; action="urn:x:Other"'})
+    assert wrong.status_code == 400  # SOAP 1.2 Sender fault
+    reason = etree.fromstring(wrong.content).findtext(f".//{{{SOAP12_ENV}}}Text") or ""
+    assert reason.startswith("SOAPAction 'urn:x:Other' does not match")
+    assert publisher.published == []
+    for content_type in (f'{media}; action="{ACTION}"', media):
+        right = client.post("/soap/ship", content=_soap12(_request(_shipment("S2"))),
+                            headers={"Content-Type": content_type})
+        assert right.status_code == 200, right.text
+    assert publisher.ids == ["S2"]
 
 
 def test_inbound_start_reports_unknown_operations_and_bad_replies(tmp_path: Path) -> None:
