@@ -213,3 +213,14 @@ def test_timestamp_headers_accept_ascii_digits_only(
     if reason == "bad":
         assert "ASCII digits 0-9" in str(error)
     assert len(str(error)) < 400  # a 5000-digit value is not echoed back whole
+
+
+def test_openapi_names_the_standard_webhooks_signature_header() -> None:
+    from adapters.rest.inbound_config import RestEndpointConfig
+    from adapters.rest.openapi import _security_scheme
+
+    config = RestEndpointConfig.model_validate({
+        "type": "rest", "name": "sw", "path": "/sw", "system": "crm",
+        "derive": {"entity": {"value": "customer"}, "action": {"value": "updated"}},
+        "auth": {"scheme": "standard_webhooks", "secret_env": "S"}})
+    assert _security_scheme(config)["name"] == "webhook-signature"

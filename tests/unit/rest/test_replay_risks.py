@@ -96,3 +96,31 @@ def test_cli_validate_warns_about_unsigned_dedupe_and_stays_valid(tmp_path: Path
     assert "warning: inbound endpoint 'crm-hook': dedupes on header X-Request-Id" in risky.stderr
     safe = _validate(tmp_path, SIGNED_ID)
     assert safe.returncode == 0 and "warning" not in safe.stderr, safe.stderr
+
+
+def test_endpoint_start_logs_the_replay_risk(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from adapters.rest import RestInbound
+    from middleware.adapter import AdapterContext
+    from middleware.config.models import IngressConfig
+    from middleware.ingress import Ingress
+    from middleware.log import configure_logging
+
+    monkeypatch.setenv("S", "the-secret")
+    context = AdapterContext(None, None, None, tmp_path,  # type: ignore[arg-type]
+                             Ingress(IngressConfig(port=0)))
+    out = io.StringIO()
+    configure_logging(json=True, level="info", stream=out)
+    try:
+        RestInbound(RestEndpointConfig.model_validate(_endpoint(
+            name="risky", path="/risky", auth=BODY_ONLY, dedupe={"header": "X-Request-Id"},
+        ))).start(context)
+        RestInbound(RestEndpointConfig.model_validate(_endpoint(
+            name="safe", path="/safe", auth=SIGNED_ID))).start(context)
+    finally:
+        configure_logging(json=True, level="warning")
+    risks = [line for line in out.getvalue().splitlines() if "webhook replay risk" in line]
+    assert len(risks) == 1 and '"endpoint": "risky"' in risks[0], out.getvalue()
+    assert "header X-Request-Id" in risks[0] and '"level": "warning"' in risks[0]
