@@ -96,9 +96,9 @@ class RestInbound:
             log.exception("webhook handling failed", endpoint=self.name,
                           error_type=type(exc).__name__)
             return JSONResponse({"error": "internal error", "detail": (
-                "the request could not be handled and may not be stored; retry later (a resend "
-                "with the same delivery id is deduped) and tell the operator: the error is "
-                f"logged under endpoint {self.name!r}")}, status_code=500)
+                "the request could not be handled and its events may or may not be stored; "
+                "retry later (a resend with the same delivery id is deduped) and tell the "
+                f"operator: the error is logged under endpoint {self.name!r}")}, status_code=500)
 
     async def _handle(self, request: Request) -> Response:
         config = self._config
