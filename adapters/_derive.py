@@ -14,7 +14,10 @@ where to find it with small ``ValueRule``s, compiled once at start:
 A rule has exactly one source (``value``, ``path``, ``header`` or ``cel``), then optionally a
 ``pattern`` (regex; its first group is kept), a ``map`` (value translation) and a ``default``.
 Entity and action become routing-key words (lowercased, other characters turned into ``_``).
-Times accept ISO 8601, epoch seconds or milliseconds and .NET ``/Date(ms±zzzz)/`` (Dynamics).
+Times accept ISO 8601, epoch seconds or milliseconds and .NET ``/Date(ms±zzzz)/`` (Dynamics),
+with ASCII digits only (``float`` and ``int`` also read other scripts' digits). Integers beyond
+the 64-bit range reach the rules as strings of their exact digits (``adapters.rest.body``), so
+ids derived from them keep every digit.
 
     compile_derive(config) -> Deriver;  Deriver.derive(payload, headers) -> Derived
     DerivationError(field, message)     a rule found nothing usable; adapters answer 422 / fault
@@ -46,7 +49,9 @@ __all__ = [
 _SOURCES = ("value", "path", "header", "cel")
 _WORD_BAD = re.compile(r"[^a-z0-9_-]+")
 _PATH_PART = re.compile(r"[^.\[\]]+")
-_DOTNET_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_DOTNET_DATE = re.compile(r"^/Date\((-?[0-9]{1,16})([+-][0-9]{4})?\)/$")
+_EPOCH = re.compile(r"^-?[0-9]{1,16}(\.[0-9]{1,9})?$")
+_INDEX = re.compile(r"^-?[0-9]{1,9}$")
 _MISSING = object()
 
 
@@ -133,7 +138,7 @@ def resolve_path(data: Any, path: str) -> Any:
     for part in _PATH_PART.findall(path):
         if isinstance(current, dict):
             current = current.get(part, _MISSING)
-        elif isinstance(current, list) and part.lstrip("-").isdigit():
+        elif isinstance(current, list) and _INDEX.match(part):
             index = int(part)
             current = current[index] if -len(current) <= index < len(current) else _MISSING
         else:
@@ -201,11 +206,8 @@ def parse_time(value: str) -> datetime:
     dotnet = _DOTNET_DATE.match(text)
     if dotnet:
         return datetime.fromtimestamp(int(dotnet.group(1)) / 1000, UTC)
-    try:
+    if _EPOCH.match(text):
         number = float(text)
-    except ValueError:
-        number = None
-    if number is not None:
         seconds = number / 1000 if abs(number) >= 1e11 else number
         return datetime.fromtimestamp(seconds, UTC)
     parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -29,6 +29,8 @@ class AdapterSpec:
     outbound: Callable[[AdapterConfig], OutboundAdapter] | None = None
     commands: Callable[[Any], None] | None = None
     """Adds the adapter's own CLI commands (e.g. ``poll``, ``demo erp``) to the subparsers."""
+    advise: Callable[[AdapterConfig], list[str]] | None = None
+    """Warnings about a valid inbound config (e.g. a replay risk); ``validate`` prints them."""
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

@@ -3,6 +3,7 @@ scheduled pollers (``poll`` inbound, with the ``silobridge poll`` command).
 
     inbound_config.py   endpoint and auth-scheme models      inbound.py    the endpoint handler
     signatures.py       HMAC schemes, API key, basic          body.py       size, type, JSON
+    replay.py           dedupe keys, replay-risk warnings     README.md     auth schemes
     openapi.py          /openapi.json of the ingress          secrets.py    secrets from the env
     outbound_config.py  target and client-auth models         outbound.py   the target
     client.py           OAuth2 / bearer / basic, templates    poll*.py      the poller
@@ -19,6 +20,7 @@ from adapters.rest.outbound import RestTarget
 from adapters.rest.outbound_config import RestTargetConfig
 from adapters.rest.poll import Poller
 from adapters.rest.poll_config import PollConfig
+from adapters.rest.replay import replay_risks
 from middleware.adapter import AdapterConfig
 from middleware.plugins import AdapterSpec, register
 
@@ -37,6 +39,11 @@ def _endpoint(config: AdapterConfig) -> RestInbound:
     return RestInbound(config)
 
 
+def _advise(config: AdapterConfig) -> list[str]:
+    assert isinstance(config, RestEndpointConfig)
+    return replay_risks(config)
+
+
 def _target(config: AdapterConfig) -> RestTarget:
     assert isinstance(config, RestTargetConfig)
     return RestTarget(config)
@@ -48,6 +55,6 @@ def _poller(config: AdapterConfig) -> Poller:
 
 
 register(AdapterSpec("rest", inbound_config=RestEndpointConfig, inbound=_endpoint,
-                     outbound_config=RestTargetConfig, outbound=_target))
+                     outbound_config=RestTargetConfig, outbound=_target, advise=_advise))
 register(AdapterSpec("poll", inbound_config=PollConfig, inbound=_poller,
                      commands=register_commands))

@@ -23,18 +23,12 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from adapters._derive import DerivationError, ValueRule, compile_derive, compile_rule
+from adapters._derive import DerivationError, compile_derive, compile_rule
 from adapters.rest.body import Rejected, parse_json, read_body
-from adapters.rest.inbound_config import (
-    BasicAuth,
-    GithubAuth,
-    HubspotAuth,
-    RestEndpointConfig,
-    ShopifyAuth,
-    StripeAuth,
-)
+from adapters.rest.inbound_config import BasicAuth, HubspotAuth, RestEndpointConfig
 from adapters.rest.openapi import document_for
 from adapters.rest.publishing import LoopPublisher
+from adapters.rest.replay import default_dedupe, replay_risks
 from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
 from middleware import metrics
 from middleware.adapter import AdapterContext
@@ -47,19 +41,6 @@ from middleware.validation import SchemaCheck, load_schema
 __all__ = ["RestInbound", "default_dedupe"]
 
 log = structlog.get_logger(__name__)
-
-_DEFAULT_DEDUPE: dict[type, ValueRule] = {
-    ShopifyAuth: ValueRule(header="X-Shopify-Webhook-Id"),
-    GithubAuth: ValueRule(header="X-GitHub-Delivery"),
-    StripeAuth: ValueRule(path="id"),
-    HubspotAuth: ValueRule(path="eventId"),
-}
-
-
-def default_dedupe(config: RestEndpointConfig) -> ValueRule | None:
-    """The configured delivery-id rule, else the provider's own (by auth scheme)."""
-    return config.dedupe or _DEFAULT_DEDUPE.get(type(config.auth))
-
 
 class RestInbound:
     """One configured webhook endpoint mounted on the shared ingress."""
@@ -99,6 +80,8 @@ class RestInbound:
         document_for(context.ingress).add(config, schema_doc)
         log.info("REST endpoint ready", endpoint=config.name, path=config.path,
                  auth=getattr(config.auth, "scheme", "none"))
+        for risk in replay_risks(config):
+            log.warning("webhook replay risk", endpoint=config.name, detail=risk)
 
     def close(self) -> None:
         """New requests get 503 (retry elsewhere or later); in-flight ones finish."""
@@ -112,6 +95,15 @@ class RestInbound:
             log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
                         reason=rejected.reason, detail=rejected.detail)
             return rejected.response()
+        except Exception as exc:  # the last line of defence: one request fails, not the endpoint
+            metrics.REJECTED.labels(self.name, "rest", "internal_error").inc()
+            # through the masking logger; the sender sees no traceback, the operator the whole
+            log.exception("webhook handling failed", endpoint=self.name,
+                          error_type=type(exc).__name__)
+            return JSONResponse({"error": "internal error", "detail": (
+                "the request could not be handled and its events may or may not be stored; "
+                "retry later (a resend with the same delivery id is deduped) and tell the "
+                f"operator: the error is logged under endpoint {self.name!r}")}, status_code=500)
 
     async def _handle(self, request: Request) -> Response:
         config = self._config

@@ -19,6 +19,7 @@ rotation ``previous_secret_env`` names the secret still accepted until senders s
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,11 +37,14 @@ __all__ = [
     "InboundAuth",
     "RestEndpointConfig",
     "ShopifyAuth",
+    "StandardWebhooksAuth",
     "StripeAuth",
 ]
 
 _WORD = r"^[a-z0-9_-]+$"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+_PLACEHOLDER = re.compile(r"\{(\w*)\}")
+_PLACEHOLDERS = frozenset({"id", "timestamp", "body"})
 
 
 class _Secrets(BaseModel):
@@ -56,29 +60,52 @@ class _Secrets(BaseModel):
 
 
 class HmacAuth(_Secrets):
-    """Generic HMAC-SHA256 over the raw body, for senders with their own header conventions."""
+    """Generic HMAC-SHA256 for senders with their own header conventions.
+
+    Signing only the body leaves the delivery id and the time unsigned, so a captured request
+    can be sent again with another id; ``signed_payload`` can sign both with the body
+    (``{id}.{timestamp}.{body}``, the Standard Webhooks layout).
+    """
 
     scheme: Literal["hmac"] = Field(description="Generic HMAC-SHA256 signature header.")
     header: str = Field(description="Header carrying the signature.", examples=["X-Signature"])
     encoding: Literal["hex", "base64"] = Field("hex", description="How the digest is encoded.")
     prefix: str = Field("", description="Text before the digest, e.g. 'sha256='.")
+    id_header: str | None = Field(
+        None, description="Header with the sender's delivery id, signed through '{id}' in "
+        "signed_payload; the default dedupe key, so a replay is answered as a duplicate.",
+        examples=["X-Request-Id"],
+    )
     timestamp_header: str | None = Field(
-        None, description="Header with the Unix time of signing; enables the stale check.",
+        None, description="Header with the Unix time of signing (seconds, or milliseconds); "
+        "enables the stale check, which stops replays only when '{timestamp}' is signed too.",
         examples=["X-Timestamp"],
     )
     tolerance: int = Field(300, ge=1, description="Seconds a signed timestamp stays valid.")
     signed_payload: str = Field(
         "{body}",
-        description="What is signed: '{body}' alone, or with the timestamp, e.g. "
+        description="What is signed: the raw body '{body}' with, optionally, '{id}' (the "
+        "id_header value) and '{timestamp}', e.g. '{id}.{timestamp}.{body}' (replay-proof), "
         "'{timestamp}.{body}' or Slack's 'v0:{timestamp}:{body}'.",
+        examples=["{id}.{timestamp}.{body}"],
     )
 
     @model_validator(mode="after")
     def _payload_template(self) -> HmacAuth:
+        unknown = sorted(set(_PLACEHOLDER.findall(self.signed_payload)) - _PLACEHOLDERS)
+        if unknown:
+            raise ValueError(f"signed_payload: unknown placeholder(s) {unknown}; use "
+                             "{id}, {timestamp} and {body}")
         if self.signed_payload.count("{body}") != 1:
             raise ValueError("signed_payload must contain '{body}' exactly once")
         if "{timestamp}" in self.signed_payload and not self.timestamp_header:
             raise ValueError("signed_payload uses {timestamp}: set timestamp_header too")
+        if "{id}" in self.signed_payload and not self.id_header:
+            raise ValueError("signed_payload uses {id}: set id_header too")
+        if self.id_header and "{id}" not in self.signed_payload:
+            raise ValueError("id_header is set but not signed: add '{id}' to signed_payload, "
+                             "e.g. '{id}.{timestamp}.{body}' (or dedupe on it without "
+                             "id_header, accepting the replay risk)")
         return self
 
 
@@ -107,6 +134,22 @@ class HubspotAuth(_Secrets):
     )
 
 
+class StandardWebhooksAuth(_Secrets):
+    """Standard Webhooks (standardwebhooks.com): id, time and body signed together.
+
+    The secret is ``whsec_<base64 key>``; resends keep their ``webhook-id``, which is the
+    default dedupe key, and a replay outside ``tolerance`` is refused as stale.
+    """
+
+    scheme: Literal["standard_webhooks"] = Field(
+        description="webhook-signature: v1,<base64 HMAC of '{webhook-id}.{webhook-timestamp}."
+        "{body}'> (several entries, space separated, during a rotation)."
+    )
+    tolerance: int = Field(
+        300, ge=1, description="Seconds webhook-timestamp may be away from now (either way)."
+    )
+
+
 class ApiKeyAuth(_Secrets):
     scheme: Literal["api_key"] = Field(description="A shared key in a header or query parameter.")
     header: str | None = Field("X-API-Key", description="Header carrying the key.")
@@ -121,7 +164,8 @@ class BasicAuth(_Secrets):
 
 
 InboundAuth = Annotated[
-    HmacAuth | GithubAuth | ShopifyAuth | StripeAuth | HubspotAuth | ApiKeyAuth | BasicAuth,
+    HmacAuth | GithubAuth | ShopifyAuth | StripeAuth | HubspotAuth | StandardWebhooksAuth
+    | ApiKeyAuth | BasicAuth,
     Field(discriminator="scheme"),
 ]
 
@@ -158,7 +202,9 @@ class RestEndpointConfig(AdapterConfig):
     dedupe: ValueRule | None = Field(
         None,
         description="Provider delivery id to answer resends 200 without publishing; default "
-        "per auth scheme (Shopify/GitHub delivery header, Stripe 'id', HubSpot 'eventId').",
+        "per auth scheme (Shopify/GitHub delivery header, Stripe 'id', HubSpot 'eventId', "
+        "Standard Webhooks 'webhook-id', hmac 'id_header'). Dedupe on a value the signature "
+        "covers, or a replay with a new id is published again (validate warns).",
         examples=[{"header": "X-Request-Id"}],
     )
     batch: bool = Field(True, description="A JSON array body carries one event per element.")

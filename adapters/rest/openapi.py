@@ -121,7 +121,8 @@ def _security_scheme(config: RestEndpointConfig) -> dict[str, Any]:
         return {"type": "apiKey", "in": "header", "name": auth.header}
     return {"type": "apiKey", "in": "header", "name": _SIGNATURE_HEADER.get(
         getattr(auth, "scheme", ""), getattr(auth, "header", "Signature")),
-        "description": "HMAC-SHA256 signature of the raw body (see the scheme's docs)."}
+        "description": "HMAC-SHA256 signature of the raw body, with the delivery id and time "
+                       "where the scheme signs them (see the scheme's docs)."}
 
 
 _SIGNATURE_HEADER = {
@@ -129,6 +130,7 @@ _SIGNATURE_HEADER = {
     "shopify": "X-Shopify-Hmac-SHA256",
     "stripe": "Stripe-Signature",
     "hubspot": "X-HubSpot-Signature-v3",
+    "standard_webhooks": "webhook-signature",
 }
 
 _DOCUMENTS: weakref.WeakKeyDictionary[Ingress, OpenApiDocument] = weakref.WeakKeyDictionary()

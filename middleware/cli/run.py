@@ -37,6 +37,10 @@ def _validate(args: argparse.Namespace) -> int:
     routes = loaded.config.routes
     print(f"{args.config}: valid ({len(routes)} route(s), "
           f"{len(loaded.config.inbound)} inbound adapter(s))")
+    for section in loaded.config.inbound:
+        spec = plugins.get(section.type)
+        for warning in spec.advise(section) if spec and spec.advise else []:
+            print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
