@@ -9,6 +9,7 @@ import sys
 import threading
 from typing import Any
 
+from middleware import plugins
 from middleware.cli.common import add_config_argument
 from middleware.config.loader import load_config
 from middleware.errors import SilobridgeError, TopologyConflict
