@@ -13,18 +13,20 @@
         json_schema: schemas/shopify/order.json
         auth: {scheme: shopify, secret_env: SHOPIFY_WEBHOOK_SECRET}
 
-Secrets are named by environment variable (``secret_env``), never written into the file; during a
-rotation ``previous_secret_env`` names the secret still accepted until senders switched.
+Secrets are named by environment variable (``secret_env``) or file (``secret_file``), never
+written into the config; during a rotation ``previous_secret_env`` (or ``previous_secret_file``)
+names the secret still accepted until senders switched.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from adapters._derive import Derive, ValueRule
 from middleware.adapter import AdapterConfig
+from middleware.secrets import SecretFields
 
 __all__ = [
     "ApiKeyAuth",
@@ -42,15 +44,28 @@ _WORD = r"^[a-z0-9_-]+$"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class _Secrets(BaseModel):
+class _Secrets(SecretFields):
     model_config = ConfigDict(extra="forbid")
+    optional_secrets = frozenset({"previous_secret"})
 
-    secret_env: str = Field(
-        description="Environment variable holding the secret (key, password or signing secret).",
+    secret_env: str | None = Field(
+        None,
+        description="Environment variable holding the secret (key, password or signing secret); "
+        "or use secret_file.",
         examples=["SHOPIFY_WEBHOOK_SECRET"],
+    )
+    secret_file: str | None = Field(
+        None,
+        description="File holding the secret (one trailing newline ignored), e.g. a mounted "
+        "Kubernetes Secret; relative to the config file. Instead of secret_env.",
+        examples=["/run/secrets/silobridge/shopify-webhook-secret"],
     )
     previous_secret_env: str | None = Field(
         None, description="Second secret still accepted during a rotation (environment variable)."
+    )
+    previous_secret_file: str | None = Field(
+        None, description="Second secret still accepted during a rotation (file); instead of "
+        "previous_secret_env.",
     )
 
 
@@ -115,7 +130,7 @@ class ApiKeyAuth(_Secrets):
 
 
 class BasicAuth(_Secrets):
-    scheme: Literal["basic"] = Field(description="HTTP basic auth; secret_env is the password.")
+    scheme: Literal["basic"] = Field(description="HTTP basic auth; the secret is the password.")
     username: str = Field(description="Expected user name.")
 
 

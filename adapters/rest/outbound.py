@@ -30,9 +30,9 @@ from yarl import URL
 from adapters._http import status_error, transport_error
 from adapters.rest.client import OAuth2ClientCredentials, render
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, RestTargetConfig
-from adapters.rest.secrets import read_secret
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
+from middleware.secrets import require_secret
 
 __all__ = ["RestTarget"]
 
@@ -59,13 +59,13 @@ class RestTarget:
         config = self._config
         auth = config.auth
         if isinstance(auth, BasicClientAuth):
-            password = read_secret(auth.password_env, _WHERE)
+            password = require_secret(auth, "password", _WHERE)
             self._authorization = aiohttp.BasicAuth(auth.username, password).encode()
         elif isinstance(auth, BearerAuth):
-            self._authorization = f"Bearer {read_secret(auth.token_env, _WHERE)}"
+            self._authorization = f"Bearer {require_secret(auth, 'token', _WHERE)}"
         elif auth is not None:
             self._oauth = OAuth2ClientCredentials(
-                auth, read_secret(auth.client_secret_env, _WHERE), config.timeout,
+                auth, require_secret(auth, "client_secret", _WHERE), config.timeout,
                 config.verify_tls)
         self._thread.start()
         self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters._derive import Derive
 from middleware.adapter import AdapterConfig
+from middleware.secrets import SecretFields
 
 __all__ = [
     "BasicCredentials",
@@ -154,22 +155,30 @@ class SalesforceConfig(_Endpoint):
     )
 
 
-class WsseCredentials(_Strict):
+class WsseCredentials(_Strict, SecretFields):
     """WS-Security UsernameToken in the SOAP header."""
 
     username: str = Field(description="User name.")
-    password_env: str = Field(description="Environment variable holding the password.",
-                              examples=["ERP_PASSWORD"])
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.",
+        examples=["ERP_PASSWORD"])
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.", examples=["/run/secrets/silobridge/erp-password"])
     digest: bool = Field(
         False, description="Send PasswordDigest (with nonce and created) instead of PasswordText."
     )
 
 
-class BasicCredentials(_Strict):
+class BasicCredentials(_Strict, SecretFields):
     """HTTP basic authentication."""
 
     username: str = Field(description="User name.")
-    password_env: str = Field(description="Environment variable holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.")
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.")
 
 
 class IdempotencyKey(_Strict):
