@@ -95,15 +95,28 @@ def _without_union_tags(
     loc: tuple[str | int, ...], located: Located, prefix: tuple[str | int, ...]
 ) -> tuple[str | int, ...]:
     """Drop the parts pydantic adds for (discriminated) unions, e.g. 'github' in
-    ``auth.github.secret_env``: a non-final name that is no key of the YAML node it is under."""
+    ``auth.github.secret_env``: a non-final name that is no key of the YAML node it is under,
+    or a final one that is the node's discriminator value (a model validator's error)."""
     kept: list[str | int] = []
     for n, part in enumerate(loc):
         here = (*prefix, *kept)
-        if (isinstance(part, str) and n < len(loc) - 1 and here in located.lines
-                and (*here, part) not in located.lines):
+        if (isinstance(part, str) and here in located.lines
+                and (*here, part) not in located.lines
+                and (n < len(loc) - 1 or _is_tag(located, here, part))):
             continue
         kept.append(part)
     return tuple(kept)
+
+
+def _is_tag(located: Located, path: tuple[str | int, ...], word: str) -> bool:
+    """Whether the YAML mapping at path has word as a value (``scheme: hmac``)."""
+    node: Any = located.data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, dict) and word in node.values()
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
