@@ -100,7 +100,7 @@ def test_secrets_missing_file_names_the_setting_and_path(tmp_path: Path) -> None
 def test_secrets_both_or_neither_is_a_config_error() -> None:
     with pytest.raises(ValidationError, match="secret_env and secret_file are both set"):
         GithubAuth(scheme="github", secret_env="A", secret_file="/b")
-    with pytest.raises(ValidationError, match="set secret_env .* or secret_file"):
+    with pytest.raises(ValidationError, match=r"set secret_env .* or secret_file"):
         GithubAuth(scheme="github")
     with pytest.raises(ValidationError, match="previous_secret_env and previous_secret_file"):
         GithubAuth(scheme="github", secret_env="A", previous_secret_env="B",

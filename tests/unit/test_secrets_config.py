@@ -8,14 +8,20 @@ secrets given one way and checks what the loader, the adapters' readers and the 
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
+from adapters.rest.client import build_auth
+from adapters.rest.signatures import AuthError, SignedRequest, build_verifier
 from middleware.config.loader import SECTIONS, load_config
 from middleware.errors import ConfigError
 from middleware.secrets import resolve_secret
@@ -236,3 +242,31 @@ def test_secrets_validate_output_never_holds_a_value(
     result = _validate(config, "validate")
     assert result.returncode == 0, result.stderr
     assert not any(_value(n) in result.stdout + result.stderr for n in range(len(SITES)))
+
+
+def test_secrets_from_files_reach_the_verifiers_and_clients(
+    tmp_path: Path, secrets_set: None
+) -> None:
+    # Given every secret as a file (with a trailing newline)
+    loaded = load_config(_write(tmp_path, "file"))
+    inbound = loaded.config.inbound
+    body = b'{"id": 1}'
+
+    def signed(secret: str) -> SignedRequest:
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return SignedRequest("POST", "", {"X-Signature": digest}, {}, body)
+
+    # Then the HMAC endpoint accepts its secret and the rotation's previous one, nothing else
+    verifier = build_verifier(inbound[0].auth, "inbound.hmac.auth")  # type: ignore[attr-defined]
+    verifier.verify(signed(_value(0)), time.time())
+    verifier.verify(signed(_value(SITES.index((("inbound", 0, "auth"), "previous_secret")))),
+                    time.time())
+    with pytest.raises(AuthError):
+        verifier.verify(signed(_value(0) + "\n"), time.time())
+    # and the poller sends its bearer token, read from the file without the newline
+    poll_config = inbound[7].auth  # type: ignore[attr-defined]
+    poll_auth = build_auth(poll_config, "inbound.poll-bearer.auth", 5, True)
+    assert poll_auth is not None
+    request = next(poll_auth.sync_auth_flow(httpx.Request("GET", "https://erp.example.com/x")))
+    token = _value(SITES.index((("inbound", 7, "auth"), "token")))
+    assert request.headers["authorization"] == f"Bearer {token}"
