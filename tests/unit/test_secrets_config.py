@@ -10,18 +10,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import subprocess
-import sys
+import logging
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 import yaml
 
 from adapters.rest.client import build_auth
 from adapters.rest.signatures import AuthError, SignedRequest, build_verifier
+from middleware.cli import main
 from middleware.config.loader import SECTIONS, load_config
 from middleware.errors import ConfigError
 from middleware.secrets import resolve_secret
@@ -123,9 +126,29 @@ def secrets_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (tmp_path / "secrets" / str(n)).write_text(_value(n) + "\n")
 
 
-def _validate(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "middleware", *args, "-c", str(config)],
-                          capture_output=True, text=True, timeout=60, check=False)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., Result]]:
+    """Run a silobridge command on a config in this process (as the console script would)."""
+
+    def run(config: Path, command: str) -> Result:
+        code = main([command, "-c", str(config)])
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    # `run` configures logging for the process before it reads the config: put it back after
+    root = logging.getLogger()
+    handlers, level, structlog_config = root.handlers[:], root.level, structlog.get_config()
+    yield run
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**structlog_config)
 
 
 @pytest.mark.usefixtures("secrets_set")
@@ -178,7 +201,7 @@ def test_secrets_both_or_neither_form_is_reported_at_the_setting(
 
 @pytest.mark.parametrize("form", ["env", "file"])
 def test_secrets_validate_reports_every_unreadable_secret_with_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result], form: str
 ) -> None:
     # Given every secret configured, but no variable set and no file present
     for n in range(len(SITES)):
@@ -186,7 +209,7 @@ def test_secrets_validate_reports_every_unreadable_secret_with_line(
     config = _write(tmp_path, form)
     lines = config.read_text().splitlines()
     # When validate checks the config
-    result = _validate(config, "validate")
+    result = cli(config, "validate")
     # Then it lists each secret with file, line (of its *_env/*_file key) and path, and fails
     assert result.returncode == 2, result.stdout
     assert f"invalid configuration ({len(SITES)} problem(s))" in result.stderr
@@ -205,12 +228,12 @@ def test_secrets_validate_reports_every_unreadable_secret_with_line(
 
 
 def test_secrets_run_refuses_with_the_message_validate_gives(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result]
 ) -> None:
     for n in range(len(SITES)):
         monkeypatch.delenv(_variable(n), raising=False)
     config = _write(tmp_path, "env")
-    validate, run = _validate(config, "validate"), _validate(config, "run")
+    validate, run = cli(config, "validate"), cli(config, "run")
     assert run.returncode == validate.returncode == 2
     assert run.stderr == validate.stderr
 
@@ -229,17 +252,17 @@ def test_secrets_a_role_reads_only_the_secrets_it_uses(
 
 
 def test_secrets_validate_output_never_holds_a_value(
-    tmp_path: Path, secrets_set: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, secrets_set: None, cli: Callable[..., Result]
 ) -> None:
     # Given one secret missing and all the others readable (their values in files and variables)
     config = _write(tmp_path, "file")
     (tmp_path / "secrets" / "0").unlink()
-    result = _validate(config, "validate")
+    result = cli(config, "validate")
     assert result.returncode == 2
     for n in range(len(SITES)):
         assert _value(n) not in result.stdout + result.stderr
     (tmp_path / "secrets" / "0").write_text(_value(0))
-    result = _validate(config, "validate")
+    result = cli(config, "validate")
     assert result.returncode == 0, result.stderr
     assert not any(_value(n) in result.stdout + result.stderr for n in range(len(SITES)))
 
