@@ -118,6 +118,15 @@ def test_secrets_interpolated_from_a_file_relative_to_the_config(tmp_path: Path)
     assert load_config(config).config.broker.url == "amqp://app:p%40ss@broker/"
 
 
+def test_secrets_broker_password_from_a_file_is_not_in_the_config_repr(tmp_path: Path) -> None:
+    _file(tmp_path, VALUE, "amqp-password")
+    config = tmp_path / "silobridge.yaml"
+    config.write_text("broker: {url: 'amqp://app:${file:amqp-password}@broker/'}\n")
+    loaded = load_config(config)
+    assert loaded.config.broker.url == f"amqp://app:{VALUE}@broker/"
+    assert VALUE not in repr(loaded) and VALUE not in str(loaded.config)
+
+
 def test_secrets_interpolated_file_missing_is_reported_with_line(tmp_path: Path) -> None:
     config = tmp_path / "silobridge.yaml"
     config.write_text("ops: {port: 1}\nbroker:\n  url: 'amqp://app:${file:pw}@broker/'\n")
