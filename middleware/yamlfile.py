@@ -1,8 +1,10 @@
-"""Read a YAML file keeping the line of every value, with ${ENV} interpolation.
+"""Read a YAML file keeping the line of every value, with ${ENV} and ${file:PATH} interpolation.
 
 Config and mapping errors must name file and line; PyYAML's composed node tree knows both, so we
 walk it once to build plain Python data plus a path -> line index. Interpolation happens here so
-secrets never need to live in committed YAML.
+secrets never need to live in committed YAML: ``${VAR}`` / ``${VAR:-default}`` from the
+environment, ``${file:PATH}`` from a file (a mounted Kubernetes Secret; PATH relative to the YAML
+file, one trailing newline dropped), e.g. a broker password in ``amqp://app:${file:pw}@host/``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from typing import Any
 import yaml
 
 from middleware.errors import ConfigError, Problem
+from middleware.secrets import read_secret_file
 
 __all__ = ["Located", "did_you_mean", "dotted", "load_yaml"]
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV = re.compile(r"\$\{(?:file:(?!-)([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
 Path_ = tuple[str | int, ...]
 # One constructor turns scalar nodes into typed values (ints, bools, dates) by YAML's own rules.
 _SCALARS = yaml.SafeLoader("")
@@ -120,7 +123,13 @@ def _interpolate(
     environ: Mapping[str, str],
 ) -> str:
     def replace(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
+        secret_file, name, default = match.groups()
+        if secret_file is not None:
+            try:
+                return read_secret_file(Path(file).parent / secret_file.strip())
+            except ValueError as exc:
+                problems.append(Problem(file, line, dotted(path), str(exc)))
+                return ""
         if name in environ:
             return environ[name]
         if default is not None:

@@ -20,8 +20,8 @@ import httpx
 from adapters._derive import resolve_path
 from adapters._http import status_error
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, ClientAuth, OAuth2Auth
-from adapters.rest.secrets import read_secret
 from middleware.errors import DeliveryError
+from middleware.secrets import require_secret
 
 __all__ = ["BearerToken", "OAuth2ClientCredentials", "build_auth", "render"]
 
@@ -126,12 +126,12 @@ class OAuth2ClientCredentials(httpx.Auth):
 def build_auth(
     auth: ClientAuth | None, where: str, timeout: float, verify: bool
 ) -> httpx.Auth | None:
-    """The httpx auth for a config; reads its secret from the environment now."""
+    """The httpx auth for a config; reads its secret (variable or file) now."""
     if auth is None:
         return None
     if isinstance(auth, BasicClientAuth):
-        return httpx.BasicAuth(auth.username, read_secret(auth.password_env, where))
+        return httpx.BasicAuth(auth.username, require_secret(auth, "password", where))
     if isinstance(auth, BearerAuth):
-        return BearerToken(read_secret(auth.token_env, where))
-    return OAuth2ClientCredentials(auth, read_secret(auth.client_secret_env, where), timeout,
+        return BearerToken(require_secret(auth, "token", where))
+    return OAuth2ClientCredentials(auth, require_secret(auth, "client_secret", where), timeout,
                                    verify)

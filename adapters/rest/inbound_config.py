@@ -13,8 +13,9 @@
         json_schema: schemas/shopify/order.json
         auth: {scheme: shopify, secret_env: SHOPIFY_WEBHOOK_SECRET}
 
-Secrets are named by environment variable (``secret_env``), never written into the file; during a
-rotation ``previous_secret_env`` names the secret still accepted until senders switched.
+Secrets are named by environment variable (``secret_env``) or file (``secret_file``), never
+written into the config; during a rotation ``previous_secret_env`` (or ``previous_secret_file``)
+names the secret still accepted until senders switched.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from adapters._derive import Derive, ValueRule
 from middleware.adapter import AdapterConfig
 from middleware.config.models import ClientCertConfig
+from middleware.secrets import SecretFields
 
 __all__ = [
     "ApiKeyAuth",
@@ -47,15 +49,28 @@ _PLACEHOLDER = re.compile(r"\{(\w*)\}")
 _PLACEHOLDERS = frozenset({"id", "timestamp", "body"})
 
 
-class _Secrets(BaseModel):
+class _Secrets(SecretFields):
     model_config = ConfigDict(extra="forbid")
+    optional_secrets = frozenset({"previous_secret"})
 
-    secret_env: str = Field(
-        description="Environment variable holding the secret (key, password or signing secret).",
+    secret_env: str | None = Field(
+        None,
+        description="Environment variable holding the secret (key, password or signing secret); "
+        "or use secret_file.",
         examples=["SHOPIFY_WEBHOOK_SECRET"],
+    )
+    secret_file: str | None = Field(
+        None,
+        description="File holding the secret (one trailing newline ignored), e.g. a mounted "
+        "Kubernetes Secret; relative to the config file. Instead of secret_env.",
+        examples=["/run/secrets/silobridge/shopify-webhook-secret"],
     )
     previous_secret_env: str | None = Field(
         None, description="Second secret still accepted during a rotation (environment variable)."
+    )
+    previous_secret_file: str | None = Field(
+        None, description="Second secret still accepted during a rotation (file); instead of "
+        "previous_secret_env.",
     )
 
 
@@ -159,7 +174,7 @@ class ApiKeyAuth(_Secrets):
 
 
 class BasicAuth(_Secrets):
-    scheme: Literal["basic"] = Field(description="HTTP basic auth; secret_env is the password.")
+    scheme: Literal["basic"] = Field(description="HTTP basic auth; the secret is the password.")
     username: str = Field(description="Expected user name.")
 
 

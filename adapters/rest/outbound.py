@@ -33,10 +33,10 @@ from yarl import URL
 from adapters._http import status_error, transport_error
 from adapters.rest.client import OAuth2ClientCredentials, render
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, RestTargetConfig
-from adapters.rest.secrets import read_secret
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
+from middleware.secrets import require_secret
 from middleware.tls import describe_tls_failure, target_context
 
 __all__ = ["RestTarget"]
@@ -65,13 +65,13 @@ class RestTarget:
         config = self._config
         auth = config.auth
         if isinstance(auth, BasicClientAuth):
-            password = read_secret(auth.password_env, _WHERE)
+            password = require_secret(auth, "password", _WHERE)
             self._authorization = aiohttp.BasicAuth(auth.username, password).encode()
         elif isinstance(auth, BearerAuth):
-            self._authorization = f"Bearer {read_secret(auth.token_env, _WHERE)}"
+            self._authorization = f"Bearer {require_secret(auth, 'token', _WHERE)}"
         elif auth is not None:
             self._oauth = OAuth2ClientCredentials(
-                auth, read_secret(auth.client_secret_env, _WHERE), config.timeout,
+                auth, require_secret(auth, "client_secret", _WHERE), config.timeout,
                 config.verify_tls)
         if config.verify_tls and config.tls is not None:
             self._ssl = target_context(config.tls, "routes.target")

@@ -10,6 +10,7 @@
       timeout: 10
       concurrency: 8
 
+Each secret is named by an environment variable (``*_env``) or a file (``*_file``), one of them.
 URL and header values are templates: ``{envelope.<attr>}`` and ``{payload.<path>}`` are replaced
 (URL-encoded in the URL). The client auth models are shared with the poller.
 """
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from middleware.adapter import AdapterConfig
 from middleware.config.models import TargetTlsConfig
+from middleware.secrets import SecretFields
 
 __all__ = ["BasicClientAuth", "BearerAuth", "ClientAuth", "OAuth2Auth", "RestTargetConfig"]
 
@@ -30,22 +32,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class BasicClientAuth(_Strict):
+class BasicClientAuth(_Strict, SecretFields):
     type: Literal["basic"] = Field(description="HTTP basic auth.")
     username: str = Field(description="User name.")
-    password_env: str = Field(description="Environment variable holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.")
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.", examples=["/run/secrets/silobridge/erp-password"])
 
 
-class BearerAuth(_Strict):
+class BearerAuth(_Strict, SecretFields):
     type: Literal["bearer"] = Field(description="A static bearer token.")
-    token_env: str = Field(description="Environment variable holding the token.")
+    token_env: str | None = Field(
+        None, description="Environment variable holding the token; or use token_file.")
+    token_file: str | None = Field(
+        None, description="File holding the token (relative to the config file); instead of "
+        "token_env.", examples=["/run/secrets/silobridge/erp-token"])
 
 
-class OAuth2Auth(_Strict):
+class OAuth2Auth(_Strict, SecretFields):
     type: Literal["oauth2"] = Field(description="OAuth2 client-credentials grant.")
     token_url: str = Field(description="Token endpoint.", examples=["https://idp/oauth/token"])
     client_id: str = Field(description="Client id.")
-    client_secret_env: str = Field(description="Environment variable holding the secret.")
+    client_secret_env: str | None = Field(
+        None, description="Environment variable holding the client secret; or use "
+        "client_secret_file.")
+    client_secret_file: str | None = Field(
+        None, description="File holding the client secret (relative to the config file); "
+        "instead of client_secret_env.", examples=["/run/secrets/silobridge/erp-client-secret"])
     scope: str | None = Field(None, description="Space-separated scopes to request.")
     audience: str | None = Field(None, description="Audience parameter (Auth0, some IdPs).")
     client_auth: Literal["basic", "post"] = Field(

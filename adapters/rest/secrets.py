@@ -1,32 +1,23 @@
-"""Secrets from the environment, read once at adapter start.
+"""The secrets of a REST endpoint's auth scheme, read once at adapter start.
 
-Configs name environment variables (``*_env``) instead of holding secrets, so config files can be
-committed with the mappings. A missing variable fails the start with the variable's name, not the
-first request with a confusing 401.
+Where a secret comes from (``secret_env`` or ``secret_file``) is ``middleware.secrets``' business;
+this adds the rotation: a missing secret fails the start with the setting's name, not the first
+request with a confusing 401.
 """
 
 from __future__ import annotations
 
-import os
+from pydantic import BaseModel
 
-from middleware.errors import ConfigError, Problem
+from middleware.secrets import require_secret, resolve_secret
 
-__all__ = ["read_secret", "rotation_secrets"]
-
-
-def read_secret(variable: str, where: str) -> str:
-    """The value of ``variable``; ConfigError naming it (and the config path) when unset."""
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigError([Problem(
-            "<environment>", None, where,
-            f"environment variable {variable!r} is not set or empty; export the secret "
-            f"(or mount it) before starting silobridge",
-        )])
-    return value
+__all__ = ["rotation_secrets"]
 
 
-def rotation_secrets(current: str, previous: str | None, where: str) -> list[bytes]:
+def rotation_secrets(auth: BaseModel, where: str) -> list[bytes]:
     """The active secret and, during a rotation, the one it replaces; both are accepted."""
-    names = [current] if previous is None else [current, previous]
-    return [read_secret(name, where).encode() for name in names]
+    secrets = [require_secret(auth, "secret", where).encode()]
+    previous = resolve_secret(auth, "previous_secret", where)
+    if previous is not None:
+        secrets.append(previous.get_secret_value().encode())
+    return secrets

@@ -317,7 +317,7 @@ class BasicVerifier:
 
 def build_verifier(auth: InboundAuth, where: str) -> Verifier:
     """The verifier for an auth config; reads its secrets from the environment now."""
-    secrets = rotation_secrets(auth.secret_env, auth.previous_secret_env, where)
+    secrets = rotation_secrets(auth, where)
     if isinstance(auth, GithubAuth):
         return HmacVerifier(secrets, "X-Hub-Signature-256", "hex", "sha256=")
     if isinstance(auth, ShopifyAuth):

@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 
 from lxml import etree
 
-from adapters.rest.secrets import read_secret
 from adapters.soap.config import BasicInboundAuth, SoapInboundAuth, WsseInboundAuth
 from adapters.soap.protocol import SoapFault
 from adapters.soap.wsse import SECURITY, NonceCache, UsernameTokenCheck
+from middleware.secrets import require_secret
 
 __all__ = ["Authenticator", "BasicCheck", "WsseCheck", "build_authenticator"]
 
@@ -80,7 +80,7 @@ def build_authenticator(auth: SoapInboundAuth | None, where: str,
     """The authenticator an endpoint's ``auth`` section asks for (its password read now)."""
     if auth is None:
         return Authenticator()
-    password = read_secret(auth.password_env, f"{where}.auth.password_env")
+    password = require_secret(auth, "password", f"{where}.auth")
     if isinstance(auth, BasicInboundAuth):
         return BasicCheck(auth.username, password, auth.realm)
     assert isinstance(auth, WsseInboundAuth)

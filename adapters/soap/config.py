@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from adapters._derive import Derive
 from middleware.adapter import AdapterConfig
 from middleware.config.models import ClientCertConfig, TargetTlsConfig
+from middleware.secrets import SecretFields
 
 __all__ = [
     "BasicCredentials",
@@ -72,13 +73,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class WsseInboundAuth(_Strict):
+class _InboundPassword(_Strict, SecretFields):
+    """The password senders must present, from the environment or a file."""
+
+    username: str = Field(min_length=1, max_length=256, description="Expected user name.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.",
+        examples=["SOAP_INBOUND_PASSWORD"])
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.", examples=["/run/secrets/silobridge/soap-inbound-password"])
+
+
+class WsseInboundAuth(_InboundPassword):
     """Senders authenticate with a WS-Security UsernameToken in the SOAP header."""
 
     scheme: Literal["wsse"] = Field(description="WS-Security UsernameToken (SOAP header).")
-    username: str = Field(min_length=1, max_length=256, description="Expected user name.")
-    password_env: str = Field(description="Environment variable holding the password.",
-                              examples=["SOAP_INBOUND_PASSWORD"])
     password_type: Literal["digest", "text", "any"] = Field(
         "any", description="Password forms accepted: PasswordDigest (SHA-1 of nonce, created "
         "and password; never shows the password), PasswordText (only over TLS), or either.",
@@ -95,13 +105,10 @@ class WsseInboundAuth(_Strict):
     )
 
 
-class BasicInboundAuth(_Strict):
+class BasicInboundAuth(_InboundPassword):
     """Senders authenticate with HTTP basic (e.g. credentials in the Salesforce endpoint URL)."""
 
     scheme: Literal["basic"] = Field(description="HTTP basic authentication.")
-    username: str = Field(min_length=1, max_length=256, description="Expected user name.")
-    password_env: str = Field(description="Environment variable holding the password.",
-                              examples=["SOAP_INBOUND_PASSWORD"])
     realm: str = Field("silobridge", pattern=r'^[^"\\]{1,64}$',
                        description="Realm named in the WWW-Authenticate challenge.")
 
@@ -228,22 +235,30 @@ class SalesforceConfig(_Endpoint):
     )
 
 
-class WsseCredentials(_Strict):
+class WsseCredentials(_Strict, SecretFields):
     """WS-Security UsernameToken in the SOAP header."""
 
     username: str = Field(description="User name.")
-    password_env: str = Field(description="Environment variable holding the password.",
-                              examples=["ERP_PASSWORD"])
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.",
+        examples=["ERP_PASSWORD"])
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.", examples=["/run/secrets/silobridge/erp-password"])
     digest: bool = Field(
         False, description="Send PasswordDigest (with nonce and created) instead of PasswordText."
     )
 
 
-class BasicCredentials(_Strict):
+class BasicCredentials(_Strict, SecretFields):
     """HTTP basic authentication."""
 
     username: str = Field(description="User name.")
-    password_env: str = Field(description="Environment variable holding the password.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password; or use password_file.")
+    password_file: str | None = Field(
+        None, description="File holding the password (relative to the config file); instead "
+        "of password_env.")
 
 
 class IdempotencyKey(_Strict):

@@ -20,7 +20,6 @@ is retried with a message that says what to set.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from middleware.adapter import AdapterContext, Delivered
 from middleware.config.models import TargetTlsConfig
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
+from middleware.secrets import require_secret
 from middleware.tls import describe_tls_failure, target_context
 from middleware.yamlfile import did_you_mean
 
@@ -67,10 +67,11 @@ class SoapTarget:
         session.mount("https://", pool)
         plugins: list[Plugin] = []
         if config.basic is not None:
-            session.auth = (config.basic.username, _secret(config.basic.password_env))
+            session.auth = (config.basic.username,
+                            require_secret(config.basic, "password", "routes.target.basic"))
         if config.wsse is not None:
             plugins.append(WssePlugin(UsernameToken(
-                config.wsse.username, _secret(config.wsse.password_env),
+                config.wsse.username, require_secret(config.wsse, "password", "routes.target.wsse"),
                 use_digest=config.wsse.digest)))
         plugins.append(MaskedLogPlugin())
         client = load_client(wsdl, session=session, plugins=plugins,
@@ -139,14 +140,6 @@ class _TlsAdapter(HTTPAdapter):
 def _resolve(base_dir: Path, relative: str) -> Path:
     path = Path(relative)
     return path if path.is_absolute() else base_dir / path
-
-
-def _secret(variable: str) -> str:
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigError([Problem("environment", None, variable,
-                                   "the variable holding the SOAP password is not set")])
-    return value
 
 
 def _select(client: Client, config: SoapTargetConfig, wsdl: Path) -> tuple[str, str]:

@@ -11,10 +11,13 @@ from typing import Any
 
 from middleware import plugins
 from middleware.cli.common import add_config_argument
-from middleware.config.loader import load_config
+from middleware.config.loader import SECTIONS, load_config
 from middleware.errors import SilobridgeError, TopologyConflict
 
 __all__ = ["register"]
+
+# The sections whose secrets a role reads at start: a worker needs no webhook secret.
+_ROLE_SECTIONS = {"all": SECTIONS, "ingress": ("inbound",), "worker": ("routes",)}
 
 
 def register(sub: Any) -> None:
@@ -34,7 +37,7 @@ def register(sub: Any) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    loaded = load_config(args.config)
+    loaded = load_config(args.config, secrets=SECTIONS)
     routes = loaded.config.routes
     print(f"{args.config}: valid ({len(routes)} route(s), "
           f"{len(loaded.config.inbound)} inbound adapter(s))")
@@ -51,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
 
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format],
                       level=args.log_level)
-    loaded = load_config(args.config)
+    loaded = load_config(args.config, secrets=_ROLE_SECTIONS[args.role])
     daemon = Daemon(loaded, Role(args.role))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,8 +1,10 @@
 """Load a config file and report every problem at once, each with file, line and path.
 
 Three passes: the core models, then each adapter section against its adapter's own model, then
-every mapping the routes refer to. Problems from all passes are collected before raising, so an
-integrator fixes a file in one round instead of one error per run.
+every mapping the routes refer to; on request a fourth reads the secrets of the given sections
+(``validate`` and ``run`` ask, ``dlq`` and ``status`` need no adapter secrets). Problems from all
+passes are collected before raising, so an integrator fixes a file in one round instead of one
+error per run.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from middleware import plugins
 from middleware.adapter import AdapterConfig
 from middleware.config.models import Config
 from middleware.errors import ConfigError, Problem
+from middleware.secrets import absolutise_secret_files, secret_problems
 from middleware.yamlfile import Located, did_you_mean, load_yaml
 
-__all__ = ["LoadedConfig", "load_config", "problems_from"]
+__all__ = ["SECTIONS", "LoadedConfig", "load_config", "problems_from"]
 
 
 @dataclass
@@ -41,8 +44,16 @@ class LoadedConfig:
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Parse and validate; raise ConfigError listing every problem found."""
+SECTIONS = ("inbound", "routes")
+"""The config sections whose adapters hold secrets: the ingress role's and the workers'."""
+
+
+def load_config(path: str | Path, secrets: Sequence[str] = ()) -> LoadedConfig:
+    """Parse and validate; raise ConfigError listing every problem found.
+
+    ``secrets`` names the sections (of ``SECTIONS``) whose secrets must be readable now: every
+    unset variable and unreadable file is a problem, with the line of its ``*_env``/``*_file``.
+    """
     located = load_yaml(path)
     data = located.data if located.data is not None else {}
     if not isinstance(data, dict):
@@ -53,6 +64,8 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(problems_from(exc, located, Config)) from exc
     loaded = LoadedConfig(config, Path(path).absolute())
     problems = _adapter_pass(config, located) + _mapping_pass(loaded, located)
+    absolutise_secret_files(config, SECTIONS, loaded.base_dir)
+    problems += secret_problems(config, secrets, located)
     if problems:
         raise ConfigError(problems)
     return loaded
@@ -82,15 +95,28 @@ def _without_union_tags(
     loc: tuple[str | int, ...], located: Located, prefix: tuple[str | int, ...]
 ) -> tuple[str | int, ...]:
     """Drop the parts pydantic adds for (discriminated) unions, e.g. 'github' in
-    ``auth.github.secret_env``: a non-final name that is no key of the YAML node it is under."""
+    ``auth.github.secret_env``: a non-final name that is no key of the YAML node it is under,
+    or a final one that is the node's discriminator value (a model validator's error)."""
     kept: list[str | int] = []
     for n, part in enumerate(loc):
         here = (*prefix, *kept)
-        if (isinstance(part, str) and n < len(loc) - 1 and here in located.lines
-                and (*here, part) not in located.lines):
+        if (isinstance(part, str) and here in located.lines
+                and (*here, part) not in located.lines
+                and (n < len(loc) - 1 or _is_tag(located, here, part))):
             continue
         kept.append(part)
     return tuple(kept)
+
+
+def _is_tag(located: Located, path: tuple[str | int, ...], word: str) -> bool:
+    """Whether the YAML mapping at path has word as a value (``scheme: hmac``)."""
+    node: Any = located.data
+    for part in path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, dict) and word in node.values()
 
 
 def _fields_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:

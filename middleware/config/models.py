@@ -148,8 +148,10 @@ class ClientCertConfig(_Strict):
 class BrokerConfig(_Strict):
     url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/%2F",
-        description="AMQP URL; amqp:// or amqps://. Usually '${AMQP_URL:-amqp://...}'.",
+        description="AMQP URL; amqp:// or amqps://. Usually '${AMQP_URL:-amqp://...}'; a "
+        "password from a file: 'amqp://user:${file:/run/secrets/amqp-password}@host/'.",
         examples=["${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"],
+        repr=False,  # it holds the broker password
     )
     prefetch: int = Field(
         500, ge=1, le=65535, description="Unacked messages per consumer (QoS prefetch)."

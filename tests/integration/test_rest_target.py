@@ -4,6 +4,7 @@ answers for retry or DLQ, OAuth2 token caching and refresh, and the per-target c
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from collections.abc import Iterator
@@ -60,6 +61,26 @@ def test_rest_target_sends_templated_request_with_idempotency_key() -> None:
             assert headers["x-origin"] == "crm/test"
             assert headers["content-type"] == "application/json"
             assert body.decode() == '{"code":"a&b","name":"Ä"}'
+
+
+def test_rest_target_reads_bearer_token_and_basic_password_from_files(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("tok-from-file\n")
+    (tmp_path / "password").write_text("pw-from-file\n")
+
+    async def ok(request: Request, body: bytes) -> Response:
+        return json_response({}, 200)
+
+    with Peer(ok) as erp:
+        for target in _target(f"{erp.url}/bearer",
+                              auth={"type": "bearer", "token_file": str(tmp_path / "token")}):
+            target.deliver(_envelope(), {}).result(10)
+        for target in _target(f"{erp.url}/basic", auth={
+                "type": "basic", "username": "sb", "password_file": str(tmp_path / "password")}):
+            target.deliver(_envelope(), {}).result(10)
+    [(_, _, bearer, _)] = erp.calls("/bearer")
+    [(_, _, basic, _)] = erp.calls("/basic")
+    assert bearer["authorization"] == "Bearer tok-from-file"
+    assert basic["authorization"] == "Basic " + base64.b64encode(b"sb:pw-from-file").decode()
 
 
 @pytest.mark.parametrize(("status", "retryable"), [

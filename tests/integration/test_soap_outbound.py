@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,11 +132,17 @@ def test_soap_target_payload_not_matching_the_wsdl_is_permanent_and_never_sent(
     assert erp.state.calls == []
 
 
+@pytest.mark.parametrize("form", ["env", "file"])
 def test_soap_target_sends_wsse_text_token_basic_auth_and_idempotency_header(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
 ) -> None:
     monkeypatch.setenv("T_WSSE_PW", "s3cr3t-wsse")
     monkeypatch.setenv("T_BASIC_PW", "s3cr3t-basic")
+    (tmp_path / "wsse").write_text("s3cr3t-wsse\n")  # as a mounted Secret has it
+    (tmp_path / "basic").write_text("s3cr3t-basic")
+    secrets = ({"wsse": {"password_env": "T_WSSE_PW"}, "basic": {"password_env": "T_BASIC_PW"}}
+               if form == "env" else {"wsse": {"password_file": str(tmp_path / "wsse")},
+                                      "basic": {"password_file": str(tmp_path / "basic")}})
 
     async def answer(_request: Request, _body: bytes) -> Response:
         return _reply(ORDER_CREATED)
@@ -143,8 +150,8 @@ def test_soap_target_sends_wsse_text_token_basic_auth_and_idempotency_header(
     with Peer(answer) as peer:
         target = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                               address=f"{peer.url}/soap",
-                              wsse={"username": "bridge", "password_env": "T_WSSE_PW"},
-                              basic={"username": "svc", "password_env": "T_BASIC_PW"})
+                              wsse={"username": "bridge", **secrets["wsse"]},
+                              basic={"username": "svc", **secrets["basic"]})
         envelope = _envelope()
         try:
             target.deliver(envelope, order("R-1")).result(15)
@@ -328,9 +335,14 @@ def test_soap_target_start_fails_naming_the_wsdl_and_the_cause(tmp_path: Path) -
                                           r"\(did you mean 'RequestId'\?\)"):
         start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                      idempotency={"argument": "RequestID"})
-    with pytest.raises(ConfigError, match="T_UNSET_PW: the variable holding the SOAP password"):
+    with pytest.raises(ConfigError, match=r"routes\.target\.basic\.password_env: environment "
+                                          r"variable 'T_UNSET_PW' is not set"):
         start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                      basic={"username": "u", "password_env": "T_UNSET_PW"})
+    with pytest.raises(ConfigError, match=re.escape(
+            f"routes.target.wsse.password_file: secret file '{tmp_path}/absent' does not exist")):
+        start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
+                     wsse={"username": "u", "password_file": str(tmp_path / "absent")})
 
 
 def test_soap_target_never_fetches_a_remote_import(tmp_path: Path) -> None:

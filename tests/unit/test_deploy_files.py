@@ -380,6 +380,20 @@ def test_k8s_containers_have_requests_limits_and_secret_broker_url() -> None:
         assert "secretKeyRef" in amqp["valueFrom"]
 
 
+def test_k8s_adapter_secrets_are_files_readable_by_the_pod_user_only() -> None:
+    for deployment in _deployments():
+        pod = deployment["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if "secret" in v]
+        assert volume["secret"]["secretName"] == "silobridge-adapter-secrets"
+        assert volume["secret"]["defaultMode"] == 0o440
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+        for container in pod["containers"]:
+            (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+            assert mount["mountPath"] == "/run/secrets/silobridge" and mount["readOnly"]
+            assert "envFrom" not in container  # secrets stay out of the environment
+    assert "/run/secrets/silobridge/" in (DEPLOY / "README.md").read_text()
+
+
 def test_k8s_pods_run_as_the_image_user() -> None:
     (user,) = [c.value[0] for c in _dockerfile() if c.cmd == "USER"]
     uid, gid = (int(part) for part in user.split(":"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,8 @@ def _validate(tmp_path: Path, auth: dict[str, Any],
                     "target": {"type": "rest", "url": "https://erp.example.com/x"}}],
     }))
     return subprocess.run([sys.executable, "-m", "middleware", "validate", "-c", str(path)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+                          capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+                          env={**os.environ, "S": "the-secret"})  # validate reads secrets
 
 
 def test_cli_validate_warns_about_unsigned_dedupe_and_stays_valid(tmp_path: Path) -> None:
