@@ -27,6 +27,7 @@ __all__ = [
     "RECEIVED",
     "RECONNECTS",
     "REJECTED",
+    "STORE_ERRORS",
     "SYNC_LAG",
     "XREF_MISSES",
 ]
@@ -113,6 +114,11 @@ XREF_MISSES = Counter(
     "silobridge_xref_misses",
     "Cross-reference lookups that found nothing, by mapping.",
     ["mapping"],
+)
+STORE_ERRORS = Counter(
+    "silobridge_store_errors",
+    "Store calls that failed, by store (idempotency, state, xref) and operation.",
+    ["store", "operation"],
 )
 BUILD_INFO = Info("silobridge_build", "Version of silobridge and Python.")
 
