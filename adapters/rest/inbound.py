@@ -203,16 +203,18 @@ class RestInbound:
         try:
             published = publish_once(self._context, self._namespace, keyed, self.name)
         except InProgress as exc:
-            raise self._unavailable(f"{exc}; its outcome decides", "in_progress") from None
+            raise self._unavailable(f"{exc}; a retry learns its outcome", "in_progress",
+                                    "delivery in progress") from None
         except StoreFailed as exc:
             raise self._unavailable(str(exc), "store_unavailable") from None
         except BrokerError as exc:
             raise self._unavailable(str(exc)) from None
         return published.ids, published.duplicates
 
-    def _unavailable(self, why: str, reason: str = "broker_unavailable") -> Rejected:
+    def _unavailable(self, why: str, reason: str = "broker_unavailable",
+                     error: str = "temporarily unable to store events") -> Rejected:
         seconds = self._config.retry_after
-        return Rejected(503, reason, "temporarily unable to store events",
+        return Rejected(503, reason, error,
                         f"{why}; nothing was stored, retry in {seconds}s",
                         headers={"Retry-After": str(seconds)})
 
