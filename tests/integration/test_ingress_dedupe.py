@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -19,10 +20,10 @@ import pytest
 from middleware.broker.topology import queue_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon, Role
-from tests.integration.helpers import queue_count, wait_until
+from tests.integration.helpers import counter, queue_count, wait_until
 from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 from tests.integration.rest_helpers import catch_all_route, endpoint, hmac_hex
-from tests.integration.soap_helpers import broker_proxy
+from tests.integration.soap_helpers import CuttableProxy, broker_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +199,35 @@ def test_ingress_claim_of_a_dead_replica_blocks_until_stale_then_is_taken_over(
     late = httpx.post(url, content=body, headers=headers)
     assert late.status_code == 202, late.text
     assert _settled(amqp_url, prefix, 1) == 1
+
+
+def test_ingress_store_outage_is_503_counted_and_heals_without_restart(
+    amqp_url: str, prefix: str, pg_dsn: str, ingress: Callable[..., Daemon],  # noqa: F811
+) -> None:
+    # Given the PostgreSQL store is reached through a connection the test can cut
+    parts = urlsplit(pg_dsn)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    try:
+        dsn = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+        section = _github(prefix)
+        url = _url(ingress(section, store={"kind": "postgres", "dsn": dsn, "connect_timeout": 1,
+                                           "statement_timeout": 1}), section["path"])
+        body, headers = _signed(f"{prefix}-delivery-4")
+        failures = counter("silobridge_store_errors_total", store="idempotency",
+                           operation="claim")
+        # When the database cannot be reached, the sender is told to retry: 503, never 500
+        proxy.cut()
+        refused = httpx.post(url, content=body, headers=headers, timeout=15)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"]
+        assert "dedupe store is unavailable" in refused.json()["detail"]
+        assert counter("silobridge_store_errors_total", store="idempotency",
+                       operation="claim") == failures + 1
+        assert _stored(amqp_url, prefix) == 0
+        # Then, once it is back, the same process accepts the retry
+        proxy.restore()
+        assert wait_until(lambda: httpx.post(url, content=body, headers=headers,
+                                             timeout=15).status_code == 202, 15, step=0.5)
+        assert _settled(amqp_url, prefix, 1) == 1
+    finally:
+        proxy.close()
