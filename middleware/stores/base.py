@@ -14,7 +14,7 @@ from typing import Protocol
 __all__ = ["Claim", "IdempotencyStore", "StateStore", "Stores", "XrefStore"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class Claim:
     """The outcome of one ``claim`` call.
 
