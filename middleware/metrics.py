@@ -120,6 +120,8 @@ STORE_ERRORS = Counter(
     "Store calls that failed, by store (idempotency, state, xref) and operation.",
     ["store", "operation"],
 )
+for _operation in ("claim", "confirm", "release"):  # the ingress's calls, from 0 for rate()
+    STORE_ERRORS.labels("idempotency", _operation)
 BUILD_INFO = Info("silobridge_build", "Version of silobridge and Python.")
 
 

@@ -4,7 +4,8 @@ A claim is one ``INSERT ... ON CONFLICT DO UPDATE ... WHERE <stale> RETURNING``:
 inserted as pending unless a row exists, and an existing pending row is taken over only when it
 is older than the stale bound. PostgreSQL serialises conflicting inserts on the key, so of many
 replicas and threads claiming one key exactly one gets it back. Keys are claimed in sorted order,
-so two requests sharing several keys cannot deadlock.
+so two requests sharing several keys cannot deadlock. Claim times come from the claiming
+process's clock, so replicas' clocks must agree (NTP) to well within the stale bound.
 """
 
 from __future__ import annotations
