@@ -27,6 +27,7 @@ __all__ = [
     "RECEIVED",
     "RECONNECTS",
     "REJECTED",
+    "STORE_ERRORS",
     "SYNC_LAG",
     "XREF_MISSES",
 ]
@@ -114,6 +115,13 @@ XREF_MISSES = Counter(
     "Cross-reference lookups that found nothing, by mapping.",
     ["mapping"],
 )
+STORE_ERRORS = Counter(
+    "silobridge_store_errors",
+    "Store calls that failed, by store (idempotency, state, xref) and operation.",
+    ["store", "operation"],
+)
+for _operation in ("claim", "confirm", "release"):  # the ingress's calls, from 0 for rate()
+    STORE_ERRORS.labels("idempotency", _operation)
 BUILD_INFO = Info("silobridge_build", "Version of silobridge and Python.")
 
 

@@ -3,7 +3,8 @@
 The order of checks keeps cheap refusals first and never reads more than the size limit:
 client certificate where configured (403) -> declared size (413) -> media type (415) ->
 streamed size (413) -> signature over the raw bytes (401) -> JSON (400) -> schema and
-derivation per event (422) -> delivery-id dedupe (200) -> publish with confirms (202, or 503 +
+derivation per event (422) -> delivery-id claim (200 when published before, 503 + Retry-After
+while a concurrent copy publishes it or the store fails) -> publish with confirms (202, or 503 +
 Retry-After when the broker did not confirm everything).
 Nothing is published for a request that fails any check, and nothing is answered 2xx unless it
 is stored.
@@ -32,7 +33,8 @@ from adapters.rest.replay import default_dedupe, replay_risks
 from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
 from middleware import metrics
 from middleware.adapter import AdapterContext
-from middleware.broker.ingest import check_confirms, publish_envelopes
+from middleware.broker.ingest import check_confirms
+from middleware.dedupe import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, SchemaError, SilobridgeError
 from middleware.tls import ClientCertCheck
@@ -195,34 +197,25 @@ class RestInbound:
         return [envelope.id for envelope in envelopes]
 
     def _store(self, keyed: list[tuple[str | None, Envelope]]) -> tuple[list[str], int]:
-        """Publish the events not seen before and remember their delivery ids (worker thread)."""
+        """Publish the events whose delivery id this request claims (worker thread: the store
+        blocks). A concurrent copy holding a claim is answered 503, not 200: its publish may
+        still fail, and then this copy must be the one that is retried."""
         assert self._context is not None
-        context = self._context
-        store = context.stores.idempotency
         try:
-            fresh = [(key, env) for key, env in keyed
-                     if key is None or not store.seen(self._namespace, key)]
-        except Exception as exc:  # sqlite3 / psycopg errors: the sender must retry later
-            log.error("dedupe store unavailable", endpoint=self.name, error=str(exc))
-            raise self._unavailable("the dedupe store is unavailable") from None
-        if not fresh:
-            return [], len(keyed)
-        try:
-            publish_envelopes(context.publisher, [env for _, env in fresh],
-                              context.broker.publish_timeout)
+            published = publish_once(self._context, self._namespace, keyed, self.name)
+        except InProgress as exc:
+            raise self._unavailable(f"{exc}; a retry learns its outcome", "in_progress",
+                                    "delivery in progress") from None
+        except StoreFailed as exc:
+            raise self._unavailable(str(exc), "store_unavailable") from None
         except BrokerError as exc:
             raise self._unavailable(str(exc)) from None
-        records = [(self._namespace, key) for key, _ in fresh if key is not None]
-        try:
-            if records:  # an empty transaction still takes the store's lock and commits
-                store.record_many(records)
-        except Exception as exc:  # stored already: a resend is published again, ids dedupe it
-            log.error("could not remember delivery ids", endpoint=self.name, error=str(exc))
-        return [env.id for _, env in fresh], len(keyed) - len(fresh)
+        return published.ids, published.duplicates
 
-    def _unavailable(self, why: str) -> Rejected:
+    def _unavailable(self, why: str, reason: str = "broker_unavailable",
+                     error: str = "temporarily unable to store events") -> Rejected:
         seconds = self._config.retry_after
-        return Rejected(503, "broker_unavailable", "temporarily unable to store events",
+        return Rejected(503, reason, error,
                         f"{why}; nothing was stored, retry in {seconds}s",
                         headers={"Retry-After": str(seconds)})
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from concurrent.futures import wait as wait_all
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -39,10 +37,11 @@ from adapters.soap.protocol import (
 from adapters.soap.xmlsafe import XmlLimits, XmlRejected, parse_document
 from middleware import metrics
 from middleware.adapter import AdapterContext
-from middleware.broker.ingest import publish_envelope, publish_envelopes
+from middleware.broker.ingest import publish_envelopes
 from middleware.config.models import ClientCertConfig
+from middleware.dedupe import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, ConfigError, Problem, PublishTimeout
+from middleware.errors import BrokerError, ConfigError, Problem
 from middleware.tls import ClientCertCheck
 
 __all__ = ["SoapEndpoint", "read_body"]
@@ -118,8 +117,9 @@ class SoapEndpoint(ABC):
     async def publish(self, envelopes: Sequence[Envelope], *, dedupe: bool) -> int:
         """Publish and wait for every confirm; a SoapFault(Server) when the broker failed.
 
-        With ``dedupe`` the envelope ids are source ids: ids already confirmed earlier are
-        skipped (and recorded only after the confirm), so a resent message stores nothing twice.
+        With ``dedupe`` the envelope ids are source ids, claimed before publishing: ids already
+        confirmed earlier are skipped, so a resent message stores nothing twice, and while a
+        concurrent copy publishes an id this copy gets a Server fault (retry), never an Ack.
         Returns how many envelopes were new.
         """
         try:
@@ -179,50 +179,29 @@ class SoapEndpoint(ABC):
 
     def _publish(self, envelopes: Sequence[Envelope], dedupe: bool) -> int:
         assert self._context is not None
-        context, scope = self._context, f"ingress:{self.name}"
-        fresh: dict[str, Envelope] = {}
-        with self._store_errors("read"):
-            for envelope in envelopes:
-                if dedupe and (envelope.id in fresh
-                               or context.stores.idempotency.seen(scope, envelope.id)):
-                    continue
-                fresh[envelope.id] = envelope
+        context = self._context
+        unique: dict[str, Envelope] = {}
+        for envelope in envelopes:
+            unique.setdefault(envelope.id, envelope)
         if not dedupe:
-            publish_envelopes(context.publisher, list(fresh.values()),
+            publish_envelopes(context.publisher, list(unique.values()),
                               context.broker.publish_timeout)
-            metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(fresh))
-            return len(fresh)
-        # Record what was confirmed even when a sibling failed: the sender resends the whole
-        # message, and only the missing envelopes must go out again.
-        futures = {ident: publish_envelope(context.publisher, envelope)
-                   for ident, envelope in fresh.items()}
-        wait_all(futures.values(), timeout=context.broker.publish_timeout)
-        confirmed = [ident for ident, future in futures.items()
-                     if future.done() and future.exception() is None]
-        metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(confirmed))
-        if confirmed:
-            with self._store_errors("record"):
-                context.stores.idempotency.record_many([(scope, ident) for ident in confirmed])
-        if len(confirmed) < len(futures):
-            failed = next((f.exception() for f in futures.values()
-                           if f.done() and f.exception() is not None), None)
-            if isinstance(failed, BrokerError):
-                raise failed
-            raise PublishTimeout(f"{len(futures) - len(confirmed)} of {len(futures)} envelopes "
-                                 "not confirmed") from failed
-        return len(confirmed)
-
-    @contextmanager
-    def _store_errors(self, step: str) -> Iterator[None]:
-        """The dedupe store failing is a Server fault: the sender retries, nothing is lost
-        (a resend after a failed record is published again and deduped by the routes)."""
+            metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(unique))
+            return len(unique)
+        # Claimed ids are published once however many copies of the message arrive at once;
+        # what was confirmed stays done even when a sibling failed, so the sender's resend of
+        # the whole message publishes only the missing envelopes.
         try:
-            yield
-        except Exception as exc:  # sqlite3 / psycopg errors: the store is an outside system
-            log.error("dedupe store unavailable", endpoint=self.name, step=step,
-                      error=type(exc).__name__)
+            published = publish_once(context, f"ingress:{self.name}",
+                                     list(unique.items()), self.name)
+        except InProgress as exc:
+            raise SoapFault("Server", f"{exc}; send it again later", reason="in_progress",
+                            retry_after=self._retry_after) from exc
+        except StoreFailed as exc:
             raise SoapFault("Server", "the dedupe store is unavailable; send it again later",
                             reason="store", retry_after=self._retry_after) from exc
+        metrics.RECEIVED.labels(self.name, ADAPTER_LABEL).inc(len(published.ids))
+        return len(published.ids)
 
     def _fault(self, version: SoapVersion, fault: SoapFault) -> Response:
         metrics.REJECTED.labels(self.name, ADAPTER_LABEL, fault.reason).inc()

@@ -1,7 +1,7 @@
 """The command groups of the CLI, in help order."""
 
-from middleware.cli import completion, dlq, mapping, run, send, status, topology
+from middleware.cli import completion, dlq, mapping, run, send, status, store, topology
 
 __all__ = ["MODULES"]
 
-MODULES = [run, topology, send, dlq, mapping, status, completion]
+MODULES = [run, topology, send, dlq, mapping, status, store, completion]

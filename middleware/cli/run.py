@@ -55,7 +55,11 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format],
                       level=args.log_level)
     loaded = load_config(args.config, secrets=_ROLE_SECTIONS[args.role])
-    daemon = Daemon(loaded, Role(args.role))
+    try:
+        daemon = Daemon(loaded, Role(args.role))
+    except SilobridgeError as exc:  # the store: unreachable, or migrated by a newer release
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -212,11 +212,42 @@ class RetryPolicy(_Strict):
 
 
 class StoreConfig(_Strict):
-    kind: Literal["sqlite", "postgres"] = Field("sqlite", description="Store backend.")
+    """Where all durable state lives: idempotency records and ingress claims, cross-references
+    and named state such as poller watermarks. One backend holds all of it."""
+
+    kind: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="Store backend: 'sqlite' (embedded file, one process) or 'postgres' (shared "
+        "by several replicas).",
+    )
     path: str = Field(
         "data/silobridge.db", description="SQLite file (relative to the working directory)."
     )
-    dsn: str | None = Field(None, description="PostgreSQL DSN when kind is postgres.")
+    dsn: str | None = Field(
+        None, repr=False,  # it may hold the database password
+        description="PostgreSQL DSN when kind is postgres; keep it out of the file with "
+        "'${STORE_DSN}'. Tables go to the first schema of the search_path (set it in the DSN: "
+        "'?options=-csearch_path%3Dsilobridge').",
+        examples=["${STORE_DSN}", "postgresql://silobridge@db:5432/silobridge"],
+    )
+    dsn_file: str | None = Field(
+        None,
+        description="A file holding the PostgreSQL DSN (a mounted secret), read at start; "
+        "instead of dsn.",
+        examples=["/run/secrets/store-dsn"],
+    )
+    pool_size: int = Field(
+        10, ge=1, le=1000,
+        description="Most PostgreSQL connections this process opens (one pool for all stores).",
+    )
+    statement_timeout: float = Field(
+        5.0, gt=0,
+        description="Seconds any one PostgreSQL statement may run before it is cancelled and "
+        "the call fails as retryable (migrations are exempt).",
+    )
+    connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a PostgreSQL connection."
+    )
     retention_days: float = Field(
         7.0, gt=0,
         description="Delivered-id records older than this are deleted; keep it longer than a "
@@ -225,8 +256,10 @@ class StoreConfig(_Strict):
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StoreConfig:
-        if self.kind == "postgres" and not self.dsn:
-            raise ValueError("kind 'postgres' needs a dsn, e.g. '${XREF_DSN}'")
+        if self.dsn and self.dsn_file:
+            raise ValueError("set either dsn or dsn_file, not both")
+        if self.kind == "postgres" and not (self.dsn or self.dsn_file):
+            raise ValueError("kind 'postgres' needs a dsn (e.g. '${STORE_DSN}') or a dsn_file")
         return self
 
 

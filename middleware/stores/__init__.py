@@ -1,27 +1,93 @@
-"""Stores the daemon opens from its config: idempotency, state and cross-references."""
+"""Stores the daemon opens from its config: idempotency, state and cross-references.
+
+``store.kind`` picks one backend for all of them. Opening migrates the schema first (see
+``migrations``), so every store finds the tables it expects, and a database written by a newer
+release is refused before anything reads it.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from middleware.config.models import StoreConfig
-from middleware.stores.base import IdempotencyStore, StateStore, Stores, XrefStore
-from middleware.stores.sqlite import SqliteIdempotencyStore, SqliteStateStore
+from middleware.errors import ConfigError, Problem
+from middleware.stores.base import Claim, IdempotencyStore, StateStore, Stores, XrefStore
+from middleware.stores.migrations import MigrationReport, SchemaTooNew
 
-__all__ = ["IdempotencyStore", "StateStore", "Stores", "XrefStore", "open_stores"]
+if TYPE_CHECKING:
+    from middleware.stores.postgres import PostgresBackend
+
+__all__ = [
+    "Claim",
+    "IdempotencyStore",
+    "MigrationReport",
+    "SchemaTooNew",
+    "StateStore",
+    "Stores",
+    "XrefStore",
+    "migrate_store",
+    "open_stores",
+    "read_dsn",
+]
 
 
 def open_stores(config: StoreConfig) -> Stores:
-    """Idempotency and state stay embedded; cross-references may live in PostgreSQL."""
-    path = Path(config.path)
-    xref: XrefStore
+    """Migrate, then open the three stores on the configured backend."""
     if config.kind == "postgres":
+        from middleware.stores.postgres_stores import PostgresIdempotencyStore, PostgresStateStore
         from middleware.stores.xref_postgres import PostgresXrefStore
 
-        assert config.dsn is not None
-        xref = PostgresXrefStore(config.dsn)
-    else:
-        from middleware.stores.xref_sqlite import SqliteXrefStore
+        backend = _backend(config)
+        try:
+            backend.migrate()
+        except BaseException:
+            backend.close()
+            raise
+        return Stores(PostgresIdempotencyStore(backend), PostgresXrefStore(backend),
+                      PostgresStateStore(backend), shared_close=backend.close)
+    from middleware.stores.idempotency_sqlite import SqliteIdempotencyStore
+    from middleware.stores.sqlite import SqliteStateStore, migrate_sqlite
+    from middleware.stores.xref_sqlite import SqliteXrefStore
 
-        xref = SqliteXrefStore(path)
-    return Stores(SqliteIdempotencyStore(path), xref, SqliteStateStore(path))
+    path = Path(config.path)
+    migrate_sqlite(path)
+    return Stores(SqliteIdempotencyStore(path), SqliteXrefStore(path), SqliteStateStore(path))
+
+
+def migrate_store(config: StoreConfig) -> MigrationReport:
+    """Migrate the configured store and close it: ``silobridge store migrate``."""
+    if config.kind == "postgres":
+        backend = _backend(config)
+        try:
+            return backend.migrate()
+        finally:
+            backend.close()
+    from middleware.stores.sqlite import migrate_sqlite
+
+    return migrate_sqlite(Path(config.path))
+
+
+def _backend(config: StoreConfig) -> PostgresBackend:
+    from middleware.stores.postgres import PostgresBackend
+
+    return PostgresBackend(read_dsn(config), max_size=config.pool_size,
+                           statement_timeout=config.statement_timeout,
+                           connect_timeout=config.connect_timeout)
+
+
+def read_dsn(config: StoreConfig) -> str:
+    """``store.dsn``, or the content of ``store.dsn_file`` (a mounted secret, one line)."""
+    if config.dsn_file is None:
+        assert config.dsn is not None  # the model requires one of the two for postgres
+        return config.dsn
+    try:
+        value = Path(config.dsn_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([Problem(config.dsn_file, None, "store.dsn_file",
+                                   f"cannot read the DSN file ({exc.strerror}); mount the "
+                                   f"secret there or set store.dsn")]) from exc
+    if not value:
+        raise ConfigError([Problem(config.dsn_file, None, "store.dsn_file",
+                                   "the DSN file is empty; write the PostgreSQL DSN into it")])
+    return value

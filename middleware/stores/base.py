@@ -7,16 +7,50 @@ must be thread-safe.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["IdempotencyStore", "StateStore", "Stores", "XrefStore"]
+__all__ = ["Claim", "IdempotencyStore", "StateStore", "Stores", "XrefStore"]
+
+
+@dataclass
+class Claim:
+    """The outcome of one ``claim`` call.
+
+    ``won``: keys this caller now holds (new, or taken over from an owner that went silent
+    longer than the stale bound); it must publish them, then ``confirm`` or ``release``.
+    ``done``: keys published before (a duplicate). ``pending``: keys another caller holds right
+    now; their outcome is not known yet, so they are neither new nor a duplicate.
+    """
+
+    owner: str
+    won: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
 
 
 class IdempotencyStore(Protocol):
-    """Which envelope ids a route already delivered, so a redelivery is acked, not re-sent."""
+    """Which ids were delivered or published, so a redelivery or resend is not sent twice.
 
-    def seen(self, route: str, message_id: str) -> bool: ...
+    Workers record delivered envelope ids per route after the fact (``record_many``). The
+    ingress must decide *before* publishing, and concurrent copies of one request must not all
+    publish, so it claims keys atomically (insert-if-absent): ``claim`` -> publish ->
+    ``confirm`` (published) or ``release`` (not published: the sender's retry must publish).
+    """
+
+    def seen(self, route: str, message_id: str) -> bool:
+        """Whether the id is recorded as done (a pending claim is not)."""
+
+    def claim(self, namespace: str, keys: Sequence[str], stale_after: float) -> Claim:
+        """Atomically take the keys nobody holds; a pending claim older than ``stale_after``
+        seconds is taken over (its owner died before confirming or releasing)."""
+
+    def confirm(self, namespace: str, keys: Sequence[str]) -> None:
+        """Mark keys done: their publish was confirmed by the broker."""
+
+    def release(self, namespace: str, keys: Sequence[str], owner: str) -> None:
+        """Forget this owner's pending claims (the publish failed), so a resend publishes."""
 
     def record_many(self, records: list[tuple[str, str]]) -> None:
         """Remember (route, id) pairs in one transaction; durable when this returns."""
@@ -59,8 +93,12 @@ class Stores:
     idempotency: IdempotencyStore
     xref: XrefStore
     state: StateStore
+    shared_close: Callable[[], None] | None = None
+    """Closes what the three stores share (the PostgreSQL pool), after them."""
 
     def close(self) -> None:
         self.idempotency.close()
         self.xref.close()
         self.state.close()
+        if self.shared_close is not None:
+            self.shared_close()

@@ -1,7 +1,9 @@
-"""Embedded SQLite stores for idempotency records and small state (poller watermarks).
+"""The embedded SQLite file: connections, schema migrations and the state store.
 
 One file per daemon, WAL mode so readers never wait for the writer. Commits are durable against
-a process crash (synchronous=NORMAL), which is what at-least-once processing needs.
+a process crash (synchronous=NORMAL), which is what at-least-once processing needs. Each store
+keeps its own connection behind its own lock; the schema is migrated once, before any store
+opens (``migrate_sqlite``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["SqliteIdempotencyStore", "SqliteStateStore", "connect"]
+from middleware.stores.migrations import MIGRATIONS, MigrationReport, SchemaTooNew, latest_version
+
+__all__ = ["SqliteStateStore", "connect", "migrate_sqlite"]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -23,51 +27,38 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-class SqliteIdempotencyStore:
-    """Delivered envelope ids per route; thread-safe through one lock around one connection."""
+def migrate_sqlite(path: Path) -> MigrationReport:
+    """Apply the missing migrations in one ``BEGIN IMMEDIATE`` transaction.
 
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path)
-        self._lock = threading.Lock()
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS delivered ("
-            " route TEXT NOT NULL, message_id TEXT NOT NULL, at REAL NOT NULL,"
-            " PRIMARY KEY (route, message_id)) WITHOUT ROWID"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS delivered_at ON delivered (at)")
-
-    def seen(self, route: str, message_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT 1 FROM delivered WHERE route = ? AND message_id = ?", (route, message_id)
-            ).fetchone()
-        return row is not None
-
-    def record_many(self, records: list[tuple[str, str]]) -> None:
-        now = time.time()
-        with self._lock, self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO delivered VALUES (?, ?, ?)",
-                [(route, message_id, now) for route, message_id in records],
-            )
-
-    def prune(self, before: float, chunk: int = 5000) -> int:
-        """Delete in chunks, so the workers' commits never wait long for the lock."""
-        deleted = 0
-        while True:
-            with self._lock:
-                count = self._db.execute(
-                    "DELETE FROM delivered WHERE (route, message_id) IN (SELECT route, "
-                    "message_id FROM delivered WHERE at < ? LIMIT ?)", (before, chunk),
-                ).rowcount
-            deleted += count
-            if count < chunk:
-                return deleted
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    The immediate transaction takes the file's write lock before the version is read, so a
+    second process starting at the same moment waits (busy timeout) and then finds nothing to
+    do; a failing step rolls everything back, leaving the previous version intact.
+    """
+    db = connect(path)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                       " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+            before = int(db.execute(
+                "SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0])
+            if before > latest_version():
+                raise SchemaTooNew(str(path), before, latest_version())
+            applied = []
+            for migration in MIGRATIONS:
+                if migration.version > before:
+                    for statement in migration.sqlite:
+                        db.execute(statement)
+                    db.execute("INSERT INTO schema_version VALUES (?, ?)",
+                               (migration.version, time.time()))
+                    applied.append(migration.version)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    finally:
+        db.close()
+    return MigrationReport(before, max(before, latest_version()), tuple(applied))
 
 
 class SqliteStateStore:
@@ -76,9 +67,6 @@ class SqliteStateStore:
     def __init__(self, path: Path) -> None:
         self._db = connect(path)
         self._lock = threading.Lock()
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-        )
 
     def get(self, name: str) -> str | None:
         with self._lock:

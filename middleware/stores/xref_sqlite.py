@@ -2,7 +2,8 @@
 
 Each link is one row in a canonical order (the smaller namespace first), with a unique index
 each way, so ``crm.customer:C-1001`` links to at most one ``erp.account`` and that account to at
-most one customer; a lookup from either side reads the same row.
+most one customer; a lookup from either side reads the same row. The table is created by the
+schema migrations (``middleware.stores.migrations``), which run before any store opens.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ from middleware.errors import ProcessingError
 from middleware.stores.sqlite import connect
 
 __all__ = ["SqliteXrefStore", "canonical", "conflict"]
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS xref ("
-    " ns_a TEXT NOT NULL, key_a TEXT NOT NULL, ns_b TEXT NOT NULL, key_b TEXT NOT NULL,"
-    " PRIMARY KEY (ns_a, key_a, ns_b), UNIQUE (ns_b, key_b, ns_a)) WITHOUT ROWID"
-)
 
 
 def canonical(ns_a: str, key_a: str, ns_b: str, key_b: str) -> tuple[str, str, str, str]:
@@ -45,7 +40,6 @@ class SqliteXrefStore:
         self._lock = threading.Lock()
         try:
             self._db = connect(Path(path))
-            self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise ProcessingError(f"cannot open the xref store: {exc}", retryable=True) from exc
 

@@ -1,49 +1,34 @@
-"""The PostgreSQL xref store against the real server (``XREF_PG_DSN``, default local).
-
-Each test uses its own schema, dropped afterwards. Without a reachable server the tests skip
-locally and fail under CI, where a skipped store test would prove nothing.
-"""
+"""The PostgreSQL backend against the real server: the xref store's one-to-one rule across
+replicas, and the shared pool surviving lost connections, a cut network and slow statements
+without a restart (see ``pg_helpers`` for the per-test schema)."""
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
+import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from middleware.errors import ProcessingError
+from middleware.stores.postgres import PostgresBackend
 from middleware.stores.xref_postgres import PostgresXrefStore
-
-DSN = os.environ.get("XREF_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def table() -> Iterator[str]:
-    """A fresh schema-qualified table name; the schema is dropped after the test."""
-    schema = f"sb_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with psycopg.connect(DSN, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {DSN} is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {DSN}")
-    yield f"{schema}.xref"
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+from tests.integration.pg_helpers import ADMIN_DSN, pg_dsn  # noqa: F401  (a fixture)
+from tests.integration.soap_helpers import CuttableProxy
 
 
 @pytest.fixture
-def store(table: str) -> Iterator[PostgresXrefStore]:
-    opened = PostgresXrefStore(DSN, table=table)
+def backend(pg_dsn: str) -> Iterator[PostgresBackend]:  # noqa: F811
+    opened = PostgresBackend(pg_dsn, max_size=1, statement_timeout=1, connect_timeout=2)
+    opened.migrate()
     yield opened
     opened.close()
 
 
-def test_xref_postgres_lookup_both_ways(store: PostgresXrefStore) -> None:
+def test_xref_postgres_lookup_both_ways(backend: PostgresBackend) -> None:
+    store = PostgresXrefStore(backend)
     store.link("crm.customer", "C-1001", "erp.account", "A-77")
     assert store.lookup("crm.customer", "C-1001", "erp.account") == "A-77"
     assert store.lookup("erp.account", "A-77", "crm.customer") == "C-1001"
@@ -51,8 +36,9 @@ def test_xref_postgres_lookup_both_ways(store: PostgresXrefStore) -> None:
 
 
 def test_xref_postgres_relink_is_a_no_op_and_conflicts_are_refused(
-    store: PostgresXrefStore,
+    backend: PostgresBackend,
 ) -> None:
+    store = PostgresXrefStore(backend)
     store.link("crm.customer", "C-1", "erp.account", "A-1")
     store.link("erp.account", "A-1", "crm.customer", "C-1")
     for other in [("crm.customer", "C-1", "erp.account", "A-2"),
@@ -62,27 +48,14 @@ def test_xref_postgres_relink_is_a_no_op_and_conflicts_are_refused(
         assert not caught.value.retryable
 
 
-def test_xref_postgres_is_shared_between_store_instances(store: PostgresXrefStore,
-                                                         table: str) -> None:
-    # Given two replicas on one table, when one links, then the other sees it
-    replica = PostgresXrefStore(DSN, table=table)
-    try:
-        store.link("crm.customer", "C-5", "erp.account", "A-5")
-        assert replica.lookup("erp.account", "A-5", "crm.customer") == "C-5"
-        with pytest.raises(ProcessingError, match="conflict"):
-            replica.link("crm.customer", "C-6", "erp.account", "A-5")
-    finally:
-        replica.close()
-
-
-def test_xref_postgres_concurrent_conflicting_links_keep_one(store: PostgresXrefStore,
-                                                             table: str) -> None:
-    replicas = [PostgresXrefStore(DSN, table=table) for _ in range(4)]
+def test_xref_postgres_concurrent_conflicting_links_keep_one(pg_dsn: str) -> None:  # noqa: F811
+    replicas = [PostgresBackend(pg_dsn, max_size=1) for _ in range(4)]
+    replicas[0].migrate()
     outcomes: list[str] = []
 
     def claim(n: int) -> None:
         try:
-            replicas[n].link("crm.customer", "C-9", "erp.account", f"A-9{n}")
+            PostgresXrefStore(replicas[n]).link("crm.customer", "C-9", "erp.account", f"A-9{n}")
             outcomes.append("linked")
         except ProcessingError:
             outcomes.append("conflict")
@@ -92,25 +65,71 @@ def test_xref_postgres_concurrent_conflicting_links_keep_one(store: PostgresXref
         thread.start()
     for thread in threads:
         thread.join()
+    linked = PostgresXrefStore(replicas[0]).lookup("crm.customer", "C-9", "erp.account")
     for replica in replicas:
         replica.close()
     assert sorted(outcomes) == ["conflict"] * 3 + ["linked"]
-    assert store.lookup("crm.customer", "C-9", "erp.account") in {f"A-9{n}" for n in range(4)}
+    assert linked in {f"A-9{n}" for n in range(4)}
 
 
-def test_xref_postgres_reconnects_after_connection_loss(store: PostgresXrefStore) -> None:
+def test_store_postgres_pool_replaces_a_terminated_connection(backend: PostgresBackend) -> None:
+    store = PostgresXrefStore(backend)
     store.link("crm.customer", "C-7", "erp.account", "A-7")
-    connection = store._conn  # only this store's own backend is terminated
-    assert connection is not None
-    with psycopg.connect(DSN, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
-    with pytest.raises(ProcessingError) as caught:  # the call that meets the dead connection
-        store.lookup("crm.customer", "C-7", "erp.account")
-    assert caught.value.retryable
+    [(pid,)] = backend.run("test", "SELECT pg_backend_pid()")
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # the pool checks a connection before lending it: the next call just works
     assert store.lookup("crm.customer", "C-7", "erp.account") == "A-7"
+    [(new_pid,)] = backend.run("test", "SELECT pg_backend_pid()")
+    assert new_pid != pid
 
 
-def test_xref_postgres_unreachable_server_is_retryable() -> None:
-    with pytest.raises(ProcessingError) as caught:
-        PostgresXrefStore("postgresql://postgres@127.0.0.1:1/postgres")
+def test_store_postgres_network_loss_is_retryable_and_heals_without_restart(
+    pg_dsn: str,  # noqa: F811
+) -> None:
+    # Given a store whose connections go through a proxy the test can cut
+    parts = urlsplit(pg_dsn)
+    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    backend = PostgresBackend(proxied, max_size=2, statement_timeout=1, connect_timeout=1)
+    try:
+        backend.migrate()
+        store = PostgresXrefStore(backend)
+        store.link("crm.customer", "C-8", "erp.account", "A-8")
+        # When the network is cut, calls fail as retryable within the bounded waits
+        proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(ProcessingError) as caught:
+            store.lookup("crm.customer", "C-8", "erp.account")
+        assert caught.value.retryable
+        assert time.monotonic() - started < 10
+        # Then, once it is back, the same store answers again
+        proxy.restore()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert store.lookup("crm.customer", "C-8", "erp.account") == "A-8"
+                break
+            except ProcessingError:
+                assert time.monotonic() < deadline, "the pool did not reconnect"
+                time.sleep(0.2)
+    finally:
+        backend.close()
+        proxy.close()
+
+
+def test_store_postgres_statement_timeout_cancels_a_slow_statement(
+    backend: PostgresBackend,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ProcessingError, match="unreachable") as caught:
+        backend.run("test", "SELECT pg_sleep(5)")
+    assert caught.value.retryable
+    assert time.monotonic() - started < 3
+    assert backend.run("test", "SELECT 1") == [(1,)]  # the connection is usable again
+
+
+def test_store_postgres_unreachable_server_is_a_retryable_error_naming_the_setting() -> None:
+    with pytest.raises(ProcessingError, match=r"store\.dsn") as caught:
+        PostgresBackend("postgresql://postgres@127.0.0.1:1/test", connect_timeout=1)
     assert caught.value.retryable

@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 
 from middleware.errors import ProcessingError
+from middleware.stores.sqlite import migrate_sqlite
 from middleware.stores.xref_sqlite import SqliteXrefStore
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> SqliteXrefStore:
+    migrate_sqlite(tmp_path / "x.db")
     return SqliteXrefStore(tmp_path / "x.db")
 
 
@@ -50,6 +52,7 @@ def test_xref_sqlite_one_key_links_to_several_namespaces(store: SqliteXrefStore)
 
 
 def test_xref_sqlite_survives_reopen(tmp_path: Path) -> None:
+    migrate_sqlite(tmp_path / "x.db")
     first = SqliteXrefStore(tmp_path / "x.db")
     first.link("crm.customer", "C-1", "erp.account", "A-1")
     first.close()
