@@ -39,7 +39,7 @@ from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import check_confirms, publish_envelopes
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, SchemaError, SilobridgeError
+from middleware.errors import BrokerError, FieldTooLong, SchemaError, SilobridgeError
 from middleware.validation import SchemaCheck, load_schema
 
 __all__ = ["RestInbound", "default_dedupe"]
@@ -102,11 +102,15 @@ class RestInbound:
     async def handle(self, request: Request) -> Response:
         try:
             return await self._handle(request)
-        except Rejected as rejected:
-            metrics.REJECTED.labels(self.name, "rest", rejected.reason).inc()
-            log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
-                        reason=rejected.reason, detail=rejected.detail)
-            return rejected.response()
+        except FieldTooLong as exc:  # an id or type AMQP cannot carry: only the sender can fix it
+            rejected = Rejected(400, "field_too_long", "value too long", str(exc),
+                                extra={"field": exc.field, "limit": exc.limit})
+        except Rejected as exc:
+            rejected = exc
+        metrics.REJECTED.labels(self.name, "rest", rejected.reason).inc()
+        log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
+                    reason=rejected.reason, detail=rejected.detail)
+        return rejected.response()
 
     async def _handle(self, request: Request) -> Response:
         config = self._config
