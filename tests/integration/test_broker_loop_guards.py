@@ -45,6 +45,11 @@ def _errors(where: str) -> float:
                                      {"where": where}) or 0.0
 
 
+def _reconnects(connection: str) -> float:
+    return REGISTRY.get_sample_value("silobridge_reconnects_total",
+                                     {"connection": connection}) or 0.0
+
+
 def _properties(message_id: str) -> pika.BasicProperties:
     return pika.BasicProperties(message_id=message_id, content_type="application/json")
 
@@ -93,6 +98,8 @@ def test_consumer_handler_that_raises_costs_one_redelivery_not_the_loop(
         assert done.wait(10), seen
         assert seen == [False, True]
         assert _errors("deliver") == before + 1
+        # by a nack of that message alone: pika would have dropped the whole connection
+        assert _reconnects("guards-consume") == 0
         assert consumer.consuming and publisher.loop.turning()
     finally:
         consumer.stop()
@@ -125,6 +132,7 @@ def test_consumer_commit_that_fails_nacks_the_batch_and_it_comes_back(
         publisher.publish("", queue, b"{}", _properties("evt-1")).result(10)
         assert acked.wait(10)
         assert _errors("settle") == before + 1
+        assert _reconnects("guards-commit") == 0
     finally:
         consumer.stop()
     # acked only once its record was durable; nothing left behind
