@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from middleware.broker.shortstr import check_short
+from middleware.broker.shortstr import SURELY_FITS, check_short
 from middleware.errors import DecodeError
 
 __all__ = ["CONTENT_TYPE", "Envelope", "utcnow"]
@@ -85,6 +85,9 @@ class Envelope(BaseModel):
         is told (400, a Client fault) instead of pika failing on the broker thread; call it
         again after changing attributes without validation (``model_copy``).
         """
+        correlation = self.correlationid or ""
+        if max(len(self.id), len(self.type), len(correlation)) <= SURELY_FITS:
+            return  # the common case, on every message consumed: no encoding needed
         check_short("id", self.id, "message_id")
         check_short("type", self.type, "type and routing key")
         check_short("correlationid", self.correlationid, "correlation_id")

@@ -15,11 +15,11 @@ import pika
 
 from middleware.errors import FieldTooLong
 
-__all__ = ["SHORT_STRING_MAX", "check_short", "long_property", "utf8_size"]
+__all__ = ["SHORT_STRING_MAX", "SURELY_FITS", "check_short", "long_property", "utf8_size"]
 
 SHORT_STRING_MAX = FieldTooLong.limit
 # A character is at most 4 bytes in UTF-8: anything this short fits without encoding it.
-_SURELY_FITS = SHORT_STRING_MAX // 4
+SURELY_FITS = SHORT_STRING_MAX // 4
 
 # Basic properties AMQP encodes as short strings (the others are numbers, a table or a time).
 _SHORT_PROPERTIES = ("message_id", "correlation_id", "type", "content_type",
@@ -28,12 +28,12 @@ _SHORT_PROPERTIES = ("message_id", "correlation_id", "type", "content_type",
 
 
 def utf8_size(value: str) -> int:
-    return len(value) if len(value) <= _SURELY_FITS else len(value.encode("utf-8", "replace"))
+    return len(value) if len(value) <= SURELY_FITS else len(value.encode("utf-8", "replace"))
 
 
 def check_short(field: str, value: str | None, carried_as: str) -> None:
     """Raise FieldTooLong when ``value`` does not fit an AMQP short string."""
-    if value is not None and len(value) > _SURELY_FITS:
+    if value is not None and len(value) > SURELY_FITS:
         size = utf8_size(value)
         if size > SHORT_STRING_MAX:
             raise FieldTooLong(field, size, carried_as=carried_as)
