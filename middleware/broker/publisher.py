@@ -21,7 +21,6 @@ from typing import Any
 
 import pika
 import pika.exceptions
-import structlog
 from pika.channel import Channel
 from pika.spec import Basic
 
@@ -41,8 +40,6 @@ from middleware.errors import (
 )
 
 __all__ = ["Publisher", "with_headers"]
-
-log = structlog.get_logger(__name__)
 
 _PERSISTENT = 2
 
@@ -205,8 +202,10 @@ class Publisher:
         report("publish", exc)
         if isinstance(exc, pika.exceptions.ChannelWrongStateError
                       | pika.exceptions.ConnectionWrongStateError):
-            return BrokerUnavailable(f"the channel cannot publish now ({exc!r})")
-        return BrokerError(f"the broker client could not send the message: {exc!r}")
+            return BrokerUnavailable(f"the channel cannot publish now ({type(exc).__name__})")
+        # the type only: the sender may see this, and pika's messages can quote values
+        return BrokerError(f"the broker client could not send the message "
+                           f"({type(exc).__name__}; see the log)")
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
