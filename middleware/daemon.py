@@ -3,6 +3,9 @@
 Roles let ingress and workers scale as separate processes (``--role ingress|worker``); ``all``
 runs both in one. Stopping is graceful: consumers stop taking messages, in-flight ones finish
 within ``shutdown_grace``, then inbound adapters, connections and stores close.
+
+Every long-lived thread it starts (the broker I/O loop, the ops and ingress servers) is watched
+(``middleware.watchdog``); readiness reads their liveness, and a death makes it false for good.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from middleware.mapping import Mapping, MappingSet
 from middleware.monitor import QueueMonitor
 from middleware.pipeline import RouteWorker
 from middleware.stores import Stores, open_stores
+from middleware.watchdog import Watchdog
 
 __all__ = ["Daemon", "Role"]
 
@@ -59,8 +63,10 @@ class Daemon:
         self.stores: Stores = open_stores(self.config.store)
         self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
         self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
-        self.ops = ServerThread(ops_app(self.readiness), self.config.ops.host,
-                                self.config.ops.port, "ops", tls=self.config.ops.tls)
+        self.watchdog = Watchdog()
+        self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
+                                self.config.ops.host, self.config.ops.port, "ops",
+                                tls=self.config.ops.tls)
         self.monitor: QueueMonitor | None = None
         self.started = False  # readiness stays false until every component has started
 
@@ -74,7 +80,9 @@ class Daemon:
 
     def start(self) -> None:
         self.ops.start_and_wait()
+        self.watchdog.watch_thread(self.ops)
         self.publisher.start()
+        self.watchdog.watch_thread(self.loop.thread)
         self._wait_for_broker()
         context = AdapterContext(self.publisher, self.config.broker, self.stores,
                                  self.loaded.base_dir)
@@ -95,6 +103,8 @@ class Daemon:
         while not self.publisher.connected:
             if self.publisher.fatal is not None:
                 raise self.publisher.fatal
+            if self.watchdog.check() is not None:
+                raise SilobridgeError(f"cannot start: {self.watchdog.reason}")
             if self.stopped.wait(0.1):
                 raise SilobridgeError("stopped before the broker became reachable")
             if not logged and time.monotonic() - since > 2:
@@ -127,8 +137,12 @@ class Daemon:
             self.consumer.start()
 
     def _consuming(self) -> float:
-        """Read at each scrape: 0 while the consumer is disconnected, paused or stopped."""
-        return 1.0 if self.consumer is not None and self.consumer.consuming else 0.0
+        """Read at each scrape: 0 while the consumer is disconnected, paused or stopped, or its
+        I/O loop died or stalled."""
+        return 1.0 if self._consumers_live() else 0.0
+
+    def _consumers_live(self) -> bool:
+        return self.consumer is not None and self.consumer.consuming and self.loop.turning()
 
     def _mapping_provider(
         self, relative: str | None, reverse: bool
@@ -160,6 +174,8 @@ class Daemon:
             self.inbound.append(adapter)
         if self.ingress.has_routes:
             self.ingress.start()
+            assert self.ingress.thread is not None
+            self.watchdog.watch_thread(self.ingress.thread)
 
     def reload_mappings(self) -> None:
         """SIGHUP: reload changed mapping files; a bad file keeps the previous mapping."""
@@ -169,9 +185,11 @@ class Daemon:
             log.error("mapping reload rejected", problem=str(problem))
 
     def readiness(self) -> dict[str, bool]:
-        checks = {"started": self.started, "broker_publish": self.publisher.connected}
+        """Named checks of liveness: threads running, the loop turning, channels open."""
+        checks = {"started": self.started, "threads": self.watchdog.check() is None,
+                  "broker_publish": self.publisher.connected}
         if self.runs_workers:
-            checks["consumers"] = self.consumer is None or self.consumer.consuming
+            checks["consumers"] = self.consumer is None or self._consumers_live()
             checks["mappings_loaded"] = self.mappings is not None
         if self.runs_ingress and self.ingress is not None and self.ingress.has_routes:
             checks["ingress_listening"] = self.ingress.listening
@@ -180,6 +198,7 @@ class Daemon:
     def stop(self) -> bool:
         """Drain and close; True when every in-flight message finished within the grace."""
         self.stopped.set()
+        self.watchdog.disarm()  # threads end on purpose from here on
         for adapter in self.inbound:
             adapter.close()
         if self.ingress is not None:

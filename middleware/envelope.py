@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from middleware.broker.shortstr import SURELY_FITS, check_short
 from middleware.errors import DecodeError
 
 __all__ = ["CONTENT_TYPE", "Envelope", "utcnow"]
@@ -72,7 +73,24 @@ class Envelope(BaseModel):
                 raise ValueError(
                     f"extension attribute {name!r} must be 1-20 lowercase letters or digits"
                 )
+        # FieldTooLong is not a ValueError, so pydantic lets it through unwrapped.
+        self.check_amqp()
         return self
+
+    def check_amqp(self) -> None:
+        """Raise FieldTooLong if an attribute that becomes an AMQP short string (see
+        ``amqp_properties``) exceeds 255 bytes.
+
+        Runs on construction, where every inbound adapter builds its envelopes, so the sender
+        is told (400, a Client fault) instead of pika failing on the broker thread; call it
+        again after changing attributes without validation (``model_copy``).
+        """
+        correlation = self.correlationid or ""
+        if max(len(self.id), len(self.type), len(correlation)) <= SURELY_FITS:
+            return  # the common case, on every message consumed: no encoding needed
+        check_short("id", self.id, "message_id")
+        check_short("type", self.type, "type and routing key")
+        check_short("correlationid", self.correlationid, "correlation_id")
 
     @classmethod
     def new(
@@ -134,7 +152,10 @@ class Envelope(BaseModel):
             raise DecodeError(f"invalid CloudEvent attribute {where}: {first['msg']}") from exc
 
     def amqp_properties(self, type: str | None = None) -> dict[str, Any]:
-        """Values for the AMQP basic properties that mirror the envelope's key attributes."""
+        """Values for the AMQP basic properties that mirror the envelope's key attributes.
+
+        Every string here is an AMQP short string (at most 255 bytes), checked on construction.
+        """
         stamp = self.time or utcnow()
         return {
             "message_id": self.id,

@@ -10,6 +10,7 @@
     │   └── PublishTimeout     no confirm arrived within the publish timeout
     └── ProcessingError        one message failed; .stage and .retryable decide its fate
         ├── DecodeError        the body is not a CloudEvent (permanent)
+        │   └── FieldTooLong   a value that becomes an AMQP short string is over 255 bytes
         ├── SchemaError        a payload does not match its JSON Schema (permanent)
         ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
         │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
@@ -31,6 +32,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "DeliveryError",
+    "FieldTooLong",
     "MappingError",
     "Problem",
     "ProcessingError",
@@ -143,6 +145,29 @@ class DecodeError(ProcessingError):
     """The message body is not a valid CloudEvent envelope."""
 
     stage = "decode"
+
+
+class FieldTooLong(DecodeError):
+    """A value that becomes an AMQP short string (message_id, correlation_id, type, routing
+    key, a header name) is longer than the 255 bytes AMQP can carry.
+
+    pika only notices while encoding the frame on the broker I/O thread, so every inbound
+    adapter checks where it builds the envelope and refuses the request (400, a Client fault):
+    no retry can help, only a shorter value. ``field`` names the envelope attribute or AMQP
+    property, ``size`` its length in UTF-8 bytes.
+    """
+
+    limit = 255
+
+    def __init__(self, field: str, size: int, *, carried_as: str) -> None:
+        super().__init__(
+            f"{field} is {size} bytes long (UTF-8) and travels as the AMQP {carried_as}, "
+            f"which holds at most {self.limit} bytes; send a shorter {field} or derive it "
+            f"from a shorter value (or a digest of it)",
+            details={"field": field, "limit": str(self.limit)},
+        )
+        self.field = field
+        self.size = size
 
 
 class SchemaError(ProcessingError):

@@ -79,6 +79,11 @@ class Ingress:
         return self._server.port if self._server else self._config.port
 
     @property
+    def thread(self) -> ServerThread | None:
+        """The server's thread once started, for the daemon's watchdog to observe."""
+        return self._server
+
+    @property
     def listening(self) -> bool:
         return self._server is not None and self._server.listening
 

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 __all__ = [
+    "BROKER_CALLBACK_ERRORS",
     "BROKER_CONNECTED",
     "BUILD_INFO",
     "CONSUMERS",
@@ -97,6 +98,13 @@ BROKER_CONNECTED = Gauge(
     "silobridge_broker_connected",
     "1 while the named broker connection is open and usable.",
     ["connection"],
+)
+BROKER_CALLBACK_ERRORS = Counter(
+    "silobridge_broker_callback_errors",
+    "Exceptions caught in a callback on the broker I/O loop, by kind of callback (publish, "
+    "deliver, settle, confirm, return, channel, connection, scheduled); each cost at most "
+    "one message, never the loop.",
+    ["where"],
 )
 RECONNECTS = Counter(
     "silobridge_reconnects",

@@ -36,7 +36,7 @@ from middleware.adapter import AdapterContext
 from middleware.broker.ingest import check_confirms
 from middleware.dedupe import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, SchemaError, SilobridgeError
+from middleware.errors import BrokerError, FieldTooLong, SchemaError, SilobridgeError
 from middleware.tls import ClientCertCheck
 from middleware.validation import SchemaCheck, load_schema
 
@@ -92,11 +92,11 @@ class RestInbound:
     async def handle(self, request: Request) -> Response:
         try:
             return await self._handle(request)
-        except Rejected as rejected:
-            metrics.REJECTED.labels(self.name, "rest", rejected.reason).inc()
-            log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
-                        reason=rejected.reason, detail=rejected.detail)
-            return rejected.response()
+        except FieldTooLong as exc:  # an id or type AMQP cannot carry: only the sender can fix it
+            rejected = Rejected(400, "field_too_long", "value too long", str(exc),
+                                extra={"field": exc.field, "limit": exc.limit})
+        except Rejected as exc:
+            rejected = exc
         except Exception as exc:  # the last line of defence: one request fails, not the endpoint
             metrics.REJECTED.labels(self.name, "rest", "internal_error").inc()
             # through the masking logger; the sender sees no traceback, the operator the whole
@@ -106,6 +106,10 @@ class RestInbound:
                 "the request could not be handled and its events may or may not be stored; "
                 "retry later (a resend with the same delivery id is deduped) and tell the "
                 f"operator: the error is logged under endpoint {self.name!r}")}, status_code=500)
+        metrics.REJECTED.labels(self.name, "rest", rejected.reason).inc()
+        log.warning("webhook rejected", endpoint=self.name, status=rejected.status,
+                    reason=rejected.reason, detail=rejected.detail)
+        return rejected.response()
 
     async def _handle(self, request: Request) -> Response:
         config = self._config

@@ -39,7 +39,7 @@ from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
-from middleware.errors import SilobridgeError
+from middleware.errors import FieldTooLong, SilobridgeError
 from middleware.tls import describe_tls_failure, target_context
 
 __all__ = ["PollFailed", "PollResult", "Poller"]
@@ -153,9 +153,10 @@ class Poller:
             fetched += len(page)
             if self._config.emit == "page":
                 latest = max((v for v in versions if v is not None), default=None, key=_sort_key)
-                envelopes = [self._envelope(body, latest)] if page else []
+                built = [self._envelope(body, latest)] if page else []
             else:
-                envelopes = [self._envelope(r, v) for r, v in zip(page, versions, strict=True)]
+                built = [self._envelope(r, v) for r, v in zip(page, versions, strict=True)]
+            envelopes = [envelope for envelope in built if envelope is not None]
             fresh = [e for e in envelopes if not seen.seen(self._namespace, e.id)]
             skipped += len(envelopes) - len(fresh)
             if fresh:
@@ -174,8 +175,12 @@ class Poller:
         version = resolve_path(record, mark.path) if mark else None
         return None if version is None else str(version)
 
-    def _envelope(self, data: Any, version: str | None) -> Envelope:
-        """The envelope of one record (or page); its id is stable for the same content."""
+    def _envelope(self, data: Any, version: str | None) -> Envelope | None:
+        """The envelope of one record (or page); its id is stable for the same content.
+
+        None for a record whose id or type is too long for AMQP: it is logged, counted and
+        skipped, since repeating the run cannot fix it and must not hold up the others.
+        """
         config = self._config
         try:
             derived = self._deriver.derive(data, {})
@@ -189,9 +194,15 @@ class Poller:
                 when = parse_time(version)
             except (ValueError, OverflowError, OSError):
                 when = None
-        return Envelope.new(source=config.envelope_source,
-                            type=f"{config.system}.{derived.entity}.{derived.action}",
-                            data=data, subject=derived.subject, id=ident, time=when)
+        try:
+            return Envelope.new(source=config.envelope_source,
+                                type=f"{config.system}.{derived.entity}.{derived.action}",
+                                data=data, subject=derived.subject, id=ident, time=when)
+        except FieldTooLong as exc:
+            metrics.REJECTED.labels(self.name, "poll", "field_too_long").inc()
+            log.error("poll record skipped", poller=self.name, subject=derived.subject,
+                      error=str(exc))
+            return None
 
     def _pages(self, watermark: str | None) -> Iterator[tuple[Any, list[Any]]]:
         """(page body, its records) page by page, following the pagination style."""

@@ -41,7 +41,7 @@ from middleware.broker.ingest import publish_envelopes
 from middleware.config.models import ClientCertConfig
 from middleware.dedupe import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, ConfigError, Problem
+from middleware.errors import BrokerError, ConfigError, FieldTooLong, Problem
 from middleware.tls import ClientCertCheck
 
 __all__ = ["SoapEndpoint", "read_body"]
@@ -169,6 +169,8 @@ class SoapEndpoint(ABC):
                 status=413 if exc.reason == "too_large" else None))
         except SoapFault as fault:
             return self._fault(version, fault)
+        except FieldTooLong as exc:  # an id or type AMQP cannot carry: the sender must fix it
+            return self._fault(version, SoapFault("Client", str(exc), reason="field_too_long"))
         except Exception:  # a bug must still answer SOAP, and as retryable: nothing was acked
             log.exception("soap endpoint failed", endpoint=self.name)
             return self._fault(version, SoapFault(

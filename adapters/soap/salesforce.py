@@ -39,7 +39,7 @@ from adapters.soap.wsdl import load_document
 from adapters.soap.xmlsafe import XmlLimits
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
-from middleware.errors import ConfigError, Problem
+from middleware.errors import ConfigError, FieldTooLong, Problem
 
 __all__ = ["OUTBOUND_NS", "SalesforceInbound", "full_org_id"]
 
@@ -147,11 +147,16 @@ class SalesforceInbound(SoapEndpoint):
                             "in range (ISO 8601 or epoch seconds)", reason="invalid") from None
         subject = fields.get(self._config.subject_field)
         config = self._config
-        return Envelope.new(
-            source=config.source, type=f"{config.system}.{entity}.{config.action}",
-            data=fields, id=ident, time=time,
-            subject=subject if isinstance(subject, str) and subject else None,
-        )
+        try:
+            return Envelope.new(
+                source=config.source, type=f"{config.system}.{entity}.{config.action}",
+                data=fields, id=ident, time=time,
+                subject=subject if isinstance(subject, str) and subject else None,
+            )
+        except FieldTooLong as exc:  # the id is the Notification Id, the type the xsi:type
+            source = "Id" if exc.field == "id" else "sObject xsi:type"
+            raise SoapFault("Client", f"{where}: the {source} is too long: {exc}",
+                            reason="field_too_long") from None
 
     @staticmethod
     def _entity(sobject: etree._Element) -> str:

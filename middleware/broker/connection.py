@@ -6,12 +6,18 @@ consuming still use separate connections, as a resource alarm blocks publishers 
 sharing the thread means a consumed message is mapped, published and acked without a single
 thread switch. Before every (re)connect the ``prepare`` hook runs on a helper thread (topology
 declaration is blocking I/O), so a reconnect restores everything.
+
+Liveness is read, not assumed: a heartbeat timer on the loop stamps the time every second, so
+``BrokerLoop.turning`` is false once the thread died or stalled, and a connection counts as
+usable (readiness, ``silobridge_broker_connected``) only while its loop turns. Every callback
+runs guarded (``middleware.broker.guard``): an exception costs one message, never the loop.
 """
 
 from __future__ import annotations
 
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,12 +28,16 @@ from pika.adapters.select_connection import IOLoop, SelectConnection
 from pika.channel import Channel
 
 from middleware import metrics
+from middleware.broker.guard import guarded, report
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable, TopologyConflict
 
 __all__ = ["BrokerLoop", "ManagedConnection", "connection_parameters"]
 
 log = structlog.get_logger(__name__)
+
+_BEAT_EVERY = 1.0
+STALE_AFTER = 5.0  # seconds without a heartbeat after which the loop counts as stalled
 
 
 def connection_parameters(broker: BrokerConfig, name: str) -> pika.URLParameters:
@@ -56,6 +66,7 @@ class BrokerLoop:
         self._thread = threading.Thread(target=self.ioloop.start, name="amqp-loop", daemon=True)
         self._users = 0
         self._lock = threading.Lock()
+        self._beat = 0.0  # time.monotonic() of the last heartbeat run on the loop
 
     def acquire(self) -> None:
         """A connection starts using the loop; the first one starts the thread."""
@@ -65,6 +76,7 @@ class BrokerLoop:
             self._users += 1
             if self._thread.ident is None:
                 self._thread.start()
+                self.ioloop.add_callback_threadsafe(self._heartbeat)
 
     def release(self) -> None:
         """A connection stopped; the last one stops the thread."""
@@ -80,11 +92,30 @@ class BrokerLoop:
     def in_loop(self) -> bool:
         return threading.get_ident() == self._thread.ident
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The loop's thread, for the watchdog to observe."""
+        return self._thread
+
+    def turning(self, within: float = STALE_AFTER) -> bool:
+        """Whether the thread is alive and ran its heartbeat within the last ``within`` seconds.
+
+        A thread that is alive but stuck (a blocking call in a callback) is not turning either:
+        nothing it owns is served meanwhile.
+        """
+        return self._thread.is_alive() and time.monotonic() - self._beat < within
+
+    def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
+        self.ioloop.call_later(_BEAT_EVERY, self._heartbeat)
+
     def call_soon(self, fn: Callable[[], Any]) -> bool:
         """Schedule fn on the loop thread from any thread; False when the loop is not running.
 
-        On the loop thread itself a zero-delay timer does it without waking the poller.
+        On the loop thread itself a zero-delay timer does it without waking the poller. An
+        exception fn raises is reported and contained (``guarded``).
         """
+        fn = guarded("scheduled", fn)
         if self.in_loop():
             self.ioloop.call_later(0, fn)
             return True
@@ -94,8 +125,8 @@ class BrokerLoop:
         return True
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
-        """Schedule fn; only from the loop thread."""
-        self.ioloop.call_later(delay, fn)
+        """Schedule fn (guarded, like ``call_soon``); only from the loop thread."""
+        self.ioloop.call_later(delay, guarded("scheduled", fn))
 
 
 class ManagedConnection:
@@ -123,6 +154,13 @@ class ManagedConnection:
         self.fatal: Exception | None = None
         self.ready = threading.Event()
         metrics.RECONNECTS.labels(name)  # exported at 0 from the start, so increase() works
+        # read at each scrape, so a dead loop cannot leave it at 1
+        metrics.BROKER_CONNECTED.labels(name).set_function(lambda: float(self.usable))
+
+    @property
+    def usable(self) -> bool:
+        """The channel is open and the loop serving it turns (not a flag a dead thread left)."""
+        return self.ready.is_set() and self.loop.turning()
 
     def start(self) -> None:
         self.loop.acquire()
@@ -175,12 +213,12 @@ class ManagedConnection:
         try:
             self._connection = SelectConnection(
                 connection_parameters(self._broker, self.label),
-                on_open_callback=self._opened,
-                on_open_error_callback=self._open_failed,
-                on_close_callback=self._closed,
+                on_open_callback=guarded("connection", self._opened),
+                on_open_error_callback=guarded("connection", self._open_failed),
+                on_close_callback=guarded("connection", self._closed),
                 custom_ioloop=self.loop.ioloop,
             )
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except Exception as exc:  # unreachable, bad TLS files...: keep trying, as configured
             log.warning("broker unreachable", connection=self.label, error=str(exc))
             self._retry_later()
 
@@ -193,20 +231,25 @@ class ManagedConnection:
     # -- callbacks on the loop ------------------------------------------------------------------
 
     def _opened(self, connection: pika.BaseConnection) -> None:
-        connection.add_on_connection_blocked_callback(
-            lambda _c, _f: log.warning("broker blocked this connection", connection=self.label)
-        )
-        connection.channel(on_open_callback=self._channel_opened)
+        connection.add_on_connection_blocked_callback(guarded(
+            "connection",
+            lambda _c, _f: log.warning("broker blocked this connection", connection=self.label),
+        ))
+        connection.channel(on_open_callback=guarded("channel", self._channel_opened))
 
     def _channel_opened(self, channel: Channel) -> None:
-        channel.add_on_close_callback(self._channel_closed)
+        channel.add_on_close_callback(guarded("channel", self._channel_closed))
         if self._opened_once:
             metrics.RECONNECTS.labels(self.label).inc()
             log.info("broker reconnected", connection=self.label)
         self._opened_once = True
-        self._delay = 0.5
-        self._on_channel(channel)
-        metrics.BROKER_CONNECTED.labels(self.label).set(1)
+        try:
+            self._on_channel(channel)
+        except Exception as exc:  # a half-set-up channel is useless: close it and reconnect
+            report("channel", exc, connection=self.label)
+            channel.close()
+            return
+        self._delay = 0.5  # only a usable channel resets the backoff
         self.ready.set()
 
     def _channel_closed(self, _channel: Channel, reason: Exception) -> None:
@@ -232,5 +275,4 @@ class ManagedConnection:
     def _lost(self) -> None:
         if self.ready.is_set():
             self.ready.clear()
-            metrics.BROKER_CONNECTED.labels(self.label).set(0)
             self._on_lost()

@@ -9,6 +9,10 @@ commits cost one transaction per batch instead of one per message. Acks that can
 go out as one ``multiple`` ack. A delivery from a channel that has since closed cannot be acked
 any more (the broker already requeued it), so such acks are dropped, and idempotency records
 make the redelivery harmless.
+
+Nothing raises out of these callbacks onto the shared I/O loop: a handler that raises gets its
+message nacked (the queue's delivery limit dead-letters it if that repeats), and a batch whose
+records could not be committed is nacked instead of acked, so it comes back and nothing is lost.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from middleware.broker.connection import BrokerLoop, ManagedConnection
+from middleware.broker.guard import guarded, report
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 
@@ -34,7 +39,7 @@ class Delivery:
     """One message taken from a queue; finish it exactly once with ack() or nack()."""
 
     __slots__ = ("_consumer", "_generation", "body", "properties", "received",
-                 "redelivered", "tag")
+                 "redelivered", "settled", "tag")
 
     def __init__(
         self,
@@ -51,6 +56,7 @@ class Delivery:
         self.properties = properties
         self.body = body
         self.received = time.monotonic()
+        self.settled = False
 
     @property
     def headers(self) -> dict[str, object]:
@@ -58,10 +64,12 @@ class Delivery:
 
     def ack(self, record: Record | None = None) -> None:
         """Settle the message; ``record`` is committed (batched) before the ack is sent."""
+        self.settled = True
         self._consumer.settle(self._generation, self.tag, True, record)
 
     def nack(self) -> None:
         """Return the message to its queue (the broker counts it against the delivery limit)."""
+        self.settled = True
         self._consumer.settle(self._generation, self.tag, False, None)
 
 
@@ -147,16 +155,23 @@ class Consumer:
             return
         channel.basic_qos(prefetch_count=self._prefetch)
         for queue, handler in self._handlers.items():
-            channel.basic_consume(queue, self._dispatcher(handler), consumer_tag=queue)
+            channel.basic_consume(queue, guarded("deliver", self._dispatcher(queue, handler)),
+                                  consumer_tag=queue)
         self._consuming.set()
 
-    def _dispatcher(self, handler: Handler) -> Callable[..., None]:
+    def _dispatcher(self, queue: str, handler: Handler) -> Callable[..., None]:
         def on_message(
             _channel: Channel, method: Basic.Deliver, properties: pika.BasicProperties,
             body: bytes,
         ) -> None:
             self._unsettled[method.delivery_tag] = None
-            handler(Delivery(self, self._generation, method, properties, body))
+            delivery = Delivery(self, self._generation, method, properties, body)
+            try:
+                handler(delivery)
+            except Exception as exc:  # costs this message (back to its queue), not the loop
+                report("deliver", exc, queue=queue)
+                if not delivery.settled:
+                    delivery.nack()
 
         return on_message
 
@@ -177,8 +192,12 @@ class Consumer:
             if not waiting:
                 cancelled.set()
 
-        for queue in self._handlers:
-            channel.basic_cancel(queue, callback=confirmed)
+        try:
+            for queue in self._handlers:
+                channel.basic_cancel(queue, callback=guarded("channel", confirmed))
+        except Exception as exc:  # the channel is going away: it delivers nothing more either
+            report("channel", exc)
+            cancelled.set()
 
     def _flush(self) -> None:
         with self._lock:
@@ -191,15 +210,23 @@ class Consumer:
         current = [item for item in batch if item[0] == self._generation]
         records = [item[3] for item in current if item[3] is not None]
         if records and self._before_ack is not None:
-            self._before_ack(records)  # durable before any ack of the batch goes out
+            try:
+                self._before_ack(records)  # durable before any ack of the batch goes out
+            except Exception as exc:  # not durable, so not acked: they come back and retry
+                report("settle", exc, messages=len(records))
+                current = [(g, tag, ack and record is None, record)
+                           for g, tag, ack, record in current]
         acks = []
-        for _generation, tag, ack, _record in current:
-            self._unsettled.pop(tag, None)
-            if ack:
-                acks.append(tag)
-            else:
-                channel.basic_nack(tag, requeue=True)
-        self._send_acks(channel, sorted(acks))
+        try:
+            for _generation, tag, ack, _record in current:
+                self._unsettled.pop(tag, None)
+                if ack:
+                    acks.append(tag)
+                else:
+                    channel.basic_nack(tag, requeue=True)
+            self._send_acks(channel, sorted(acks))
+        except Exception as exc:  # the channel broke: the broker requeues what it holds
+            report("settle", exc)
 
     def _send_acks(self, channel: Channel, tags: list[int]) -> None:
         """One ``multiple`` ack for every tag below the oldest still unsettled delivery."""

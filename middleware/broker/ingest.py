@@ -2,7 +2,9 @@
 
 An inbound adapter answers its sender with success only after ``publish_envelopes`` returned:
 every envelope of the request was confirmed by the broker. Anything else raises a BrokerError,
-which adapters turn into 503 (REST) or a Server fault (SOAP) so the sender retries.
+which adapters turn into 503 (REST) or a Server fault (SOAP) so the sender retries; except
+FieldTooLong (a value too long for AMQP), which no retry can fix: adapters answer 400 or a
+Client fault, and ``publish_envelopes`` checks every envelope before it publishes any.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pika
 from middleware.broker.publisher import Publisher
 from middleware.broker.topology import EVENTS_EXCHANGE
 from middleware.envelope import Envelope
-from middleware.errors import BrokerError, PublishTimeout
+from middleware.errors import BrokerError, FieldTooLong, PublishTimeout
 
 __all__ = ["check_confirms", "envelope_properties", "publish_envelope", "publish_envelopes"]
 
@@ -38,7 +40,12 @@ def publish_envelope(publisher: Publisher, envelope: Envelope) -> Future[None]:
 def publish_envelopes(
     publisher: Publisher, envelopes: Sequence[Envelope], timeout: float
 ) -> None:
-    """Publish all (pipelined) and wait for every confirm; raise the first failure."""
+    """Publish all (pipelined) and wait for every confirm; raise the first failure.
+
+    A request is refused whole: an envelope too long for AMQP raises before any is published.
+    """
+    for envelope in envelopes:
+        envelope.check_amqp()
     futures = [publish_envelope(publisher, envelope) for envelope in envelopes]
     _done, not_done = wait_all(futures, timeout=timeout)
     check_confirms(futures, len(not_done))
@@ -50,12 +57,13 @@ class _Settled(Protocol):
 
 def check_confirms(futures: Sequence[_Settled], unconfirmed: int) -> None:
     """Raise unless every publish was confirmed: a timeout, or the first failure as a
-    BrokerError (concurrent and asyncio futures alike; the unconfirmed ones are not asked)."""
+    BrokerError or FieldTooLong (concurrent and asyncio futures alike; the unconfirmed ones
+    are not asked)."""
     if unconfirmed:
         raise PublishTimeout(f"{unconfirmed} of {len(futures)} envelopes not confirmed in time")
     for future in futures:
         error = future.exception()
-        if isinstance(error, BrokerError):
+        if isinstance(error, BrokerError | FieldTooLong):
             raise error
         if error is not None:
             raise BrokerError(str(error)) from error

@@ -2,8 +2,12 @@
 
 ``publish`` may be called from any thread and never waits for the broker: the message is handed
 to the connection's thread, sent persistent and mandatory, and its Future resolves when the
-broker confirms it, or fails with PublishNacked, PublishReturned (unroutable), PublishTimeout, or
-BrokerUnavailable (no connection, or the connection was lost before the confirm).
+broker confirms it, or fails with PublishNacked, PublishReturned (unroutable), PublishTimeout,
+BrokerUnavailable (no connection, or the connection was lost before the confirm), or
+FieldTooLong (pika refused a value longer than an AMQP short string).
+
+A message pika refuses to send costs only itself: the confirm sequence advances only for
+messages that went out, so the broker's confirm tags keep matching the pending Futures.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pika
+import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
 
 from middleware import metrics
 from middleware.broker.connection import BrokerLoop, ManagedConnection
+from middleware.broker.guard import guarded, report
+from middleware.broker.shortstr import long_property
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import (
@@ -29,6 +36,7 @@ from middleware.errors import (
     PublishNacked,
     PublishReturned,
     PublishTimeout,
+    SilobridgeError,
 )
 
 __all__ = ["Publisher", "with_headers"]
@@ -84,7 +92,13 @@ class Publisher:
 
     @property
     def connected(self) -> bool:
-        return self._connection.ready.is_set()
+        """The channel is open and the I/O loop turns (read from liveness, for readiness)."""
+        channel = self._channel
+        return self._connection.usable and channel is not None and channel.is_open
+
+    @property
+    def loop(self) -> BrokerLoop:
+        return self._loop
 
     @property
     def fatal(self) -> Exception | None:
@@ -137,8 +151,8 @@ class Publisher:
     def _on_channel(self, channel: Channel) -> None:
         self._seq = 0
         self._pending.clear()
-        channel.confirm_delivery(ack_nack_callback=self._on_confirm)
-        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(ack_nack_callback=guarded("confirm", self._on_confirm))
+        channel.add_on_return_callback(guarded("return", self._on_return))
         self._channel = channel
         self._loop.call_later(1.0, lambda: self._sweep(channel))
         self._flush()
@@ -166,9 +180,32 @@ class Publisher:
         if channel is None or not channel.is_open:
             _fail(pending.future, BrokerUnavailable("not connected to the broker"))
             return
+        try:
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+        except Exception as exc:  # pika encodes before it writes: nothing of it went out
+            _fail(pending.future, self._refused(exc, exchange, routing_key, properties))
+            return
+        # Numbered only once sent: the broker numbers its confirms by what it received.
         self._seq += 1
         self._pending[self._seq] = pending
-        channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+
+    @staticmethod
+    def _refused(
+        exc: Exception, exchange: str, routing_key: str, properties: pika.BasicProperties
+    ) -> SilobridgeError:
+        """The error for a message pika would not send, reported and counted on the way."""
+        if isinstance(exc, pika.exceptions.ShortStringTooLong):
+            too_long = long_property(exchange, routing_key, properties)
+            if too_long is not None:  # bad input that slipped past the envelope checks
+                report("publish", too_long, trace=False)
+                return too_long
+        report("publish", exc)
+        if isinstance(exc, pika.exceptions.ChannelWrongStateError
+                      | pika.exceptions.ConnectionWrongStateError):
+            return BrokerUnavailable(f"the channel cannot publish now ({type(exc).__name__})")
+        # the type only: the sender may see this, and pika's messages can quote values
+        return BrokerError(f"the broker client could not send the message "
+                           f"({type(exc).__name__}; see the log)")
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middleware import plugins
 from middleware.cli.common import add_config_argument
 from middleware.config.loader import SECTIONS, load_config
 from middleware.errors import SilobridgeError, TopologyConflict
+
+if TYPE_CHECKING:
+    from middleware.daemon import Daemon
 
 __all__ = ["register"]
 
@@ -60,6 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     except SilobridgeError as exc:  # the store: unreachable, or migrated by a newer release
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    daemon.watchdog.install()  # a thread's death is logged masked and ends the process
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -76,8 +81,23 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     _tune_gc()
     while not stop.wait(0.5):
-        pass
+        if daemon.watchdog.check() is not None:
+            return _stop_after_death(daemon)
     return 0 if daemon.stop() else 1
+
+
+def _stop_after_death(daemon: Daemon) -> int:
+    """Stop what still runs and exit with the watchdog's code, so the orchestrator restarts us.
+
+    Bounded: a dead thread may own something ``stop`` waits for, and a process that hangs on
+    its way out is as useless as one that never noticed the death.
+    """
+    code = daemon.watchdog.exit_code or 1
+    deadline = threading.Timer(daemon.config.shutdown_grace + 15, os._exit, (code,))
+    deadline.daemon = True
+    deadline.start()
+    daemon.stop()
+    return code
 
 
 def _tune_gc() -> None:
