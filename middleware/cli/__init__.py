@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from middleware import plugins
-from middleware.errors import ConfigError
+from middleware.errors import BrokerUnavailable, ConfigError
 
 __all__ = ["main"]
 
@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    except BrokerUnavailable as exc:  # an operator's command: the reason, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code
