@@ -78,8 +78,13 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     daemon = Daemon(loaded, Role(args.role))
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        daemon.stopped.set()  # also ends a start still waiting for an unreachable broker
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, lambda *_: daemon.reload_mappings())
     try:
         daemon.start()
