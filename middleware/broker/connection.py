@@ -15,10 +15,12 @@ runs guarded (``middleware.broker.guard``): an exception costs one message, neve
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
@@ -41,7 +43,14 @@ STALE_AFTER = 5.0  # seconds without a heartbeat after which the loop counts as 
 
 
 def connection_parameters(broker: BrokerConfig, name: str) -> pika.URLParameters:
-    """pika parameters from the config: heartbeat, blocked timeout, TLS, a readable name."""
+    """pika parameters from the config: heartbeat, blocked timeout, TLS, a readable name.
+
+    For ``amqps://`` the broker's certificate must chain to ``tls.ca_file`` (without it, to
+    the system CAs) and name the host of the URL, or ``tls.server_hostname`` when that differs
+    (a broker reached by IP, or through a tunnel). The TLS context is built once per set of
+    files, so a reconnect on the broker I/O loop reads no file; the price is that renewed
+    files are read at the next process start.
+    """
     params = pika.URLParameters(broker.url)
     params.heartbeat = broker.heartbeat
     params.blocked_connection_timeout = broker.blocked_timeout
@@ -49,13 +58,52 @@ def connection_parameters(broker: BrokerConfig, name: str) -> pika.URLParameters
     params.socket_timeout = 5
     params.client_properties = {"connection_name": f"silobridge-{name}"}
     if broker.url.startswith("amqps://"):
-        context = ssl.create_default_context(cafile=broker.tls.ca_file)
-        if broker.tls.cert_file:
-            context.load_cert_chain(broker.tls.cert_file, broker.tls.key_file)
-        params.ssl_options = pika.SSLOptions(
-            context, broker.tls.server_hostname or params.host
-        )
+        tls = broker.tls
+        context = _tls_context(tls.ca_file, tls.cert_file, tls.key_file)
+        params.ssl_options = pika.SSLOptions(context, tls.server_hostname or params.host)
     return params
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(
+    ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext:
+    """A client context that verifies the broker: certificate chain, host name, TLS >= 1.2.
+
+    Unreadable or invalid files are reported as OSError naming the setting and the file:
+    every caller already treats OSError as "broker unreachable" (the daemon logs it, stays
+    not ready and retries, as a mounted secret may still appear; the CLI prints it).
+    """
+    if ca_file:  # this CA only, not the system's too: a public CA must not vouch for our broker
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        with _reading(f"broker.tls.ca_file {ca_file}",
+                      "the PEM file of the CA that signed the broker's certificate"):
+            context.load_verify_locations(cafile=ca_file)
+    else:
+        context = ssl.create_default_context()
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        files = f"broker.tls.cert_file {cert_file}" + (
+            f" with key_file {key_file}" if key_file else " (key included)")
+        with _reading(files, "a PEM client certificate and its private key, unencrypted"):
+            # a password callback, or OpenSSL would prompt on the terminal for an encrypted key
+            context.load_cert_chain(cert_file, key_file, password=_no_password)
+    return context
+
+
+def _no_password() -> bytes:
+    raise OSError("the private key is encrypted")
+
+
+@contextlib.contextmanager
+def _reading(what: str, expected: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:  # FileNotFoundError, PermissionError, ssl.SSLError (bad PEM)
+        reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+        raise OSError(f"{what}: {reason}; it must be {expected}") from exc
 
 
 class BrokerLoop:

@@ -66,8 +66,13 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     daemon.watchdog.install()  # a thread's death is logged masked and ends the process
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        daemon.stopped.set()  # also ends a start still waiting for an unreachable broker
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, lambda *_: daemon.reload_mappings())
     try:
         daemon.start()

@@ -38,12 +38,37 @@ class _Strict(BaseModel):
 
 
 class TlsConfig(_Strict):
-    ca_file: str | None = Field(None, description="CA bundle to verify the broker (amqps://).")
-    cert_file: str | None = Field(None, description="Client certificate for mutual TLS.")
-    key_file: str | None = Field(None, description="Private key of the client certificate.")
-    server_hostname: str | None = Field(
-        None, description="Name to verify in the broker certificate when it differs from the URL."
+    """TLS to the broker; used when ``broker.url`` starts with ``amqps://``."""
+
+    ca_file: str | None = Field(
+        None,
+        description="PEM CA bundle that signed the broker's certificate; unset: the system CAs.",
+        examples=["/etc/silobridge/tls/broker-ca.pem"],
     )
+    cert_file: str | None = Field(
+        None,
+        description="PEM client certificate for brokers that require one (mutual TLS); may "
+        "hold the private key too.",
+        examples=["/etc/silobridge/tls/client.pem"],
+    )
+    key_file: str | None = Field(
+        None,
+        description="Unencrypted PEM private key of cert_file, when not inside cert_file.",
+        examples=["/etc/silobridge/tls/client.key"],
+    )
+    server_hostname: str | None = Field(
+        None,
+        description="Name to verify in the broker certificate when it differs from the URL "
+        "host (a broker reached by IP address or through a tunnel).",
+        examples=["rabbitmq.internal.example.com"],
+    )
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> TlsConfig:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file is set without cert_file: a client certificate needs "
+                             "both (or cert_file alone when it holds the key)")
+        return self
 
 
 class TargetTlsConfig(_Strict):
