@@ -52,6 +52,8 @@ class RestInbound:
         self._config = config
         self._deriver = compile_derive(config.derive)
         dedupe = default_dedupe(config)
+        # deduping on the derived id reuses the derived value instead of computing it twice
+        self._dedupe_on_id = dedupe is not None and dedupe is config.derive.id
         self._dedupe = None if dedupe is None else compile_rule(dedupe, "dedupe")
         self._namespace = f"ingress:{config.name}"
         self._verifier: Verifier | None = None
@@ -167,7 +169,10 @@ class RestInbound:
                                extra={"path": f"{where}{exc.path}".rstrip(".")}) from None
         try:
             derived = self._deriver.derive(event, headers)
-            key = self._dedupe(event, headers) if self._dedupe else None
+            if self._dedupe_on_id:
+                key = derived.id
+            else:
+                key = self._dedupe(event, headers) if self._dedupe else None
         except DerivationError as exc:
             raise Rejected(422, "schema", "cannot derive event attributes",
                            f"{label}: {exc}; fix the 'derive' rules or send the field",

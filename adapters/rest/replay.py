@@ -36,9 +36,14 @@ _DEFAULT_DEDUPE: dict[type, ValueRule] = {
 
 
 def default_dedupe(config: RestEndpointConfig) -> ValueRule | None:
-    """The configured delivery-id rule, else the sender's own (by auth scheme)."""
+    """The configured delivery-id rule; else the event id the endpoint derives (the id the
+    integrator chose is the scope of a duplicate: HubSpot's bare ``eventId`` is unique per
+    portal and app only, so deduping on it dropped another portal's event); else the sender's
+    own delivery id (by auth scheme)."""
     if config.dedupe is not None:
         return config.dedupe
+    if config.derive.id is not None:
+        return config.derive.id
     if isinstance(config.auth, HmacAuth) and config.auth.id_header:
         return ValueRule(header=config.auth.id_header)
     return _DEFAULT_DEDUPE.get(type(config.auth))

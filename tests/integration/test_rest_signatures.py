@@ -256,3 +256,31 @@ def test_api_key_query_and_basic_auth_with_dynamics_webhook(
     token = base64.b64encode(b"dynamics:" + SECRET.encode()).decode()
     assert httpx.post(basic, content=body, headers={
         **headers, "Authorization": f"Basic {token}"}).status_code == 202
+
+
+def test_hubspot_dedupe_scope_is_the_derived_id_so_two_portals_with_one_event_id_both_arrive(
+    amqp_url: str, prefix: str, ingress: Callable[..., list[str]],
+) -> None:
+    # Given an endpoint whose id is portal + event (HubSpot's eventId is unique per portal only)
+    section = endpoint(prefix, "hubspot", path="/webhook_uri", auth=_auth(
+        prefix, "hubspot", public_url="https://www.example.com"), derive={
+        "entity": {"value": "contact"}, "action": {"value": "created"},
+        "id": {"cel": "'hubspot-' + string(payload.portalId) + '-' + string(payload.eventId)"}})
+    section["path"] = f"/hooks/{prefix}/webhook_uri"
+    [url] = ingress(section)
+    public = "https://www.example.com" + section["path"]
+
+    def send(portal: int) -> httpx.Response:
+        body = f'[{{"eventId":7,"portalId":{portal},"objectId":1}}]'.encode()
+        stamp = str(int(time.time() * 1000))
+        base = b"POST" + public.encode() + body + stamp.encode()
+        return httpx.post(url, content=body, headers={
+            "Content-Type": "application/json", "X-HubSpot-Request-Timestamp": stamp,
+            "X-HubSpot-Signature-v3": hmac_b64(SECRET, base)})
+
+    # When two portals send the same eventId, then the first portal resends its event
+    _expect(send(1), 202, amqp_url, prefix, 1)
+    second = send(2)
+    _expect(second, 202, amqp_url, prefix, 2)
+    assert second.json()["ids"] == ["hubspot-2-7"]
+    _expect(send(1), 200, amqp_url, prefix, 2)
