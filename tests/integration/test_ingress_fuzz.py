@@ -5,7 +5,9 @@ with headers of random names and sizes, bodies of random shapes, and ids of ever
 alphabet. Whatever arrives, the daemon must answer without a server error (a SOAP Client fault
 is the protocol's way of saying 400), keep its broker I/O thread alive, still answer a valid
 request quickly afterwards, and have published every request it accepted exactly once and
-nothing else. ``SILOBRIDGE_FUZZ_REQUESTS`` sets the number of requests (20,000 by default).
+nothing else. Part of the way through, the broker connection is cut for a while: then, and
+only then, 503 (REST) or a Server fault with Retry-After (SOAP) is a correct answer.
+``SILOBRIDGE_FUZZ_REQUESTS`` sets the number of requests (20,000 by default).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon, Role
 from tests.integration.helpers import drain, queue_count, wait_until
 from tests.integration.rest_helpers import catch_all_route, endpoint
-from tests.integration.soap_helpers import ROOT
+from tests.integration.soap_helpers import ROOT, CuttableProxy, broker_proxy
 
 pytestmark = pytest.mark.integration
 
@@ -252,6 +254,7 @@ class Ledger:
     soap: set[tuple[str, str]] = field(default_factory=set)
     duplicates: set[tuple[str, str]] = field(default_factory=set)
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
+    outage: bool = False  # the broker connection is cut: "try again later" is right
 
     def expected(self) -> Counter[tuple[str, str]]:
         return self.published + Counter(self.soap)
@@ -285,6 +288,8 @@ def check(request: Request, response: httpx.Response, ledger: Ledger) -> None:
     """One answer: never a server error; what it accepted goes into the ledger."""
     status = response.status_code
     ledger.statuses[(request.kind, status)] += 1
+    if ledger.outage and status in (500, 503) and "retry-after" in response.headers:
+        return
     if request.kind in ("soap", "salesforce"):
         if status == 500:
             code = _fault_code(response)
@@ -351,22 +356,34 @@ def _endpoints(prefix: str) -> list[dict[str, Any]]:
     return sections
 
 
+@dataclass
+class Fuzzed:
+    daemon: Daemon
+    base: str
+    paths: dict[str, str]
+    broker: CuttableProxy
+
+
 @pytest.fixture
 def fuzzed(
-    prefix: str, make_config: Callable[..., LoadedConfig], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Daemon, str, dict[str, str]]]:
+    prefix: str, make_config: Callable[..., LoadedConfig], monkeypatch: pytest.MonkeyPatch,
+    amqp_url: str,
+) -> Iterator[Fuzzed]:
     monkeypatch.setenv(f"{prefix.upper()}_SECRET", SECRET)
     sections = _endpoints(prefix)
-    loaded = make_config([catch_all_route(prefix)], inbound=sections)
-    daemon = Daemon(loaded, Role.INGRESS)
-    daemon.start()
-    assert daemon.ingress is not None
-    kinds = dict(zip(KINDS, sections, strict=True))
-    try:
-        yield daemon, f"http://127.0.0.1:{daemon.ingress.port}", {
-            kind: section["path"] for kind, section in kinds.items()}
-    finally:
-        daemon.stop()
+    with broker_proxy(amqp_url) as (proxy, proxied_url):
+        loaded = make_config([catch_all_route(prefix)], inbound=sections,
+                             broker={"url": proxied_url, "publish_timeout": 3,
+                                     "reconnect_max_delay": 0.5})
+        daemon = Daemon(loaded, Role.INGRESS)
+        daemon.start()
+        assert daemon.ingress is not None
+        try:
+            yield Fuzzed(daemon, f"http://127.0.0.1:{daemon.ingress.port}",
+                         {kind: section["path"] for kind, section in zip(KINDS, sections,
+                                                                          strict=True)}, proxy)
+        finally:
+            daemon.stop()
 
 
 def _loop_alive() -> bool:
@@ -374,10 +391,11 @@ def _loop_alive() -> bool:
 
 
 def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
-    fuzzed: tuple[Daemon, str, dict[str, str]], amqp_url: str, prefix: str
+    fuzzed: Fuzzed, amqp_url: str, prefix: str
 ) -> None:
-    daemon, base, paths = fuzzed
+    daemon, base, paths = fuzzed.daemon, fuzzed.base, fuzzed.paths
     ledger = Ledger()
+    cut_at, restore_at = REQUESTS * 2 // 5, REQUESTS // 2
     sent = 0
     with httpx.Client(timeout=15) as client:
         probes: list[float] = []
@@ -388,8 +406,16 @@ def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
         def one(request: Request) -> None:
             nonlocal sent
             sent += 1
+            if sent == cut_at:  # the broker goes away for a while, mid-stream
+                ledger.outage = True
+                fuzzed.broker.cut()
+            elif sent == restore_at:
+                fuzzed.broker.restore()
+                assert wait_until(lambda: all(daemon.readiness().values()), 30)
+                ledger.outage = False
             check(request, send(client, base, paths, request), ledger)
-            if sent % 2000 == 0:  # the daemon stays healthy all along, not only at the end
+            # the daemon stays healthy all along, not only at the end
+            if sent % 2000 == 0 and not ledger.outage:
                 assert _loop_alive() and all(daemon.readiness().values()), daemon.readiness()
                 probes.append(probe(client, base, paths, sent))
 
@@ -397,7 +423,8 @@ def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
         probes.extend(probe(client, base, paths, sent + n) for n in range(1, 6))
         assert _loop_alive() and all(daemon.readiness().values()), daemon.readiness()
         assert statistics.median(probes) < 0.1, probes
-    probes_sent = [*range(2000, sent + 1, 2000), *range(sent + 1, sent + 6)]
+    probes_sent = [n for n in range(2000, sent + 1, 2000) if not cut_at <= n < restore_at]
+    probes_sent += range(sent + 1, sent + 6)
     ledger.published.update(("open", f"probe-{n}") for n in probes_sent)
     assert sent >= REQUESTS * 0.95, sent
     # Every accepted request was published exactly once, and nothing else was
@@ -410,5 +437,6 @@ def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
     extra, missing = published - expected, expected - published
     assert not extra and not missing, (list(extra.items())[:5], list(missing.items())[:5])
     assert ledger.duplicates <= set(expected)
+    assert any(status == 503 for (_kind, status) in ledger.statuses), ledger.statuses
     accepted = sum(n for (_kind, status), n in ledger.statuses.items() if status in (200, 202))
     assert accepted > REQUESTS * 0.05, ledger.statuses  # the generator reaches the happy path
