@@ -60,7 +60,7 @@ class Daemon:
         self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
         self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
         self.ops = ServerThread(ops_app(self.readiness), self.config.ops.host,
-                                self.config.ops.port, "ops")
+                                self.config.ops.port, "ops", limits=self.config.ingress.http)
         self.monitor: QueueMonitor | None = None
         self.started = False  # readiness stays false until every component has started
 

@@ -2,8 +2,9 @@
 
 The daemon's own work happens on pika threads; the ops server and the ingress each get a thread
 with their own event loop, so an HTTP burst never stalls a broker connection. Requests are
-parsed by httptools (C), named explicitly so a missing wheel fails loudly instead of falling back
-to h11: with the pure-Python parser the ingress took a third fewer webhooks per second
+parsed by httptools (C), through a protocol subclass (``middleware.httpguard``) that bounds request
+heads and how long they may take, so a missing wheel fails loudly instead of falling back to h11:
+with the pure-Python parser the ingress took a third fewer webhooks per second
 (``bench/RESULTS.md``, ingress).
 """
 
@@ -15,16 +16,21 @@ import threading
 import uvicorn
 from starlette.types import ASGIApp
 
+from middleware.config.models import HttpLimits
+from middleware.httpguard import guarded_protocol
+
 __all__ = ["ServerThread"]
 
 
 class ServerThread(threading.Thread):
     """uvicorn.Server in a thread; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, name: str) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, name: str,
+                 limits: HttpLimits | None = None) -> None:
         super().__init__(name=f"http-{name}", daemon=True)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5, http="httptools")
+                                lifespan="off", timeout_graceful_shutdown=5,
+                                http=guarded_protocol(limits or HttpLimits(), name))
         self._server = uvicorn.Server(config)
         self.port = port
 
