@@ -1,7 +1,10 @@
 """The shared HTTP ingress: one server on which REST and SOAP inbound adapters mount endpoints.
 
 Adapters register their routes during ``start``; the daemon starts the server afterwards, so the
-route table is fixed before the first request.
+route table is fixed before the first request. Every route is wrapped in its endpoint's rate
+limits and concurrency cap (``middleware.ratelimit``, configured under ``ingress.limits``), and
+the server bounds request heads (``middleware.httpguard``, ``ingress.http``): both here, once, so
+every inbound adapter gets them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from middleware.config.models import IngressConfig
 from middleware.errors import ConfigError, Problem
 from middleware.http import ServerThread
+from middleware.ratelimit import EndpointGuard
 
 __all__ = ["Endpoint", "Ingress"]
 
@@ -44,6 +48,8 @@ class Ingress:
                                        f"path {route.path!r} is already served by {taken!r}; "
                                        f"give each endpoint its own path")])
         self._owners[route.path] = owner
+        limits = self._config.limits
+        route.app = EndpointGuard(route.app, owner, limits.for_endpoint(owner), limits.max_clients)
         self._routes.append(route)
 
     @property
@@ -56,7 +62,7 @@ class Ingress:
 
     def start(self) -> None:
         self._server = ServerThread(Starlette(routes=self._routes), self._config.host,
-                                    self._config.port, "ingress")
+                                    self._config.port, "ingress", limits=self._config.http)
         self._server.start_and_wait()
 
     @property
