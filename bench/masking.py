@@ -11,7 +11,7 @@ For each input and size the best of ``--rounds`` timings is kept, as ns per byte
 shows the same ns/byte at 1 kB and at 1 MB; quadratic masking multiplies it by the size ratio.
 
 Run:  .venv/bin/python -m bench.masking [--max-kb 1024] [--rounds 3]
-Exit code 1 when any input's ns/byte at the largest size is more than 3x its ns/byte at 16 kB.
+Exit code 1 when any input's ns/byte at the largest size is more than 4x its ns/byte at 16 kB.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 
 from middleware.log import mask_sensitive
 
-__all__ = ["BASELINE", "HOSTILE", "main", "ns_per_byte"]
+__all__ = ["BASELINE", "HOSTILE", "main", "seconds"]
 
 HOSTILE = (
     "a-",  # word boundaries everywhere: secret-assignment prefix, URL scheme
@@ -48,17 +48,15 @@ BASELINE = (
 )
 SIZES_KB = (1, 4, 16, 64, 256, 1024)
 CHECK_FROM_KB = 16  # below this, fixed costs per call still show in ns/byte
+MAX_GROWTH = 4.0  # noise on a shared machine reached 2.4; quadratic masking gives 64 at 1 MB
 
 
-def ns_per_byte(unit: str, size: int, rounds: int) -> float:
-    """Best-of-*rounds* masking time of *unit* repeated to *size* characters, in ns per byte."""
+def seconds(unit: str, size: int) -> float:
+    """Time to mask *unit* repeated to *size* characters, once."""
     text = (unit * (size // len(unit) + 1))[:size]
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        mask_sensitive(None, "info", {"event": text})
-        best = min(best, time.perf_counter() - started)
-    return best / size * 1e9
+    started = time.perf_counter()
+    mask_sensitive(None, "info", {"event": text})
+    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,20 +65,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timings per size (best is kept)")
     args = parser.parse_args(argv)
     sizes = [kb for kb in SIZES_KB if kb <= args.max_kb]
-    print(f"python {platform.python_version()} on {platform.machine()}, "
-          f"best of {args.rounds}; ns per byte", flush=True)
-    print(f"{'input':14}" + "".join(f"{kb:>9} kB" for kb in sizes) + f"{'growth':>9}", flush=True)
+    inputs = [("baseline", BASELINE), *((repr(unit), unit) for unit in HOSTILE)]
+    # Rounds outermost: a burst of load from other jobs hits every input and size alike
+    # instead of all rounds of one of them.
+    best = {(name, kb): float("inf") for name, _ in inputs for kb in sizes}
+    for _ in range(args.rounds):
+        for kb in sizes:
+            for name, unit in inputs:
+                best[name, kb] = min(best[name, kb], seconds(unit, kb * 1024))
+    reference_kb = CHECK_FROM_KB if CHECK_FROM_KB in sizes else sizes[0]
+    print(f"python {platform.python_version()} on {platform.machine()}, best of {args.rounds}; "
+          f"ns per byte", flush=True)
+    print(f"{'input':14}" + "".join(f"{kb:>9} kB" for kb in sizes) + f"{'growth':>9}")
     failed = []
-    for name, unit in [("baseline", BASELINE), *((repr(u), u) for u in HOSTILE)]:
-        figures = [ns_per_byte(unit, kb * 1024, args.rounds) for kb in sizes]
-        reference = figures[sizes.index(CHECK_FROM_KB)] if CHECK_FROM_KB in sizes else figures[0]
-        growth = figures[-1] / reference
-        if growth > 3:
+    for name, _ in inputs:
+        figures = [best[name, kb] / (kb * 1024) * 1e9 for kb in sizes]
+        growth = figures[-1] / figures[sizes.index(reference_kb)]
+        if growth > MAX_GROWTH:
             failed.append(name)
-        print(f"{name:14}" + "".join(f"{f:12.0f}" for f in figures) + f"{growth:9.2f}",
-              flush=True)
-    print(f"growth = ns/byte at {sizes[-1]} kB / ns/byte at "
-          f"{CHECK_FROM_KB if CHECK_FROM_KB in sizes else sizes[0]} kB (linear: ~1, check: <= 3)")
+        print(f"{name:14}" + "".join(f"{f:12.0f}" for f in figures) + f"{growth:9.2f}")
+    print(f"growth = ns/byte at {sizes[-1]} kB / ns/byte at {reference_kb} kB "
+          f"(linear: ~1, quadratic: the size ratio; check: <= {MAX_GROWTH:g})")
     if failed:
         print(f"FAILED: masking grows faster than linear for {', '.join(failed)}")
         return 1
