@@ -13,11 +13,12 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("mapping_engine", "worker", "ingress", "sync_lag", "memory")
+BENCHMARKS = ("mapping_engine", "masking", "worker", "ingress", "sync_lag", "memory")
 
 # Arguments of a full run, and of --quick (a smoke run of a few minutes in all).
 FULL: dict[str, list[str]] = {
     "mapping_engine": ["--rounds", "9", "--number", "30000"],
+    "masking": ["--max-kb", "1024", "--rounds", "3"],
     "worker": [],
     "ingress": ["--duration", "20", "--rounds", "3"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "30"],
@@ -25,6 +26,7 @@ FULL: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "mapping_engine": ["--rounds", "3", "--number", "5000"],
+    "masking": ["--max-kb", "64", "--rounds", "1"],
     "worker": ["--messages", "5000", "--rounds", "1"],
     "ingress": ["--duration", "5", "--warmup", "1", "--rounds", "1"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "5"],

@@ -66,7 +66,7 @@ class Daemon:
         self.watchdog = Watchdog()
         self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
                                 self.config.ops.host, self.config.ops.port, "ops",
-                                tls=self.config.ops.tls)
+                                tls=self.config.ops.tls, limits=self.config.ingress.http)
         self.monitor: QueueMonitor | None = None
         self.started = False  # readiness stays false until every component has started
 

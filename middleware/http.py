@@ -2,8 +2,9 @@
 
 The daemon's own work happens on pika threads; the ops server and the ingress each get a thread
 with their own event loop, so an HTTP burst never stalls a broker connection. Requests are
-parsed by httptools (C), named explicitly so a missing wheel fails loudly instead of falling back
-to h11: with the pure-Python parser the ingress took a third fewer webhooks per second
+parsed by httptools (C), through a protocol subclass (``middleware.httpguard``) that bounds request
+heads and how long they may take, so a missing wheel fails loudly instead of falling back to h11:
+with the pure-Python parser the ingress took a third fewer webhooks per second
 (``bench/RESULTS.md``, ingress).
 
 With ``tls`` the server speaks HTTPS only (``middleware/tls/server.py``: protocol floor, ciphers,
@@ -22,7 +23,8 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from middleware.config.models import ServerTlsConfig
+from middleware.config.models import HttpLimits, ServerTlsConfig
+from middleware.httpguard import guarded_protocol
 from middleware.tls import ReloadingContext, with_peer_certificate
 
 __all__ = ["ServerThread"]
@@ -32,13 +34,15 @@ class ServerThread(threading.Thread):
     """uvicorn.Server in a thread; ``port`` is the bound port (useful when configured as 0)."""
 
     def __init__(self, app: ASGIApp, host: str, port: int, name: str,
-                 tls: ServerTlsConfig | None = None, client_certs: bool = False) -> None:
+                 tls: ServerTlsConfig | None = None, client_certs: bool = False,
+                 limits: HttpLimits | None = None) -> None:
         super().__init__(name=f"http-{name}", daemon=True)
         self.tls = (ReloadingContext(tls, client_certs=client_certs, name=name, where=name)
                     if tls is not None else None)
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=5,
-                                **_tls_options(self.tls))
+                                **_tls_options(self.tls,
+                                               guarded_protocol(limits or HttpLimits(), name)))
         self._server = uvicorn.Server(config)
         self.port = port
 
@@ -74,13 +78,15 @@ class ServerThread(threading.Thread):
         self.join(timeout)
 
 
-def _tls_options(tls: ReloadingContext | None) -> dict[str, Any]:
-    """uvicorn settings for plain HTTP, or for HTTPS from a reloading context."""
+def _tls_options(tls: ReloadingContext | None,
+                 protocol: type[HttpToolsProtocol]) -> dict[str, Any]:
+    """uvicorn settings for plain HTTP, or for HTTPS from a reloading context; ``protocol`` is
+    the guarded httptools protocol, which HTTPS extends with the peer certificate."""
     if tls is None:
-        return {"http": "httptools"}
+        return {"http": protocol}
     context = tls.context
 
     def factory(_config: uvicorn.Config, _default: Any) -> ssl.SSLContext:
         return context
 
-    return {"http": with_peer_certificate(HttpToolsProtocol), "ssl_context_factory": factory}
+    return {"http": with_peer_certificate(protocol), "ssl_context_factory": factory}

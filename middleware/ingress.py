@@ -3,7 +3,10 @@
 Adapters register their routes during ``start``; the daemon starts the server afterwards, so the
 route table is fixed before the first request. An endpoint registered with ``client_cert`` makes
 the TLS listener ask clients for a certificate; the endpoint itself decides who is let in
-(``middleware.tls.ClientCertCheck``).
+(``middleware.tls.ClientCertCheck``). Every route is wrapped in its endpoint's rate limits and
+concurrency cap (``middleware.ratelimit``, configured under ``ingress.limits``), and the server
+bounds request heads (``middleware.httpguard``, ``ingress.http``): both here, once, so every
+inbound adapter gets them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from middleware.config.models import ClientCertConfig, IngressConfig
 from middleware.errors import ConfigError, Problem
 from middleware.http import ServerThread
+from middleware.ratelimit import EndpointGuard
 
 __all__ = ["Endpoint", "Ingress"]
 
@@ -49,6 +53,8 @@ class Ingress:
                                        f"path {route.path!r} is already served by {taken!r}; "
                                        f"give each endpoint its own path")])
         self._owners[route.path] = owner
+        limits = self._config.limits
+        route.app = EndpointGuard(route.app, owner, limits.for_endpoint(owner), limits.max_clients)
         self._routes.append(route)
 
     def _want_client_certs(self, owner: str) -> None:
@@ -71,7 +77,7 @@ class Ingress:
     def start(self) -> None:
         self._server = ServerThread(Starlette(routes=self._routes), self._config.host,
                                     self._config.port, "ingress", tls=self._config.tls,
-                                    client_certs=self._client_certs)
+                                    client_certs=self._client_certs, limits=self._config.http)
         self._server.start_and_wait()
 
     @property

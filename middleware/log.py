@@ -51,19 +51,35 @@ _SECRET_KEY = re.compile(
 )
 _PAYLOAD_KEYS = frozenset({"payload", "body", "data", "envelope", "content"})
 
-_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@", re.IGNORECASE)
+# Every pattern below runs on sender-controlled text (a Content-Type header, a SOAP fault string)
+# and must stay linear in its length. A backtracking regex is tried at every start position, so a
+# pattern whose failed attempt scans ahead is quadratic even without nested quantifiers: each
+# one may start only where a failed attempt cannot be repeated from the next position (at the
+# start of a run of its characters, or at a literal), or is driven by a loop that remembers
+# what already failed (``_mask_xml``, ``_mask_url_credentials``). ``bench/masking.py`` measures
+# the hostile inputs; tests/unit/test_log_masking_linear.py keeps them fast.
+_URL_CREDENTIALS = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+_NON_SPACE = re.compile(r"\S+")
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization\s*[:=]\s*)[^\r\n,;]+")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-_JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]+")
+# Tried once per run of [\w-]: the atomic group keeps the first "eyJ" at a word boundary (a later
+# one in the same run reaches the same run end and fails the same way).
+_JWT = re.compile(r"(?<![\w-])(?>([\w-]*?)\beyJ)[\w-]{5,}\.[\w-]{5,}\.[\w-]+")
+# Starts at the keyword itself: whatever word characters precede it are kept anyway, and a lazy
+# prefix scanned from every word boundary made a long "a-a-a-..." header quadratic.
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b((?:[\w-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
-    r"session[_-]?id|sessid|sid))\"?\s*[:=]\s*\"?)([^\s\"&;,<>]+)"
+    r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key|apikey|"
+    r"session[_-]?id|sessid|sid)\"?\s*[:=]\s*\"?)([^\s\"&;,<>]+)"
 )
-_XML_SECRET = re.compile(
-    r"(?is)(<(?:[\w.-]+:)?(password|passwd|secret|token|sessionid|apikey|"
-    r"binarysecuritytoken)\b[^>]*>)(.*?)(</(?:[\w.-]+:)?\2\s*>)"
+_XML_NAMES = ("password", "passwd", "secret", "token", "sessionid", "apikey",
+              "binarysecuritytoken")
+_XML_OPEN = re.compile(rf"(?i)<(?:[\w.-]+:)?({'|'.join(_XML_NAMES)})\b[^<>]*>")
+_XML_CLOSE = {name: re.compile(rf"(?i)</(?:[\w.-]+:)?{name}\s*>") for name in _XML_NAMES}
+# Starts only at the beginning of a run of local-part characters: the leftmost match starts
+# there anyway, and an unanchored start rescanned the run from each of its characters.
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 _CARD = re.compile(r"(?<![\w.-])[2-6](?:[ -]?\d){12,18}(?![\w.-])")  # brands start 2-6
 _PHONE = re.compile(
@@ -114,13 +130,58 @@ def _mask_phone(match: re.Match[str]) -> str:
     return "<phone>" if 8 <= len(digits) <= 15 else match.group()
 
 
+def _mask_xml(text: str) -> str:
+    """Mask the content of secret XML elements (``<wsse:Password>``, ``<SessionId>``...).
+
+    The content runs to the first matching close tag, children and CDATA included. A regex
+    with a lazy ``.*?`` rescans to the end of the text from every unclosed open tag; this loop
+    remembers which names have no close tag left, so each is searched for at most once.
+    """
+    if "<" not in text:
+        return text
+    parts: list[str] = []
+    kept = searched = 0
+    unclosed: set[str] = set()
+    while (opening := _XML_OPEN.search(text, searched)) is not None:
+        name = opening.group(1).lower()
+        closing = None if name in unclosed else _XML_CLOSE[name].search(text, opening.end())
+        if closing is None:
+            unclosed.add(name)
+            searched = opening.end()
+            continue
+        parts += [text[kept:opening.end()], MASK]
+        kept, searched = closing.start(), closing.end()
+    parts.append(text[kept:])
+    return "".join(parts)
+
+
+def _mask_url_token(match: re.Match[str]) -> str:
+    # Within one whitespace-free token, every "user:" is followed by an "@" before the end of
+    # text[:last @], so each attempt either matches (and consumes) or fails within its own
+    # "://user" stretch: linear, where the whole text let each "://" scan to the same far end.
+    token = match.group()
+    last_at = token.rfind("@") + 1
+    if not last_at or "://" not in token:
+        return token
+    head = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", token[:last_at])
+    return head + token[last_at:]
+
+
+def _mask_url_credentials(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host``."""
+    return _NON_SPACE.sub(_mask_url_token, text) if "://" in text else text
+
+
 def _mask_text(text: str) -> str:
-    """Mask what looks like a secret or personal data inside free text (order matters)."""
-    text = _XML_SECRET.sub(lambda m: f"{m.group(1)}{MASK}{m.group(4)}", text)
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    """Mask what looks like a secret or personal data inside free text (order matters).
+
+    Linear in the length of *text* (see the note above the patterns).
+    """
+    text = _mask_xml(text)
+    text = _mask_url_credentials(text)
     text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
-    text = _JWT.sub("<token>", text)
+    text = _JWT.sub(lambda m: f"{m.group(1)}<token>", text)
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{MASK}", text)
     text = _EMAIL.sub("<email>", text)
     text = _IBAN.sub(_mask_iban, text)

@@ -19,7 +19,10 @@ __all__ = [
     "BrokerConfig",
     "ClientCertConfig",
     "Config",
+    "EndpointLimits",
+    "HttpLimits",
     "IngressConfig",
+    "IngressLimits",
     "OpsConfig",
     "RetryPolicy",
     "RouteConfig",
@@ -208,11 +211,87 @@ class OpsConfig(_Strict):
     tls: ServerTlsConfig | None = Field(None, description="Serve the ops endpoints over HTTPS.")
 
 
+class HttpLimits(_Strict):
+    """What one HTTP request head may cost before any endpoint sees it (ingress and ops)."""
+
+    max_header_bytes: int = Field(
+        8192, ge=256, description="Largest header line (name and value) in bytes; beyond: 431."
+    )
+    max_head_bytes: int = Field(
+        32768, ge=1024,
+        description="Largest request head (request line and all headers) in bytes; beyond: 431.",
+    )
+    max_headers: int = Field(100, ge=8, description="Most header lines per request; beyond: 431.")
+    header_timeout: float = Field(
+        10.0, gt=0,
+        description="Seconds a client may take to send a complete request head (slowloris "
+        "guard); then the connection is closed (408 when part of a head arrived).",
+    )
+
+
+class EndpointLimits(_Strict):
+    """Rate and concurrency limits of one ingress endpoint; unset means unlimited."""
+
+    rate: float | None = Field(
+        None, gt=0, description="Requests per second the endpoint accepts from all senders "
+        "together (token bucket); beyond: 429 with Retry-After.", examples=[200],
+    )
+    burst: int | None = Field(
+        None, ge=1, description="Requests accepted at once before 'rate' applies; default: "
+        "rate rounded up.",
+    )
+    client_rate: float | None = Field(
+        None, gt=0, description="Requests per second accepted from one client address; "
+        "beyond: 429 with Retry-After.", examples=[20],
+    )
+    client_burst: int | None = Field(
+        None, ge=1, description="Requests one address may send at once; default: client_rate "
+        "rounded up.",
+    )
+    max_concurrent: int | None = Field(
+        256, ge=1, description="Requests the endpoint handles at the same time; beyond: 503 with "
+        "Retry-After, before the body is read. null: unlimited.",
+    )
+    retry_after: int = Field(
+        1, ge=1, description="Retry-After seconds answered when max_concurrent is reached."
+    )
+
+
+class IngressLimits(EndpointLimits):
+    """Limits of every endpoint, with per-endpoint overrides under ``endpoints``."""
+
+    max_clients: int = Field(
+        10000, ge=1, description="Client addresses remembered per endpoint for client_rate; the "
+        "least recently seen is forgotten first, so varying addresses cannot exhaust memory.",
+    )
+    endpoints: dict[str, EndpointLimits] = Field(
+        default_factory=dict,
+        description="Overrides by inbound endpoint name; fields not given keep the values above.",
+        examples=[{"shopify-orders": {"client_rate": 5, "max_concurrent": 16}}],
+    )
+
+    def for_endpoint(self, name: str) -> EndpointLimits:
+        """The limits of endpoint *name*: the defaults, overridden by what it sets itself."""
+        defaults = EndpointLimits(**self.model_dump(include=set(EndpointLimits.model_fields)))
+        override = self.endpoints.get(name)
+        if override is None:
+            return defaults
+        return defaults.model_copy(update=override.model_dump(exclude_unset=True))
+
+
 class IngressConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address the REST/SOAP ingress listens on.")
     port: int = Field(8080, ge=0, le=65535, description="Ingress port (0 picks a free one).")
     tls: ServerTlsConfig | None = Field(
         None, description="Serve the ingress over HTTPS (and verify client certificates)."
+    )
+    http: HttpLimits = Field(
+        default_factory=HttpLimits,
+        description="Request-head limits and timeout; the ops listener applies them too.",
+    )
+    limits: IngressLimits = Field(
+        default_factory=IngressLimits,
+        description="Rate limits and concurrency caps per endpoint (REST and SOAP alike).",
     )
 
 
@@ -344,6 +423,17 @@ class Config(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"route names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _limited_endpoints_exist(self) -> Config:
+        known = {str(getattr(section, "name", "")) for section in self.inbound}
+        unknown = sorted(set(self.ingress.limits.endpoints) - known)
+        if unknown:
+            raise ValueError(
+                f"ingress.limits.endpoints names no inbound endpoint: {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known)) or 'none'}"
+            )
         return self
 
     def retry_for(self, route: RouteConfig) -> RetryPolicy:
