@@ -40,10 +40,12 @@ __all__ = ["MASK", "bind_message", "configure_logging", "get_logger", "mask_sens
 MASK = "***"
 """What a secret is replaced with."""
 
-_IDENTITY_KEYS = frozenset(
-    {"message_id", "correlation_id", "route", "timestamp", "level", "logger"}
-)
-"""Keys our own code fills with ids and metadata; exempt from pattern masking so traces join."""
+_IDENTITY_KEYS = frozenset({"route", "timestamp", "level", "logger"})
+"""Keys only our own code fills (config names, metadata); exempt from pattern masking.
+
+``message_id`` and ``correlation_id`` are not among them: senders choose them (a delivery-id
+header, a SOAP field), so an e-mail address or a card number put there is masked like anywhere
+else. Masking is deterministic, so the lines of one message still join on the masked id."""
 
 _SECRET_KEY = re.compile(
     r"passw(?:or)?d|pwd|secret|token|authori[sz]ation|^auth$|api_?key|cookie|session|"

@@ -215,9 +215,15 @@ def test_mask_innocent_text_unchanged(innocent: str) -> None:
     assert _text(innocent) == innocent
 
 
-def test_mask_identity_keys_never_rewritten() -> None:
-    ids = {"message_id": "<20261126.4711@crm.example>", "correlation_id": "c-1", "route": "r"}
+def test_mask_identity_keys_kept_but_sender_chosen_ids_masked() -> None:
+    ids = {"message_id": "evt_1NZ8q2", "correlation_id": "c-1", "route": "r"}
     assert _mask(**ids) == ids
+    # senders choose message and correlation ids: personal data there is masked as anywhere
+    masked = _mask(message_id="jane.doe@example.com", correlation_id="4111111111111111",
+                   route="r")
+    assert "jane.doe@example.com" not in str(masked) and "4111111111111111" not in str(masked)
+    assert masked["route"] == "r"
+    assert _mask(message_id="jane.doe@example.com") == _mask(message_id="jane.doe@example.com")
 
 
 # --- configured output ----------------------------------------------------------------------
