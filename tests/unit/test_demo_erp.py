@@ -43,7 +43,8 @@ def test_demo_erp_fail_next_answers_server_faults_then_recovers() -> None:
 def test_demo_erp_committed_wsdl_is_what_the_server_publishes() -> None:
     committed = (EXAMPLES / "soap-erp" / "demo-erp.wsdl").read_bytes()
     assert committed == generate_wsdl("http://127.0.0.1:8090/soap"), (
-        "regenerate it: silobridge demo erp --write-wsdl mappings/examples/soap-erp/demo-erp.wsdl")
+        "regenerate it: silobridge demo erp --write-wsdl mappings/examples/soap-erp/demo-erp.wsdl "
+        "and copy it to silobridge_demo/config/examples/soap-erp/")
 
 
 def test_demo_commands_come_from_the_demo_package_entry_point() -> None:
