@@ -5,7 +5,7 @@ installs it with the ``demo`` extra (dependencies from the package index), and r
 installed console script from a directory outside the repository: ``--version``, ``validate``
 on the demo config the package ships, and ``demo --help``. Then spyne is removed again and
 ``silobridge demo`` must say how to install the extra. Slow (a venv and a full dependency
-install): about 30 s here.
+install): 26 to 81 s here, depending on load.
 """
 
 from __future__ import annotations
