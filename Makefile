@@ -21,7 +21,7 @@ test: install
 	$(BIN)/pytest
 
 lint: install
-	$(BIN)/ruff check middleware adapters tests bench
+	$(BIN)/ruff check middleware adapters silobridge_demo tests bench
 	$(BIN)/mypy
 
 bench: install

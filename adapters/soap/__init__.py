@@ -1,8 +1,7 @@
 """SOAP adapters: WSDL endpoints (``soap`` inbound), Salesforce Outbound Messaging
-(``salesforce-om`` inbound), zeep targets (``soap`` outbound) and the ``silobridge demo erp``
-command that runs a SOAP ERP to integrate against."""
+(``salesforce-om`` inbound) and zeep targets (``soap`` outbound). The demo SOAP ERP they are
+shown against lives in the ``silobridge_demo`` package."""
 
-from adapters.soap.cli import register_commands
 from adapters.soap.config import SalesforceConfig, SoapEndpointConfig, SoapTargetConfig
 from adapters.soap.inbound import SoapInbound
 from adapters.soap.outbound import SoapTarget
@@ -36,6 +35,5 @@ def _target(config: AdapterConfig) -> SoapTarget:
 
 
 register(AdapterSpec("soap", inbound_config=SoapEndpointConfig, inbound=_endpoint,
-                     outbound_config=SoapTargetConfig, outbound=_target,
-                     commands=register_commands))
+                     outbound_config=SoapTargetConfig, outbound=_target))
 register(AdapterSpec("salesforce-om", inbound_config=SalesforceConfig, inbound=_salesforce))

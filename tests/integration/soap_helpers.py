@@ -14,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from adapters.soap.config import SoapTargetConfig
-from adapters.soap.demo_server import DemoErpServer
 from adapters.soap.outbound import SoapTarget
 from middleware.adapter import AdapterContext
 from middleware.config.models import BrokerConfig, StoreConfig
 from middleware.stores import open_stores
+from silobridge_demo.erp_server import DemoErpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # beside the checkout (/work/main -> /work/shared) or beside a worktree's parent

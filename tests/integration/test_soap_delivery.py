@@ -13,13 +13,13 @@ from typing import Any
 import pika
 import pytest
 
-from adapters.soap.demo_server import DemoErpServer
 from middleware import headers as h
 from middleware.broker import dlq
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
 from middleware.envelope import Envelope
+from silobridge_demo.erp_server import DemoErpServer
 from tests.integration.helpers import queue_count, wait_until
 from tests.integration.soap_helpers import ERP_WSDL, ROOT, running_erp
 

@@ -20,10 +20,10 @@ from lxml import etree
 from starlette.requests import Request
 from starlette.responses import Response
 
-from adapters.soap.demo_server import DemoErpServer
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError
 from middleware.log import configure_logging
+from silobridge_demo.erp_server import DemoErpServer
 from tests.integration.rest_helpers import Peer
 from tests.integration.soap_helpers import (
     ERP_WSDL,

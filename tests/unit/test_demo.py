@@ -10,17 +10,18 @@ import httpx
 import pytest
 from starlette.datastructures import Headers
 
-from adapters.demo.crm import SECRET_ENV, CrmEvents, DemoCrm, Sent, sign
-from adapters.demo.view import KINDS, Totals, render_summary
 from adapters.rest.inbound_config import RestEndpointConfig
 from adapters.rest.signatures import AuthError, SignedRequest, build_verifier
 from middleware.config.loader import load_config
 from middleware.errors import MappingError
 from middleware.mapping import load_mapping
 from middleware.validation import load_schema
+from silobridge_demo.crm import SECRET_ENV, CrmEvents, DemoCrm, Sent, sign
+from silobridge_demo.resources import config_path
+from silobridge_demo.view import KINDS, Totals, render_summary
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "mappings" / "demo.yaml"
+DEMO = config_path()
 COMPOSE_ENV = {"AMQP_URL": "amqp://guest:guest@rabbitmq:5672/", "SILOBRIDGE_OPS_HOST": "0.0.0.0",
                "SILOBRIDGE_INGRESS_HOST": "0.0.0.0", "SILOBRIDGE_DATA": "/var/lib/silobridge",
                "ERP_URL": "http://erp:8090", "CRM_URL": "http://crm:8091",

@@ -206,6 +206,24 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert "silobridge" in pyproject["project"]["scripts"]
 
 
+def test_dockerfile_installs_the_demo_extra_where_compose_runs_the_demo() -> None:
+    # The image installs the extras named by its SILOBRIDGE_EXTRAS build argument; every compose
+    # service that runs `silobridge demo ...` must be built with "demo" there (spyne).
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (install,) = [c for c in _dockerfile() if c.cmd == "RUN" and "pip install" in c.value[0]]
+    assert "${SILOBRIDGE_EXTRAS:+[$SILOBRIDGE_EXTRAS]}" in install.value[0]
+    assert any(c.cmd == "ARG" and c.value[0].startswith("SILOBRIDGE_EXTRAS=")
+               for c in _dockerfile())
+    assert any(c.cmd == "COPY" and "silobridge_demo/" in c.value[:-1] for c in _dockerfile())
+    assert "demo" in pyproject["project"]["optional-dependencies"]
+    demo_services = [name for name in SILOBRIDGE_SERVICES
+                     if _compose()["services"][name]["command"][0] == "demo"]
+    assert demo_services == ["erp", "crm"]
+    for name in demo_services:
+        extras = _compose()["services"][name]["build"].get("args", {}).get("SILOBRIDGE_EXTRAS")
+        assert extras is not None and "demo" in extras.split(","), name
+
+
 # --- commands and the config files they read --------------------------------------------------
 
 

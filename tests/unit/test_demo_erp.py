@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 from spyne.model.fault import Fault
 
-from adapters.soap.cli import demo_subparsers, register_commands
-from adapters.soap.demo_erp import ErpState, generate_wsdl
-from middleware.cli import main
+from middleware.cli import _parser, main
+from silobridge_demo.erp import ErpState, generate_wsdl
 from tests.unit.soap.helpers import EXAMPLES
 
 
@@ -45,19 +43,17 @@ def test_demo_erp_fail_next_answers_server_faults_then_recovers() -> None:
 def test_demo_erp_committed_wsdl_is_what_the_server_publishes() -> None:
     committed = (EXAMPLES / "soap-erp" / "demo-erp.wsdl").read_bytes()
     assert committed == generate_wsdl("http://127.0.0.1:8090/soap"), (
-        "regenerate it: silobridge demo erp --write-wsdl mappings/examples/soap-erp/demo-erp.wsdl")
+        "regenerate it: silobridge demo erp --write-wsdl mappings/examples/soap-erp/demo-erp.wsdl "
+        "and copy it to silobridge_demo/config/examples/soap-erp/")
 
 
-def test_demo_erp_command_joins_a_demo_group_someone_else_created() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    other = demo_subparsers(sub)
-    other.add_parser("crm")
-    register_commands(sub)
-    assert demo_subparsers(sub) is other
+def test_demo_commands_come_from_the_demo_package_entry_point() -> None:
+    parser = _parser()
     assert parser.parse_args(["demo", "crm"]).demo_command == "crm"
     args = parser.parse_args(["demo", "erp", "--port", "9999"])
     assert (args.demo_command, args.host, args.port) == ("erp", "127.0.0.1", 9999)
+    args = parser.parse_args(["demo", "--rate", "3"])
+    assert (args.demo_command, args.rate) == (None, 3.0)
 
 
 def test_demo_erp_write_wsdl_uses_the_given_address(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import orjson
 from spyne.model.fault import Fault
 
-from adapters.soap.demo_erp import ErpState, build_wsgi_app
+from silobridge_demo.erp import ErpState, build_wsgi_app
 
 __all__ = ["DemoErpServer"]
 

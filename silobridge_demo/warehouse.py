@@ -1,7 +1,7 @@
 """The demo's warehouse: ships the demo ERP's sales orders and reports them to silobridge.
 
 It closes the loop of ``silobridge demo``: shipments go back to the CRM through the daemon's
-SOAP endpoint (``ReportShipments`` of mappings/examples/soap-inbound/shipments.wsdl) and the
+SOAP endpoint (``ReportShipments`` of config/examples/soap-inbound/shipments.wsdl) and the
 shipment route. The request is a plain SOAP 1.1 envelope built with lxml, as any SOAP client
 would send it. A report that fails (the daemon is busy or restarting) is sent again on the next
 call with the same shipment ids, which the endpoint deduplicates, so ``reported`` counts each
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from lxml import etree
 
-from adapters.soap.demo_erp import ErpState
+from silobridge_demo.erp import ErpState
 
 __all__ = ["Warehouse"]
 

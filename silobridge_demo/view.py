@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.demo.crm import Sent
 from middleware.cli.status import RouteStatus, render
+from silobridge_demo.crm import Sent
 
 __all__ = ["KINDS", "Totals", "render_summary", "render_view"]
 

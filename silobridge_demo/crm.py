@@ -1,12 +1,12 @@
 """The demo CRM: sends signed webhooks for new customers and won orders, receives callbacks.
 
-It plays the CRM of ``mappings/demo.yaml``: every event is a JSON POST to the ingress, signed
-the way that config checks (HMAC-SHA256 over ``<unix time>.<body>``, ``X-Signature:
-sha256=<hex>``), with ``X-Event-Id`` as the envelope id so a resend is deduplicated. An event
-refused with 429, 5xx or no answer at all (the ingress is starting, the broker is down) is sent
-again, so what the CRM reports as sent is what the ingress confirmed. With ``bad_every`` it
-makes every n-th event one the ERP side must refuse (a customer from an unknown country, an
-order in an unknown currency), so the DLQ has something to show.
+It plays the CRM of the demo config (``config/demo.yaml``): every event is a JSON POST to the
+ingress, signed the way that config checks (HMAC-SHA256 over ``<unix time>.<body>``,
+``X-Signature: sha256=<hex>``), with ``X-Event-Id`` as the envelope id so a resend is
+deduplicated. An event refused with 429, 5xx or no answer at all (the ingress is starting, the
+broker is down) is sent again, so what the CRM reports as sent is what the ingress confirmed.
+With ``bad_every`` it makes every n-th event one the ERP side must refuse (a customer from an
+unknown country, an order in an unknown currency), so the DLQ has something to show.
 
 Its own HTTP server takes status callbacks (``POST /callbacks/<name>``) and reports what it sent
 and received at ``GET /state``.
@@ -127,7 +127,7 @@ class CrmEvents:
 
 
 def sign(secret: bytes, body: bytes, now: float) -> dict[str, str]:
-    """The headers mappings/demo.yaml checks: HMAC-SHA256 over ``<unix time>.<body>``."""
+    """The headers the demo config checks: HMAC-SHA256 over ``<unix time>.<body>``."""
     stamp = str(int(now))
     digest = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return {"X-Timestamp": stamp, "X-Signature": f"sha256={digest}"}

@@ -1,4 +1,4 @@
-"""``silobridge demo``: the daemon on mappings/demo.yaml, the demo CRM and ERP, and a live view.
+"""``silobridge demo``: the daemon on the demo config, the demo CRM and ERP, and a live view.
 
 The daemon runs as a subprocess (its own signals and logs, in a file); the demo ERP and CRM run
 as threads here, so their records can be compared with what the daemon reports. The run starts
@@ -25,20 +25,20 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
-from adapters.demo.view import Totals, render_summary, render_view
-from adapters.demo.warehouse import Warehouse
-from adapters.soap.demo_server import DemoErpServer
 from middleware.broker.session import blocking_channel, delete_queues
 from middleware.broker.topology import route_queues
 from middleware.cli.status import queue_status, route_status
 from middleware.config.loader import LoadedConfig, load_config
 from middleware.errors import BrokerUnavailable
 from middleware.scrape import Scrape, scrape, scrape_url
+from silobridge_demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
+from silobridge_demo.erp_server import DemoErpServer
+from silobridge_demo.resources import config_path
+from silobridge_demo.view import Totals, render_summary, render_view
+from silobridge_demo.warehouse import Warehouse
 
-__all__ = ["DEMO_CONFIG", "run_demo"]
+__all__ = ["run_demo"]
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "mappings" / "demo.yaml"
 BAD_EVERY = 12
 """One event in this many is a deliberately bad one."""
 ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales-order",
@@ -47,8 +47,8 @@ ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales
 
 
 def run_demo(rate: float, duration: float | None) -> int:
-    """The demo's own config, mappings/demo.yaml: the counts below know its routes by name."""
-    config = DEMO_CONFIG
+    """The demo's own config (package data): the counts below know its routes by name."""
+    config = config_path()
     with tempfile.TemporaryDirectory(prefix="silobridge-demo-") as workdir:
         os.environ.setdefault(SECRET_ENV, demo_secret())
         # always a fresh store, even where SILOBRIDGE_DATA is set (the image sets it): the demo
