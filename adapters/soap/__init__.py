@@ -3,7 +3,12 @@
 command that runs a SOAP ERP to integrate against."""
 
 from adapters.soap.cli import register_commands
-from adapters.soap.config import SalesforceConfig, SoapEndpointConfig, SoapTargetConfig
+from adapters.soap.config import (
+    SalesforceConfig,
+    SoapEndpointConfig,
+    SoapTargetConfig,
+    idempotency_advice,
+)
 from adapters.soap.inbound import SoapInbound
 from adapters.soap.outbound import SoapTarget
 from adapters.soap.salesforce import SalesforceInbound
@@ -30,6 +35,11 @@ def _salesforce(config: AdapterConfig) -> SalesforceInbound:
     return SalesforceInbound(config)
 
 
+def _target_advice(config: AdapterConfig) -> list[str]:
+    assert isinstance(config, SoapTargetConfig)
+    return idempotency_advice(config)
+
+
 def _target(config: AdapterConfig) -> SoapTarget:
     assert isinstance(config, SoapTargetConfig)
     return SoapTarget(config)
@@ -37,5 +47,5 @@ def _target(config: AdapterConfig) -> SoapTarget:
 
 register(AdapterSpec("soap", inbound_config=SoapEndpointConfig, inbound=_endpoint,
                      outbound_config=SoapTargetConfig, outbound=_target,
-                     commands=register_commands))
+                     commands=register_commands, target_advice=_target_advice))
 register(AdapterSpec("salesforce-om", inbound_config=SalesforceConfig, inbound=_salesforce))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pika
 import pytest
+from structlog.testing import capture_logs
 
 from adapters.soap.demo_server import DemoErpServer
 from middleware import headers as h
@@ -124,3 +125,14 @@ def test_soap_delivery_lost_answer_is_retried_without_a_second_order(
     assert erp.state.calls == [("CreateSalesOrder", envelope.id)] * 2
     [order_id] = erp.state.orders
     assert _order_xref(daemon) == order_id
+
+
+def test_start_warns_about_a_soap_target_without_an_idempotency_argument(
+    worker: Callable[..., Daemon], prefix: str,
+) -> None:
+    with capture_logs() as logs:
+        worker(idempotency={"argument": None})
+    advice = [entry for entry in logs if entry["event"] == "target advice"]
+    assert [entry["route"] for entry in advice] == [f"{prefix}-so"]
+    assert advice[0]["log_level"] == "warning"
+    assert "gets no idempotency key in the message" in advice[0]["advice"]
