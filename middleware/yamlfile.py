@@ -28,7 +28,7 @@ import yaml
 from middleware.errors import ConfigError, Problem
 from middleware.secrets import read_secret_file
 
-__all__ = ["Located", "did_you_mean", "dotted", "load_yaml"]
+__all__ = ["Located", "did_you_mean", "dotted", "load_yaml", "quote_hint"]
 
 _ENV = re.compile(r"\$\{(?:file:(?!-)([^}]+)|([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?)\}")
 Path_ = tuple[str | int, ...]
@@ -89,6 +89,17 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' (did you mean 'x'?)' when a close choice exists, else ''."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def quote_hint(error: Mapping[str, Any]) -> str:
+    """For a pydantic "valid string" error on an unquoted YAML number or boolean: why, and the
+    fix ("; YAML read true as a boolean: quote it ('true')"); otherwise ''."""
+    value = error.get("input")
+    if error.get("type") != "string_type" or not isinstance(value, bool | int | float):
+        return ""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    kind = "a boolean" if isinstance(value, bool) else "a number"
+    return f"; YAML read {text} as {kind}: quote it ('{text}') to mean the text"
 
 
 def load_yaml(path: str | Path, env: Mapping[str, str] | None = None) -> Located:

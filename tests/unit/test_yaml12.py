@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from middleware.config.loader import load_config
 from middleware.errors import ConfigError
 from middleware.mapping.loader import load_mapping
 from middleware.yamlfile import load_yaml
@@ -73,3 +74,26 @@ def test_nav_no_field_and_norway_in_a_value_map_survive_a_mapping(tmp_path: Path
     assert mapping.spec.capture[0].response == "No"
     (link,) = mapping.capture({"id": "C-1"}, {"No": "10000"})
     assert "10000" in repr(link)
+
+
+def test_a_boolean_or_number_where_text_belongs_says_why_and_how_to_quote(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("mapping: m\nfields: {x: {from: a}}\n"
+                    "capture:\n  - {xref: a.b -> c.d, source: id, response: true}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_mapping(path)
+    assert "m.yaml:4: capture.0.response: Input should be a valid string; YAML read true as " \
+           "a boolean: quote it ('true') to mean the text" in str(caught.value)
+
+
+def test_config_number_where_text_belongs_says_how_to_quote(tmp_path: Path) -> None:
+    path = tmp_path / "silobridge.yaml"
+    path.write_text("routes:\n  - name: orders\n    bind: [crm.order.*]\n"
+                    "    target: {type: amqp, exchange: 2024, routing_key: y}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "YAML read 2024 as a number: quote it ('2024') to mean the text" in str(caught.value)
