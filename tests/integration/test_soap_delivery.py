@@ -5,6 +5,7 @@ a lost answer is retried without creating a second order, and returned ids reach
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,6 @@ from typing import Any
 
 import pika
 import pytest
-from structlog.testing import capture_logs
 
 from adapters.soap.demo_server import DemoErpServer
 from middleware import headers as h
@@ -21,6 +21,7 @@ from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
 from middleware.envelope import Envelope
+from middleware.log import configure_logging
 from tests.integration.helpers import queue_count, wait_until
 from tests.integration.soap_helpers import ERP_WSDL, ROOT, running_erp
 
@@ -130,9 +131,14 @@ def test_soap_delivery_lost_answer_is_retried_without_a_second_order(
 def test_start_warns_about_a_soap_target_without_an_idempotency_argument(
     worker: Callable[..., Daemon], prefix: str,
 ) -> None:
-    with capture_logs() as logs:
+    out = io.StringIO()
+    configure_logging(json=True, level="info", stream=out)
+    try:
         worker(idempotency={"argument": None})
-    advice = [entry for entry in logs if entry["event"] == "target advice"]
-    assert [entry["route"] for entry in advice] == [f"{prefix}-so"]
-    assert advice[0]["log_level"] == "warning"
+    finally:
+        configure_logging(json=True, level="warning")
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    advice = [line for line in lines if line.get("event") == "target advice"]
+    assert [line["route"] for line in advice] == [f"{prefix}-so"]
+    assert advice[0]["level"] == "warning"
     assert "gets no idempotency key in the message" in advice[0]["advice"]
