@@ -122,6 +122,8 @@ class Daemon:
             target = spec.outbound(route.target)
             target.start(context)
             self.targets.append(target)
+            for advice in spec.target_advice(route.target) if spec.target_advice else []:
+                log.warning("target advice", route=route.name, advice=advice)
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
                                  self.stores, provider)

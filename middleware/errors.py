@@ -82,10 +82,12 @@ class TopologyConflict(SilobridgeError):
     def __init__(self, queue: str, reply: str) -> None:
         self.queue = queue
         self.reply = reply
-        super().__init__(
-            f"queue {queue!r} already exists with different arguments ({reply}); "
-            f"delete it (after draining) or align the config with it"
-        )
+        fix = (f"run 'silobridge dlq migrate {queue.removeprefix('silobridge.route.')[:-4]}' "
+               f"to make it the classic DLQ of this release, keeping its dead letters"
+               if queue.endswith(".dlq") else
+               "delete it (after draining) or align the config with it")
+        super().__init__(f"queue {queue!r} already exists with different arguments ({reply}); "
+                         f"{fix}")
 
 
 class BrokerError(SilobridgeError):

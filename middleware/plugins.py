@@ -31,6 +31,9 @@ class AdapterSpec:
     """Adds the adapter's own CLI commands (e.g. ``poll``, ``demo erp``) to the subparsers."""
     advise: Callable[[AdapterConfig], list[str]] | None = None
     """Warnings about a valid inbound config (e.g. a replay risk); ``validate`` prints them."""
+    target_advice: Callable[[AdapterConfig], list[str]] | None = None
+    """Warnings about a valid target config (e.g. no idempotency key reaches the target);
+    ``validate`` prints them and the daemon logs them at start, each naming the route."""
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

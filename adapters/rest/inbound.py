@@ -131,7 +131,8 @@ class RestInbound:
             except AuthError as exc:
                 basic = isinstance(config.auth, BasicAuth) and exc.reason == "missing"
                 headers = {"WWW-Authenticate": 'Basic realm="silobridge"'} if basic else None
-                raise Rejected(401, "bad_signature", f"{exc.reason} credentials", str(exc),
+                reason = "stale_request" if exc.reason == "stale" else "bad_signature"
+                raise Rejected(401, reason, f"{exc.reason} credentials", str(exc),
                                headers=headers) from None
         document = parse_json(body)
         batch = config.batch and isinstance(document, list)

@@ -2,7 +2,12 @@
 (``salesforce-om`` inbound) and zeep targets (``soap`` outbound). The demo SOAP ERP they are
 shown against lives in the ``silobridge_demo`` package."""
 
-from adapters.soap.config import SalesforceConfig, SoapEndpointConfig, SoapTargetConfig
+from adapters.soap.config import (
+    SalesforceConfig,
+    SoapEndpointConfig,
+    SoapTargetConfig,
+    idempotency_advice,
+)
 from adapters.soap.inbound import SoapInbound
 from adapters.soap.outbound import SoapTarget
 from adapters.soap.salesforce import SalesforceInbound
@@ -29,11 +34,17 @@ def _salesforce(config: AdapterConfig) -> SalesforceInbound:
     return SalesforceInbound(config)
 
 
+def _target_advice(config: AdapterConfig) -> list[str]:
+    assert isinstance(config, SoapTargetConfig)
+    return idempotency_advice(config)
+
+
 def _target(config: AdapterConfig) -> SoapTarget:
     assert isinstance(config, SoapTargetConfig)
     return SoapTarget(config)
 
 
 register(AdapterSpec("soap", inbound_config=SoapEndpointConfig, inbound=_endpoint,
-                     outbound_config=SoapTargetConfig, outbound=_target))
+                     outbound_config=SoapTargetConfig, outbound=_target,
+                     target_advice=_target_advice))
 register(AdapterSpec("salesforce-om", inbound_config=SalesforceConfig, inbound=_salesforce))

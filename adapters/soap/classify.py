@@ -4,8 +4,9 @@
     zeep type errors (missing element, unknown argument, value)  permanent (never sent)
     SOAP Server / Receiver fault                                 retryable
     HTTP 5xx, 408, 429 without a fault, timeouts, connection     retryable (adapters._http)
-    (an XML answer that is no Fault counts as "without a fault")
-    unparseable response                                         retryable
+    (an XML answer that is no Fault counts as "without a fault", and so does an HTML page:
+    the status is reported, not a parse problem)
+    unparseable response to a 2xx                                retryable
     other HTTP statuses without a fault                          permanent
 
 Fault code, string and detail travel in ``DeliveryError.details`` into the DLQ headers, so an
@@ -72,9 +73,15 @@ def classify(exc: Exception, operation: str, status: int | None = None) -> Deliv
         )
     if isinstance(exc, zeep_errors.TransportError):
         status = int(exc.status_code or 0)
-        unparseable = status == 200 or "invalid XML" in str(exc.message)
+        not_xml = "invalid XML" in str(exc.message)
+        # An error status decides, whatever its body: a 503 from a proxy is an HTML page, and
+        # "unparseable" would send the operator looking for a parse problem that is not there.
+        unparseable = not status or 200 <= status < 300
         retryable = unparseable or classify_status(status) is Outcome.RETRYABLE
-        what = "an unparseable response" if unparseable else f"HTTP {status}"
+        if unparseable:
+            what = "an unparseable response"
+        else:
+            what = f"HTTP {status}" + (" (with a body that is no SOAP XML)" if not_xml else "")
         return DeliveryError(
             f"{operation} answered {what}",
             retryable=retryable,

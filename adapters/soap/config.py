@@ -273,6 +273,27 @@ class IdempotencyKey(_Strict):
     )
 
 
+def idempotency_advice(config: SoapTargetConfig) -> list[str]:
+    """A warning when the envelope id does not travel inside the SOAP message.
+
+    Only an operation argument reaches the service for sure; an HTTP header is dropped or
+    ignored by most SOAP stacks (NAV's among them), and without a key a redelivery after a lost
+    answer creates a second record. Nothing in the config can fix that when the WSDL has no
+    request-id argument, so it is said, not refused.
+    """
+    key = config.idempotency
+    if key.argument is not None:
+        return []
+    how = (f"only in the HTTP header {key.header}, which most SOAP services ignore"
+           if key.header else "nowhere (idempotency.argument and idempotency.header unset)")
+    return [f"the SOAP target {config.operation} gets no idempotency key in the message: the "
+            f"envelope id goes {how}, so a redelivery after a lost answer can create a second "
+            f"record. Set idempotency.argument if the operation has a request-id argument; "
+            f"otherwise read before create, or look the subject up in the cross-references "
+            f"and do not create it again (adapters/soap/README.md, 'Targets without an "
+            f"idempotency key')"]
+
+
 class SoapTargetConfig(AdapterConfig):
     """Call one operation of a SOAP service per delivery, through zeep."""
 

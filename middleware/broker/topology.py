@@ -1,8 +1,9 @@
 """Every exchange, queue and argument name derived in one pure place.
 
 Nothing here talks to the broker; ``rabbitmq.py`` declares what these functions describe, and the
-CLI, DLQ tools, metrics and tests use the same names. RabbitMQ 3.10 has no default delivery limit,
-so every argument is set explicitly.
+CLI, DLQ tools, metrics and tests use the same names. RabbitMQ 3.10 has no default delivery limit
+and 4.x has one (20) for quorum queues, so every argument is set explicitly; supported versions
+are 3.10 to 4.x.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from middleware.config.models import Config, RouteConfig
 
 __all__ = [
+    "DLQ_ARGUMENTS",
     "EVENTS_EXCHANGE",
     "UNROUTED",
     "ExchangeSpec",
@@ -92,8 +94,22 @@ def route_queues(route: RouteConfig, config: Config) -> list[QueueSpec]:
         )
         for n, delay in enumerate(policy.delays(), start=1)
     ]
-    dlq = QueueSpec(dlq_name(route.name), {"x-queue-type": "quorum"})
+    dlq = QueueSpec(dlq_name(route.name), DLQ_ARGUMENTS)
     return [main, *tiers, dlq]
+
+
+DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
+"""A dead-letter queue is a classic queue, so reading it changes nothing.
+
+Operators browse dead letters by basic.get and letting the channel close without an ack. A
+quorum queue counts every such return as a delivery (``x-delivery-count``), and RabbitMQ 4.x
+gives quorum queues a default delivery limit of 20, past which a message is dropped: a dead
+letter looked at twenty times would be lost. A classic queue keeps no delivery count and has no
+delivery limit on 3.10, 3.13 and 4.x, and returns a message to its place, so the head stays the
+head. The type is explicit because a 4.x vhost may default to quorum. The price: a classic
+queue is not replicated (its node must be up to read it); ``silobridge dlq migrate`` turns a
+quorum DLQ of an earlier release into this one.
+"""
 
 
 def topology_for(config: Config) -> Topology:

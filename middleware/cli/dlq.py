@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     listing.add_argument("route", help="route name (as in the config)")
     listing.add_argument("--limit", type=int, default=1000,
                          help="show at most this many (default 1000)")
+    listing.add_argument("--wide", action="store_true",
+                         help="the whole reason and the first-failure time, not a cut line")
     add_json_argument(listing)
     listing.set_defaults(handler=_list)
 
@@ -51,6 +53,13 @@ def register(sub: Any) -> None:
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(handler=_purge)
 
+    migrate = commands.add_parser(
+        "migrate", help="turn a quorum DLQ of an earlier release into the classic DLQ that "
+                        "reading does not change (stop the workers first)")
+    migrate.add_argument("routes", nargs="*", metavar="ROUTE",
+                         help="route names (default: every route in the config)")
+    migrate.set_defaults(handler=_migrate)
+
     peek = sub.add_parser("peek", help="show messages of any queue without removing them")
     peek.add_argument("queue", help="queue name, e.g. silobridge.route.quickstart")
     peek.add_argument("-n", "--count", type=int, default=10,
@@ -58,7 +67,7 @@ def register(sub: Any) -> None:
     add_json_argument(peek)
     peek.set_defaults(handler=_peek)
 
-    for parser in (listing, show, replay, purge, peek):
+    for parser in (listing, show, replay, purge, migrate, peek):
         add_config_argument(parser, required=False)
 
 
@@ -79,12 +88,16 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([_summary(letter) for letter in letters])
         return 0
-    print(f"{'ID':<38} {'TYPE':<28} {'SUBJECT':<14} {'ATT':>3} {'AGE':>8}  REASON")
+    first = f" {'FIRST FAILURE':<25}" if args.wide else ""
+    print(f"{'ID':<38} {'TYPE':<28} {'SUBJECT':<14} {'ATT':>3} {'AGE':>8}{first}  REASON")
     for letter in letters:
         age = letter.age_seconds()
+        since = letter.first_failed_at
+        first = f" {since.isoformat() if since else '-':<25}" if args.wide else ""
+        reason = letter.reason if args.wide else letter.reason[:80]
         print(f"{letter.message_id or '-':<38} {letter.type or '-':<28} "
               f"{letter.subject or '-':<14} {letter.attempts:>3} "
-              f"{_age(age):>8}  {letter.reason[:80]}")
+              f"{_age(age):>8}{first}  {reason}")
     print(f"{len(letters)} dead letter(s) in {dlq_name(args.route)}")
     return 0
 
@@ -92,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
 def _summary(letter: dlq.DeadLetter) -> dict[str, Any]:
     return {"id": letter.message_id, "type": letter.type, "subject": letter.subject,
             "attempts": letter.attempts, "age_seconds": letter.age_seconds(),
-            "reason": letter.reason}
+            "first_failure": letter.first_failed_at, "reason": letter.reason}
 
 
 def _age(seconds: float | None) -> str:
@@ -167,6 +180,22 @@ def _purge(args: argparse.Namespace) -> int:
             print("nothing deleted")
             return 1
     print(f"purged {dlq.purge(config.broker, args.route)} dead letter(s)")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    routes = args.routes or [route.name for route in config.routes]
+    if not routes:
+        print("error: name the routes, or give -c CONFIG to migrate all of its routes",
+              file=sys.stderr)
+        return 2
+    for route in routes:
+        moved = dlq.migrate(config.broker, route)
+        if moved is None:
+            print(f"{dlq_name(route)}: already a classic queue; nothing to do")
+        else:
+            print(f"{dlq_name(route)}: now a classic queue; {moved} dead letter(s) kept")
     return 0
 
 

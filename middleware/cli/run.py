@@ -49,6 +49,10 @@ def _validate(args: argparse.Namespace) -> int:
         spec = plugins.get(section.type)
         for warning in spec.advise(section) if spec and spec.advise else []:
             print(f"warning: {warning}", file=sys.stderr)
+    for route in routes:
+        spec = plugins.get(route.target.type)
+        for warning in spec.target_advice(route.target) if spec and spec.target_advice else []:
+            print(f"warning: route {route.name}: {warning}", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ change between two scrapes: the first table of a run waits one interval to have 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,6 +37,8 @@ class RouteStatus:
     delivered_rate: float | None
     failed_rate: float | None
     lag_p95: float | None
+    lag_p95_capped: bool = False
+    """The p95 lies above the largest finite bucket: the real lag is *at least* ``lag_p95``."""
 
 
 def register(sub: Any) -> None:
@@ -94,16 +97,26 @@ def route_status(
     for route in config.routes:
         name = route.name
         in_flight = delivered = failed = lag = None
+        capped = False
         if after is not None:
             in_flight = after.sum("silobridge_in_flight", route=name)
-            lag = histogram_quantile(0.95, after.buckets("silobridge_sync_lag_seconds",
-                                                         route=name))
+            buckets = after.buckets("silobridge_sync_lag_seconds", route=name)
+            lag = histogram_quantile(0.95, buckets)
+            capped = lag is not None and _beyond_last_bound(0.95, buckets)
             if before is not None and seconds > 0:
                 delivered = _rate(before, after, seconds, name, ("delivered",))
                 failed = _rate(before, after, seconds, name, FAILED)
         rows.append(RouteStatus(name, None if queues is None else queues.get(name), in_flight,
-                                delivered, failed, lag))
+                                delivered, failed, lag, capped))
     return rows
+
+
+def _beyond_last_bound(q: float, buckets: dict[float, float]) -> bool:
+    """Whether the q-quantile's rank falls in the +Inf bucket, where a histogram only knows
+    "more than the largest bound" (a year-old change and a four-hour-old one look alike)."""
+    finite = [bound for bound in buckets if not math.isinf(bound)]
+    total = max(buckets.values(), default=0.0)
+    return bool(finite) and buckets[max(finite)] < q * total
 
 
 def _rate(before: Scrape, after: Scrape, seconds: float, route: str,
@@ -127,7 +140,8 @@ def render(rows: list[RouteStatus], *, daemon: bool, url: str) -> str:
         cells.append((
             row.route, _num(q.ready), _num(q.retry), _num(q.dlq), _seconds(q.dlq_age),
             _num(row.in_flight),
-            _fixed(row.delivered_rate), _fixed(row.failed_rate), _seconds(row.lag_p95),
+            _fixed(row.delivered_rate), _fixed(row.failed_rate),
+            (">" if row.lag_p95_capped else "") + _seconds(row.lag_p95),
         ))
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
@@ -151,6 +165,7 @@ def _fixed(value: float | None) -> str:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
-    if value >= 120:
-        return f"{value / 60:.0f}m"
+    for unit, size in (("d", 172_800), ("h", 7_200), ("m", 120)):
+        if value >= size:
+            return f"{value / (size / 2):.0f}{unit}"
     return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"

@@ -23,7 +23,7 @@ from middleware.adapter import AdapterConfig
 from middleware.config.models import Config
 from middleware.errors import ConfigError, Problem
 from middleware.secrets import absolutise_secret_files, secret_problems
-from middleware.yamlfile import Located, did_you_mean, load_yaml
+from middleware.yamlfile import Located, did_you_mean, load_yaml, quote_hint
 
 __all__ = ["SECTIONS", "LoadedConfig", "load_config", "problems_from"]
 
@@ -87,6 +87,8 @@ def problems_from(
             message = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), known)}"
         elif error["type"] == "missing":
             message = "required key is missing"
+        else:
+            message += quote_hint(error)
         problems.append(located.problem((*prefix, *loc), message))
     return problems
 

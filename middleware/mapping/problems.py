@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from middleware.errors import Problem
-from middleware.yamlfile import Located, did_you_mean
+from middleware.yamlfile import Located, did_you_mean, quote_hint
 
 __all__ = ["problems_from"]
 
@@ -45,7 +45,7 @@ def _problem(located: Located, err: Any, model: type[BaseModel],
         return located.problem(loc, f"missing required key {key!r}")
     if err["type"] == "string_pattern_mismatch" and key in _HINTS:
         return located.problem(loc, f"bad format: {_HINTS[key]}")
-    return located.problem(loc, err["msg"].removeprefix("Value error, "))
+    return located.problem(loc, err["msg"].removeprefix("Value error, ") + quote_hint(err))
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:

@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Claim", "IdempotencyStore", "StateStore", "Stores", "XrefStore"]
+__all__ = [
+    "Claim",
+    "IdempotencyStore",
+    "StateStore",
+    "Stores",
+    "XrefImport",
+    "XrefLink",
+    "XrefStore",
+]
 
 
 @dataclass
@@ -61,17 +69,53 @@ class IdempotencyStore(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, order=True)
+class XrefLink:
+    """One stored link, in canonical order (``ns_a <= ns_b``); the sort order of listings."""
+
+    ns_a: str
+    key_a: str
+    ns_b: str
+    key_b: str
+
+    def __str__(self) -> str:
+        return f"{self.ns_a}:{self.key_a} <-> {self.ns_b}:{self.key_b}"
+
+
+@dataclass
+class XrefImport:
+    """What a bulk import did: links added, links already there, and the conflicts, each as
+    (index in the input, what it contradicts and how to fix it)."""
+
+    added: list[XrefLink] = field(default_factory=list)
+    present: int = 0
+    conflicts: list[tuple[int, str]] = field(default_factory=list)
+
+
 class XrefStore(Protocol):
     """Cross-references between systems: ``crm.customer:C-1001 <-> erp.account:A-77``.
 
     A namespace is ``<system>.<entity>``; each (namespace, key) links to at most one key per
-    other namespace, both ways, so lookups work in either direction.
+    other namespace, both ways, so lookups work in either direction. Listing, unlinking and
+    importing serve the ``silobridge xref`` commands an operator fixes links with.
     """
 
     def lookup(self, from_ns: str, key: str, to_ns: str) -> str | None: ...
 
     def link(self, ns_a: str, key_a: str, ns_b: str, key_b: str) -> None:
         """Store a pair; re-linking the same pair is a no-op, a conflicting pair an error."""
+
+    def links(self, namespace: str | None = None, key: str | None = None, *,
+              after: XrefLink | None = None, limit: int = 100) -> list[XrefLink]:
+        """Up to ``limit`` links in canonical order, after ``after`` (the last of the previous
+        page); only those with ``namespace`` and/or ``key`` on either side when given."""
+
+    def unlink(self, from_ns: str, key: str, to_ns: str) -> str | None:
+        """Remove the link of ``from_ns:key`` to ``to_ns``; the key it pointed to, or None."""
+
+    def import_links(self, links: Sequence[XrefLink], *, dry_run: bool = False) -> XrefImport:
+        """Add many links in one transaction; conflicting ones are reported, not written.
+        ``dry_run`` judges them the same way and writes nothing."""
 
     def close(self) -> None: ...
 

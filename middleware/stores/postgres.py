@@ -10,7 +10,8 @@ wait, never a stuck worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -57,6 +58,22 @@ class PostgresBackend:
                 cursor = connection.execute(query, params)
                 return cursor.fetchall() if cursor.description else []
         except psycopg.OperationalError as exc:  # unreachable, timed out, pool exhausted
+            raise ProcessingError(f"{store} store unreachable ({type(exc).__name__}); will "
+                                  f"retry", retryable=True) from exc
+        except psycopg.Error as exc:
+            raise ProcessingError(f"{store} store error ({type(exc).__name__})",
+                                  retryable=False) from exc
+
+    @contextmanager
+    def transaction(self, store: str, *, commit: bool = True
+                    ) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside one transaction: committed when the block ends, rolled back on
+        an error or when ``commit`` is False (a dry run); errors translated like ``run``."""
+        try:
+            with self._pool.connection(timeout=self._wait) as connection, \
+                    connection.transaction(force_rollback=not commit):
+                yield connection
+        except psycopg.OperationalError as exc:
             raise ProcessingError(f"{store} store unreachable ({type(exc).__name__}); will "
                                   f"retry", retryable=True) from exc
         except psycopg.Error as exc:

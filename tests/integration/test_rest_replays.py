@@ -223,3 +223,23 @@ def test_unexpected_error_is_json_500_logged_masked_and_endpoint_keeps_serving(
     # the endpoint keeps serving
     assert httpx.post(url, content=b'{"ok": true}', headers=JSON).status_code == 202
     assert wait_until(lambda: _published(amqp_url, prefix) == 1, 5)
+
+
+def test_stale_hubspot_request_is_counted_as_stale_not_as_a_bad_signature(
+    prefix: str, ingress: Callable[..., list[str]],
+) -> None:
+    # Given a HubSpot endpoint and a request stamped an hour ago (valid digits, old time)
+    (url,) = ingress(endpoint(prefix, "hubspot", auth={
+        "scheme": "hubspot", "secret_env": f"{prefix.upper()}_SECRET"}))
+    labels = {"endpoint": f"{prefix}-hubspot", "adapter": "rest"}
+    stale_before = counter("silobridge_rejected_total", reason="stale_request", **labels)
+    bad_before = counter("silobridge_rejected_total", reason="bad_signature", **labels)
+    stamp = str(int((time.time() - 3600) * 1000))
+    # When it arrives
+    answer = httpx.post(url, content=b"[]", headers={
+        **JSON, "X-HubSpot-Signature-v3": "AAAA", "X-HubSpot-Request-Timestamp": stamp})
+    # Then it is refused and counted as stale, which is what an operator must look into
+    assert answer.status_code == 401
+    assert counter("silobridge_rejected_total", reason="stale_request", **labels) \
+        - stale_before == 1
+    assert counter("silobridge_rejected_total", reason="bad_signature", **labels) == bad_before

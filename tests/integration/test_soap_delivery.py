@@ -5,6 +5,7 @@ a lost answer is retried without creating a second order, and returned ids reach
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
 from middleware.envelope import Envelope
+from middleware.log import configure_logging
 from silobridge_demo.erp_server import DemoErpServer
 from tests.integration.helpers import queue_count, wait_until
 from tests.integration.soap_helpers import ERP_WSDL, ROOT, running_erp
@@ -124,3 +126,19 @@ def test_soap_delivery_lost_answer_is_retried_without_a_second_order(
     assert erp.state.calls == [("CreateSalesOrder", envelope.id)] * 2
     [order_id] = erp.state.orders
     assert _order_xref(daemon) == order_id
+
+
+def test_start_warns_about_a_soap_target_without_an_idempotency_argument(
+    worker: Callable[..., Daemon], prefix: str,
+) -> None:
+    out = io.StringIO()
+    configure_logging(json=True, level="info", stream=out)
+    try:
+        worker(idempotency={"argument": None})
+    finally:
+        configure_logging(json=True, level="warning")
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    advice = [line for line in lines if line.get("event") == "target advice"]
+    assert [line["route"] for line in advice] == [f"{prefix}-so"]
+    assert advice[0]["level"] == "warning"
+    assert "gets no idempotency key in the message" in advice[0]["advice"]

@@ -13,6 +13,7 @@ from middleware.broker.topology import (
     topology_for,
 )
 from middleware.config.models import Config, RetryPolicy
+from middleware.errors import TopologyConflict
 from middleware.retry import DeadLetter, Retry, decide
 from middleware.routing import compile_patterns
 
@@ -79,6 +80,29 @@ def test_topology_derives_route_queues_with_explicit_arguments() -> None:
     assert main.bindings == ((EVENTS_EXCHANGE, "crm.order.*"),)
     assert tier1.arguments["x-message-ttl"] == 1500 and tier2.arguments["x-message-ttl"] == 3000
     assert tier1.arguments["x-dead-letter-routing-key"] == "silobridge.route.orders"
-    assert dlq.arguments == {"x-queue-type": "quorum"}
+    assert dlq.arguments == {"x-queue-type": "classic"}
     events = next(e for e in topology.exchanges if e.name == EVENTS_EXCHANGE)
     assert events.arguments == {"alternate-exchange": UNROUTED}
+
+
+def test_topology_dlq_is_read_without_counting_under_rabbitmq_4_semantics() -> None:
+    # RabbitMQ 4.x: quorum queues count every return as a delivery and drop a message past a
+    # default delivery limit of 20 (unless x-delivery-limit says otherwise); classic queues
+    # count nothing, and a vhost may default new queues to quorum. So the DLQ must name its
+    # type, and that type must be classic, with no delivery limit to reach.
+    config = Config.model_validate({"routes": [
+        {"name": "orders", "bind": ["crm.order.*"],
+         "target": {"type": "amqp", "exchange": "x", "routing_key": "k"}}]})
+    dlq = next(q for q in topology_for(config).queues if q.name == dlq_name("orders"))
+    assert dlq.arguments.get("x-queue-type") == "classic"
+    assert "x-delivery-limit" not in dlq.arguments
+    # while the route queue keeps its explicit limit, which 4.x honours over its default
+    main = next(q for q in topology_for(config).queues if q.name == queue_name("orders"))
+    assert main.arguments["x-queue-type"] == "quorum"
+    assert isinstance(main.arguments["x-delivery-limit"], int)
+
+
+def test_topology_conflict_on_a_dlq_names_the_migration() -> None:
+    message = str(TopologyConflict(dlq_name("orders"), "inequivalent arg 'x-queue-type'"))
+    assert "run 'silobridge dlq migrate orders'" in message
+    assert "delete it" in str(TopologyConflict(queue_name("orders"), "x"))

@@ -68,3 +68,28 @@ def test_status_without_daemon_or_broker_says_which_columns_are_unknown(
     assert table.splitlines()[1].split() == ["orders"] + ["-"] * 8
     assert "no daemon answers at http://127.0.0.1:9080/metrics" in table
     assert "the broker cannot be reached" in table
+
+
+def test_status_lag_beyond_the_largest_bucket_is_shown_as_a_lower_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a change a year old, which the histogram can only count in its +Inf bucket
+    monkeypatch.setattr(status, "queue_status", lambda _config: None)
+    year = 365 * 86400.0
+    after = parse(_exposition(1, 0, [year] * 20))
+    # When status reads the p95
+    (row,) = status.route_status(CONFIG, None, after, seconds=2.0)
+    # Then it says "more than the largest bound (10s)", not a plain 10s
+    assert row.lag_p95 == pytest.approx(10.0)
+    assert row.lag_p95_capped is True
+    assert status.render([row], daemon=True, url="u").splitlines()[1].split()[-1] == ">10s"
+
+
+def test_status_lag_within_the_buckets_is_not_capped_and_long_lags_use_hours_and_days(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(status, "queue_status", lambda _config: None)
+    (row,) = status.route_status(CONFIG, None, parse(_exposition(1, 0, [5.0] * 20)), 2.0)
+    assert row.lag_p95_capped is False
+    assert [status._seconds(v) for v in (90, 600, 14_400, 3 * 86400)] == [
+        "90s", "10m", "4h", "3d"]

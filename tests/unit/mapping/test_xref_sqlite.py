@@ -41,7 +41,9 @@ def test_xref_sqlite_conflicting_link_is_refused_both_ways(
     with pytest.raises(ProcessingError, match="conflict") as caught:
         store.link(*other)
     assert not caught.value.retryable
-    assert "C-1" not in str(caught.value) and "A-1" not in str(caught.value)
+    # the operator reads it in `dlq list`: both keys of the refused pair, and the fix
+    assert f"{other[0]}:{other[1]} <-> {other[2]}:{other[3]}" in str(caught.value)
+    assert "silobridge xref unlink" in str(caught.value)
 
 
 def test_xref_sqlite_one_key_links_to_several_namespaces(store: SqliteXrefStore) -> None:

@@ -72,3 +72,24 @@ def test_classify_codeless_fault_is_an_http_error_classified_by_status(
     assert error.retryable is retryable
     assert error.details["status"] == status
     assert "proxy error" in error.details["body"]
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(503, True), (502, True), (400, False)])
+def test_classify_error_status_with_html_body_names_the_status_not_a_parse_problem(
+    status: int, retryable: bool
+) -> None:
+    # zeep's words for a 503 from a proxy that answers with an HTML page
+    exc = zeep_errors.TransportError(
+        f"Server returned response ({status}) with invalid XML: Start tag expected",
+        status_code=status, content=b"<html><body>Service Unavailable</body></html>")
+    error = classify(exc, "Customer_Create")
+    assert str(error).startswith(f"Customer_Create answered HTTP {status}")
+    assert "unparseable" not in str(error)
+    assert error.retryable is retryable
+    assert error.details["status"] == status
+
+
+def test_classify_invalid_xml_in_a_200_is_an_unparseable_response() -> None:
+    exc = zeep_errors.TransportError("Server returned response (200) with invalid XML: x",
+                                     status_code=200, content=b"<html>")
+    assert "answered an unparseable response" in str(classify(exc, "Op"))
