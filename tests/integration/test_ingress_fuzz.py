@@ -390,6 +390,7 @@ def _loop_alive() -> bool:
     return any(t.name == "amqp-loop" and t.is_alive() for t in threading.enumerate())
 
 
+@pytest.mark.timeout(1200)  # ~2 minutes on a quiet machine; several times that under load
 def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
     fuzzed: Fuzzed, amqp_url: str, prefix: str
 ) -> None:

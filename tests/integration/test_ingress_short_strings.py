@@ -114,6 +114,7 @@ def test_soap_derived_id_of_300_characters_is_a_client_fault_and_the_next_is_pub
                        "subject": {"path": "OrderNo"}, "id": {"path": "ShipmentId"}},
             "reply": {"Accepted": True, "Count": "{count}"}}}})
     client = zeep.Client(f"{base}/soap/{prefix}/ship?wsdl")
+    client.service._binding_options["address"] = f"{base}/soap/{prefix}/ship"  # no public_url
     shipment = {"ShipmentId": LONG, "OrderNo": "SO-1", "Packages": 1,
                 "ShippedAt": "2024-05-01T10:00:00Z"}
     with pytest.raises(zeep.exceptions.Fault) as caught:
