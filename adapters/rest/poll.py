@@ -12,6 +12,11 @@ With ``emit: page`` a whole page becomes one envelope (for mappings that turn a 
 into one bulk upsert); its id is a digest of the page, so a resumed run re-sends only pages whose
 content differs from what was sent (the target's upsert absorbs records seen twice then).
 
+With several replicas (a PostgreSQL store) exactly one runs each tick: the one holding the
+store lease ``poll:<name>`` (see ``poll_lease``). It checks the lease before every tick and every
+page and commits the watermark only while it still holds it. A tick its holder did not finish
+(it died) is run at once by the replica that takes the lease over.
+
 ``tls`` (a private CA, a client certificate) is loaded when the poller opens; a failed
 handshake fails the run with what to set, and the next run tries again.
 """
@@ -35,6 +40,7 @@ from croniter import croniter
 from adapters._derive import DerivationError, compile_derive, parse_time, resolve_path
 from adapters.rest.client import OAuth2ClientCredentials, build_auth
 from adapters.rest.poll_config import PollConfig
+from adapters.rest.poll_lease import PollLease
 from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
@@ -42,13 +48,17 @@ from middleware.envelope import Envelope
 from middleware.errors import FieldTooLong, SilobridgeError
 from middleware.tls import describe_tls_failure, target_context
 
-__all__ = ["PollFailed", "PollResult", "Poller"]
+__all__ = ["PollBusy", "PollFailed", "PollResult", "Poller"]
 
 log = structlog.get_logger(__name__)
 
 
 class PollFailed(SilobridgeError):
     """A run stopped early; its watermark was not advanced, so the next run repeats it."""
+
+
+class PollBusy(PollFailed):
+    """Another replica holds the poller's lease, so this one does not run it."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,8 @@ class Poller:
         self._config = config
         self._deriver = compile_derive(config.derive)
         self._state_key = f"poll:{config.name}:watermark"
+        self._tick_key = f"poll:{config.name}:tick"
+        self._lease: PollLease | None = None
         self._namespace = f"poll:{config.name}"
         self._context: AdapterContext | None = None
         self._client: httpx.Client | None = None
@@ -99,16 +111,25 @@ class Poller:
         self._client = httpx.Client(timeout=config.timeout, auth=auth, headers=config.headers,
                                     verify=verify)
         self._context = context
+        self._lease = PollLease(context.stores.lease, config.name, config.lease.time,
+                                config.lease.renew_interval)
 
     def start(self, context: AdapterContext) -> None:
         self.open(context)
+        assert self._lease is not None
+        self._lease.start()
         self._thread = threading.Thread(target=self._loop, name=f"poll-{self.name}", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the schedule, then give the lease up so another replica takes over at once."""
         self._stop.set()
+        if self._lease is not None:
+            self._lease.taken.set()  # wakes the schedule
         if self._thread is not None:
             self._thread.join(timeout=self._config.timeout + 5)
+        if self._lease is not None:
+            self._lease.stop()
         if self._client is not None:
             auth = self._client.auth
             self._client.close()
@@ -116,27 +137,69 @@ class Poller:
                 auth.close()
 
     def _loop(self) -> None:
-        config = self._config
+        config, lease = self._config, self._lease
+        assert lease is not None
         zone = ZoneInfo(config.timezone)
         if config.run_on_start:
-            self._run_logged()
+            self._tick(datetime.now(zone))
         while not self._stop.is_set():
             now = datetime.now(zone)
             due = croniter(config.schedule, now).get_next(datetime)
-            if self._stop.wait(max(0.0, (due - now).total_seconds())):
+            taken = lease.taken.wait(max(0.0, (due - now).total_seconds()))
+            if self._stop.is_set():
                 return
-            self._run_logged()
+            if taken:  # this replica just took the lease over
+                lease.taken.clear()
+                self._catch_up(zone)
+            else:
+                self._tick(due)
 
-    def _run_logged(self) -> None:
+    def _tick(self, due: datetime) -> None:
+        """Run if this replica holds the lease; record the tick as handled however the run
+        ended (a failed run waits for the next tick, as without replicas)."""
+        assert self._lease is not None
         try:
             self.run_once()
+        except PollBusy:
+            log.debug("poll tick left to the lease holder", poller=self.name)
+            return
         except Exception as exc:  # the schedule must survive one bad run; the next repeats it
             log.error("poll run failed; watermark kept", poller=self.name, error=str(exc))
+        try:
+            self._lease.put_if_held(self._tick_key, repr(due.timestamp()))
+        except Exception as exc:  # a store fault: at worst the next holder repeats this tick
+            log.error("poll tick not recorded", poller=self.name, error=str(exc))
+
+    def _catch_up(self, zone: ZoneInfo) -> None:
+        """Run the last scheduled tick now if the previous holder died before finishing it."""
+        assert self._context is not None
+        try:
+            last = self._context.stores.state.get(self._tick_key)
+        except Exception as exc:  # a store fault: the next tick runs as usual
+            log.error("poll tick check failed", poller=self.name, error=str(exc))
+            return
+        missed = croniter(self._config.schedule, datetime.now(zone)).get_prev(datetime)
+        if last is not None and float(last) < missed.timestamp():
+            log.info("poll tick not finished by the previous lease holder; running it now",
+                     poller=self.name, tick=missed.isoformat())
+            self._tick(missed)
 
     def run_once(self) -> PollResult:
-        """One complete run; raise PollFailed (watermark unchanged) if any page fails."""
+        """One complete run under the lease; raise PollBusy when another replica holds it,
+        PollFailed (watermark unchanged) if any page fails or the lease is lost half-way."""
+        assert self._lease is not None, "open() or start() must run first"
         with self._running:
+            if not self._lease.acquire():
+                raise PollBusy(self._busy())
+            self._lease.start()  # renewed during a long run (a no-op when already renewing)
             return self._run()
+
+    def _busy(self) -> str:
+        assert self._context is not None
+        held = self._context.stores.lease.holder(f"poll:{self.name}")
+        who = f"{held[0]}, for {held[1]:.0f}s more" if held else "another replica"
+        return (f"poller {self.name!r} is run by {who} (its lease); this run is left to it. "
+                f"Stop that replica, or wait for the lease to expire")
 
     def _run(self) -> PollResult:
         assert self._context is not None, "open() or start() must run first"
@@ -146,6 +209,7 @@ class Poller:
         before = state.get(self._state_key) or (mark.initial if mark else None)
         newest, fetched, published, skipped = before, 0, 0, 0
         for body, page in self._pages(before):
+            self._check_lease()
             versions = [self._version(record) for record in page]
             for version in versions:
                 if version is not None and (newest is None or _later(version, newest)):
@@ -164,11 +228,23 @@ class Poller:
                 seen.record_many([(self._namespace, envelope.id) for envelope in fresh])
                 published += len(fresh)
                 self._received.inc(len(fresh))
-        if mark is not None and newest is not None and newest != before:
-            state.put(self._state_key, newest)
+        self._check_lease()
+        assert self._lease is not None
+        if (mark is not None and newest is not None and newest != before
+                and not self._lease.put_if_held(self._state_key, newest)):
+            raise PollFailed(self._lost())
         log.info("poll run done", poller=self.name, fetched=fetched, published=published,
                  skipped=skipped, watermark=newest)
         return PollResult(fetched, published, skipped, before, newest)
+
+    def _check_lease(self) -> None:
+        assert self._lease is not None
+        if not self._lease.held:
+            raise PollFailed(self._lost())
+
+    def _lost(self) -> str:
+        return (f"poller {self.name!r} lost its lease half-way (store unreachable or too slow "
+                f"to renew); watermark not committed, the lease holder repeats the run")
 
     def _version(self, record: Any) -> str | None:
         mark = self._config.watermark

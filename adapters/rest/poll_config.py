@@ -14,6 +14,7 @@
           action: {value: upserted}
           subject: {path: sku}
         auth: {type: bearer, token_env: ERP_TOKEN}
+        lease: {time: 60, renew_interval: 20}   # one replica of several runs it
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from adapters.rest.outbound_config import ClientAuth
 from middleware.adapter import AdapterConfig
 from middleware.config.models import TargetTlsConfig
 
-__all__ = ["Pagination", "PollConfig", "Watermark"]
+__all__ = ["Lease", "Pagination", "PollConfig", "Watermark"]
 
 _DEFAULT_PARAM = {"page": "page", "offset": "offset", "cursor": "cursor"}
 
@@ -79,6 +80,29 @@ class Watermark(_Strict):
     initial: str = Field("1970-01-01T00:00:00Z", description="Watermark of the first run.")
 
 
+class Lease(_Strict):
+    """The store lease that makes one replica of several run this poller (see poll_lease)."""
+
+    time: float = Field(
+        60.0, gt=0, le=3600,
+        description="Seconds a lease lasts without renewal: when its holder dies, another "
+        "replica takes the poller over within this time. Keep it above a store outage you "
+        "want to ride out; a holder that cannot renew stops after it.",
+    )
+    renew_interval: float = Field(
+        20.0, gt=0,
+        description="Seconds between renewals by the holder (and takeover attempts by the "
+        "others); well below 'time', so one slow renewal does not lose the lease.",
+    )
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> Lease:
+        if self.renew_interval >= self.time:
+            raise ValueError(f"renew_interval ({self.renew_interval:g}) must be shorter than "
+                             f"time ({self.time:g}); a third of it is a good value")
+        return self
+
+
 class PollConfig(AdapterConfig):
     """A scheduled REST GET whose records become one envelope each."""
 
@@ -87,7 +111,10 @@ class PollConfig(AdapterConfig):
     type: Literal["poll"] = Field("poll", description="Selects this adapter.")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
                       description="Poller name, used by 'silobridge poll NAME'.")
-    schedule: str = Field(description="Cron expression (5 fields).", examples=["0 2 * * *"])
+    schedule: str = Field(
+        description="Cron expression (5 fields; a 6th, seconds, for sub-minute schedules).",
+        examples=["0 2 * * *"],
+    )
     timezone: str = Field("UTC", description="Time zone the schedule is read in.")
     run_on_start: bool = Field(False, description="Also poll once when the daemon starts.")
     system: str = Field(pattern=r"^[a-z0-9_-]+$", description="First word of the event type.")
@@ -112,6 +139,11 @@ class PollConfig(AdapterConfig):
     pagination: Pagination = Field(default_factory=Pagination, description="Paging.")
     watermark: Watermark | None = Field(None, description="Incremental polling.")
     derive: Derive = Field(description="Entity, action, subject, time and id of each record.")
+    lease: Lease = Field(
+        default_factory=Lease,
+        description="Lease time and renewal: with several replicas on one PostgreSQL store "
+        "exactly one runs each tick; on SQLite the one process always holds it.",
+    )
 
     @field_validator("schedule")
     @classmethod

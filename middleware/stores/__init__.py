@@ -1,4 +1,4 @@
-"""Stores the daemon opens from its config: idempotency, state and cross-references.
+"""Stores the daemon opens from its config: idempotency, state, cross-references and leases.
 
 ``store.kind`` picks one backend for all of them. Opening migrates the schema first (see
 ``migrations``), so every store finds the tables it expects, and a database written by a newer
@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 
 from middleware.config.models import StoreConfig
 from middleware.errors import ConfigError, Problem
-from middleware.stores.base import Claim, IdempotencyStore, StateStore, Stores, XrefStore
+from middleware.stores.base import (
+    Claim,
+    IdempotencyStore,
+    LeaseStore,
+    StateStore,
+    Stores,
+    XrefStore,
+)
 from middleware.stores.migrations import MigrationReport, SchemaTooNew
 
 if TYPE_CHECKING:
@@ -21,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Claim",
     "IdempotencyStore",
+    "LeaseStore",
     "MigrationReport",
     "SchemaTooNew",
     "StateStore",
@@ -33,8 +41,9 @@ __all__ = [
 
 
 def open_stores(config: StoreConfig) -> Stores:
-    """Migrate, then open the three stores on the configured backend."""
+    """Migrate, then open the stores on the configured backend."""
     if config.kind == "postgres":
+        from middleware.stores.lease_postgres import PostgresLeaseStore
         from middleware.stores.postgres_stores import PostgresIdempotencyStore, PostgresStateStore
         from middleware.stores.xref_postgres import PostgresXrefStore
 
@@ -45,14 +54,17 @@ def open_stores(config: StoreConfig) -> Stores:
             backend.close()
             raise
         return Stores(PostgresIdempotencyStore(backend), PostgresXrefStore(backend),
-                      PostgresStateStore(backend), shared_close=backend.close)
+                      PostgresStateStore(backend), PostgresLeaseStore(backend),
+                      shared_close=backend.close)
     from middleware.stores.idempotency_sqlite import SqliteIdempotencyStore
+    from middleware.stores.lease_sqlite import SqliteLeaseStore
     from middleware.stores.sqlite import SqliteStateStore, migrate_sqlite
     from middleware.stores.xref_sqlite import SqliteXrefStore
 
     path = Path(config.path)
     migrate_sqlite(path)
-    return Stores(SqliteIdempotencyStore(path), SqliteXrefStore(path), SqliteStateStore(path))
+    return Stores(SqliteIdempotencyStore(path), SqliteXrefStore(path), SqliteStateStore(path),
+                  SqliteLeaseStore(path))
 
 
 def migrate_store(config: StoreConfig) -> MigrationReport:

@@ -1,4 +1,4 @@
-"""Store interfaces: idempotency records, cross-references, small persistent state.
+"""Store interfaces: idempotency records, cross-references, small persistent state, leases.
 
 Embedded SQLite implements all three by default; PostgreSQL fills the same interfaces when several
 replicas must share them. Stores are called from worker and adapter threads, so implementations
@@ -14,6 +14,7 @@ from typing import Protocol
 __all__ = [
     "Claim",
     "IdempotencyStore",
+    "LeaseStore",
     "StateStore",
     "Stores",
     "XrefImport",
@@ -130,6 +131,33 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+class LeaseStore(Protocol):
+    """Named leases, so that of several replicas exactly one does a job (runs a poller).
+
+    A lease is a row with a holder and an expiry. The holder renews it well before it expires;
+    when the holder dies the lease runs out and another replica takes it over. Work that must
+    not be done twice commits its result through ``put_if_held``, which writes only while the
+    writer still holds the lease, so a holder that lost it half-way cannot overwrite the newer
+    holder's progress.
+    """
+
+    def acquire(self, name: str, holder: str, ttl: float) -> bool:
+        """Take the lease (free or expired) or renew it (already ours) for ``ttl`` seconds;
+        False when another holder has it."""
+
+    def release(self, name: str, holder: str) -> None:
+        """Give the lease up at once if this holder has it (an orderly stop)."""
+
+    def holder(self, name: str) -> tuple[str, float] | None:
+        """Who holds the lease and for how many more seconds; None when free or expired."""
+
+    def put_if_held(self, name: str, holder: str, key: str, value: str) -> bool:
+        """Set the named state ``key`` only while ``holder`` holds lease ``name``, atomically;
+        False (nothing written) when it does not."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Stores:
     """The stores a daemon opened from its config, handed to the pipeline and adapters."""
@@ -137,6 +165,7 @@ class Stores:
     idempotency: IdempotencyStore
     xref: XrefStore
     state: StateStore
+    lease: LeaseStore
     shared_close: Callable[[], None] | None = None
     """Closes what the three stores share (the PostgreSQL pool), after them."""
 
@@ -144,5 +173,6 @@ class Stores:
         self.idempotency.close()
         self.xref.close()
         self.state.close()
+        self.lease.close()
         if self.shared_close is not None:
             self.shared_close()

@@ -87,6 +87,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE silobridge_delivered ADD COLUMN owner text",
         ),
     ),
+    Migration(
+        3, "leases: one replica runs each poller (holder and expiry, renewed by the holder)",
+        sqlite=(
+            "CREATE TABLE lease ("
+            " name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL)",
+        ),
+        postgres=(
+            "CREATE TABLE silobridge_lease ("
+            " name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)",
+        ),
+    ),
 )
 
 

@@ -401,8 +401,8 @@ def test_k8s_containers_have_requests_limits_and_secret_broker_url() -> None:
 def test_k8s_adapter_secrets_are_files_readable_by_the_pod_user_only() -> None:
     for deployment in _deployments():
         pod = deployment["spec"]["template"]["spec"]
-        (volume,) = [v for v in pod["volumes"] if "secret" in v]
-        assert volume["secret"]["secretName"] == "silobridge-adapter-secrets"
+        (volume,) = [v for v in pod["volumes"]
+                     if v.get("secret", {}).get("secretName") == "silobridge-adapter-secrets"]
         assert volume["secret"]["defaultMode"] == 0o440
         assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
         for container in pod["containers"]:
