@@ -28,13 +28,13 @@ from adapters._derive import DerivationError, compile_derive, compile_rule
 from adapters.rest.body import Rejected, parse_json, read_body
 from adapters.rest.inbound_config import BasicAuth, HubspotAuth, RestEndpointConfig
 from adapters.rest.openapi import document_for
-from adapters.rest.publishing import LoopPublisher
+from middleware.ingress.loop import LoopPublisher
 from adapters.rest.replay import default_dedupe, replay_risks
 from adapters.rest.signatures import AuthError, SignedRequest, Verifier, build_verifier
 from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import check_confirms
-from middleware.dedupe import InProgress, StoreFailed, publish_once
+from middleware.ingress.publishing import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, FieldTooLong, SchemaError, SilobridgeError
 from middleware.tls import ClientCertCheck

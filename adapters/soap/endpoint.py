@@ -39,7 +39,7 @@ from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
 from middleware.config.models import ClientCertConfig
-from middleware.dedupe import InProgress, StoreFailed, publish_once
+from middleware.ingress.publishing import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, ConfigError, FieldTooLong, Problem
 from middleware.tls import ClientCertCheck

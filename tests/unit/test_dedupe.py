@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from middleware.adapter import AdapterContext
 from middleware.config.models import BrokerConfig, StoreConfig
-from middleware.dedupe import InProgress, StoreFailed, publish_once
+from middleware.ingress.publishing import InProgress, StoreFailed, publish_once
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError
 from middleware.stores import Stores, open_stores
