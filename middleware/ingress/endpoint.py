@@ -99,6 +99,11 @@ class IngressEndpoint(ABC, Generic[R]):
 
     # -- the ingress side ---------------------------------------------------------------
 
+    def start(self, context: AdapterContext) -> None:
+        """Mount the endpoint; a protocol that reads files or secrets first overrides this
+        and calls ``mount`` when they are loaded, so a bad file fails the start."""
+        self.mount(context)
+
     def mount(self, context: AdapterContext) -> None:
         """Route requests of the endpoint's path here (the ingress must run in this process)."""
         config = self._endpoint
