@@ -10,8 +10,9 @@ broker confirmed:
     POST <path>        client certificate (where configured; a Client fault, HTTP 403) ->
                        media type (415) -> HTTP auth -> size (Content-Length, then while
                        reading) -> one worker-thread hop: hardened parse, envelope checks,
-                       WS-Security auth, ``derive`` -> publish with confirms (on the event
-                       loop) -> answer
+                       WS-Security auth, ``derive``, claim of the delivery ids -> publish
+                       with confirms (on the event loop) -> confirm or release the claims
+                       (a second hop, only with delivery ids) -> answer
 
 Every refusal is answered as a fault in the request's SOAP version (``fault_document``).
 """
@@ -128,16 +129,11 @@ class SoapEndpoint(IngressEndpoint[_Reply]):
     async def parse(self, request: Request, body: bytes) -> Incoming[_Reply]:
         version = _version(request)
         headers = {key.lower(): value for key, value in request.headers.items()}
-        # one hop for all the CPU work, so the loop serving every endpoint stays free
-        derived = await anyio.to_thread.run_sync(self._read, body, version, headers)
-        unique: dict[str, Envelope] = {}
-        for envelope in derived.envelopes:
-            unique.setdefault(envelope.id, envelope)
-        keyed: list[Keyed] = [(ident if derived.dedupe else None, envelope)
-                              for ident, envelope in unique.items()]
-        return Incoming(keyed, _Reply(version, derived.reply))
+        # one hop for the CPU work and the claim, so the loop serving every endpoint stays free
+        return await anyio.to_thread.run_sync(self._read, body, version, headers)
 
-    def _read(self, body: bytes, version: SoapVersion, headers: Mapping[str, str]) -> Derived:
+    def _read(self, body: bytes, version: SoapVersion,
+              headers: Mapping[str, str]) -> Incoming[_Reply]:
         root = parse_document(body, self._limits)
         message = split_envelope(root, self._auth.understood)
         if message.version is not version:
@@ -145,7 +141,13 @@ class SoapEndpoint(IngressEndpoint[_Reply]):
                             f"content type {message.version.media_type}",
                             reason="content_type", status=415)
         self._auth.check_message(message.header)
-        return self.derive(message, headers)
+        derived = self.derive(message, headers)
+        unique: dict[str, Envelope] = {}
+        for envelope in derived.envelopes:
+            unique.setdefault(envelope.id, envelope)
+        keyed: list[Keyed] = [(ident if derived.dedupe else None, envelope)
+                              for ident, envelope in unique.items()]
+        return Incoming(keyed, _Reply(version, derived.reply), self.claim(keyed))
 
     def accepted(self, request: Request, incoming: Incoming[_Reply],
                  published: Published) -> Response:

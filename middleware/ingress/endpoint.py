@@ -30,7 +30,7 @@ from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.errors import FieldTooLong, Refused, SilobridgeError
 from middleware.ingress.config import EndpointConfig
-from middleware.ingress.publishing import IngressPublisher, Keyed, Published
+from middleware.ingress.publishing import Claimed, IngressPublisher, Keyed, Published
 from middleware.ingress.reading import read_body
 from middleware.tls import ClientCertCheck
 
@@ -49,6 +49,8 @@ class Incoming(Generic[R]):
     """(delivery id or None, envelope) per event; delivery ids unique within the request."""
     reply: R = field(default=None)  # type: ignore[assignment]
     """Protocol data for ``accepted`` (the SOAP response element); None for JSON."""
+    claimed: Claimed | None = None
+    """The delivery ids, when ``parse`` claimed them on its worker thread (``claim``)."""
 
 
 class IngressEndpoint(ABC, Generic[R]):
@@ -74,6 +76,12 @@ class IngressEndpoint(ABC, Generic[R]):
     @abstractmethod
     async def parse(self, request: Request, body: bytes) -> Incoming[R]:
         """Authenticate the body, parse it and derive its events; raise ``Refused``."""
+
+    def claim(self, events: Sequence[Keyed]) -> Claimed:
+        """Claim the events' delivery ids now (blocking): for a ``parse`` that already runs on
+        a worker thread, so the claim costs no hop of its own."""
+        assert self._publisher is not None, "claim after mount"
+        return self._publisher.claim(events)
 
     def admit(self, request: Request) -> None:
         """Checks on the request head before the body is read; raise ``Refused``."""
@@ -153,5 +161,8 @@ class IngressEndpoint(ABC, Generic[R]):
         self.admit(request)
         body = await read_body(request, self._endpoint.max_body_bytes, self._content_types)
         incoming = await self.parse(request, body)
-        published = await publisher.publish(incoming.events)
+        if incoming.claimed is None:
+            published = await publisher.publish(incoming.events)
+        else:
+            published = await publisher.publish_claimed(incoming.events, incoming.claimed)
         return self.accepted(request, incoming, published)

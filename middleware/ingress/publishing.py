@@ -16,14 +16,15 @@ stays done even when a sibling failed, so the resend of a whole request publishe
 missing; events without a delivery id are simply published.
 
 Threads: store calls block, so they run on a worker thread (one hop to claim, one to settle, none
-at all for a request without delivery ids); publishing and the wait for the confirms happen on
-the event loop (``LoopPublisher``), where a thread would only add GIL hand-offs.
+at all for a request without delivery ids; a protocol that parses on a worker thread claims in
+the same hop); publishing and the wait for the confirms happen on the event loop
+(``LoopPublisher``), where a thread would only add GIL hand-offs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -36,7 +37,7 @@ from middleware.errors import FieldTooLong, Refused
 from middleware.ingress.loop import LoopPublisher
 from middleware.stores.base import Claim
 
-__all__ = ["STALE_FACTOR", "IngressPublisher", "Keyed", "Published"]
+__all__ = ["STALE_FACTOR", "Claimed", "IngressPublisher", "Keyed", "Published"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,13 @@ STALE_FACTOR = 3.0
 
 Keyed = tuple[str | None, Envelope]
 """An event with its delivery id (None: nothing to dedupe on)."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The outcome of ``IngressPublisher.claim``: None when the request has no delivery ids."""
+
+    claim: Claim | None
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,34 @@ class IngressPublisher:
         is claimed or published when an envelope cannot travel over AMQP, and ``Refused`` (503,
         Retry-After) when a copy holds a claim, the store fails or the broker does not confirm.
         """
+        if all(key is None for key, _ in keyed):  # nothing to dedupe: no store, no thread
+            return await self.publish_claimed(keyed, self.claim(keyed))
+        return await self.publish_claimed(keyed, await anyio.to_thread.run_sync(self.claim,
+                                                                                keyed))
+
+    def claim(self, keyed: Sequence[Keyed]) -> Claimed:
+        """Check every envelope and claim the delivery ids; blocks on the store when there are
+        ids, so call it on a worker thread then (a protocol that parses on one claims there
+        too, saving a hop). Hand the result to ``publish_claimed``."""
         for _, envelope in keyed:  # the whole request is refused before any of it is published
             envelope.check_amqp()
         keys = [key for key, _ in keyed if key is not None]
         if not keys:
-            ids = await self._publish(keyed, [])
-            return Published(ids, 0)
-        claim = await self._store("claim", self._claim_call(keys))
+            return Claimed(None)
+        stale_after = STALE_FACTOR * self._context.broker.publish_timeout
+        try:
+            return Claimed(self._context.stores.idempotency.claim(self._namespace, keys,
+                                                                  stale_after))
+        except Exception as exc:  # sqlite3 / psycopg / translated errors: an outside system
+            self._failed("claim", exc)
+            raise self.unavailable("the dedupe store is unavailable; nothing was stored",
+                                   "store_unavailable") from None
+
+    async def publish_claimed(self, keyed: Sequence[Keyed], claimed: Claimed) -> Published:
+        """``publish`` after ``claim``: publish what was won, then confirm or release."""
+        claim = claimed.claim
+        if claim is None:
+            return Published(await self._publish(keyed, []), 0)
         if claim.pending:
             if claim.won:
                 await self._settle([], claim.won, claim.owner)
@@ -135,19 +164,6 @@ class IngressPublisher:
         kept = (f"{len(ok)} of {len(envelopes)} events were stored and are not sent again"
                 if ok else "nothing was stored")
         raise self.unavailable(f"{why}; {kept}")
-
-    def _claim_call(self, keys: list[str]) -> Callable[[], Claim]:
-        store = self._context.stores.idempotency
-        stale_after = STALE_FACTOR * self._context.broker.publish_timeout
-        return lambda: store.claim(self._namespace, keys, stale_after)
-
-    async def _store(self, operation: str, call: Callable[[], Claim]) -> Claim:
-        try:
-            return await anyio.to_thread.run_sync(call)
-        except Exception as exc:  # sqlite3 / psycopg / translated errors: an outside system
-            self._failed(operation, exc)
-            raise self.unavailable("the dedupe store is unavailable; nothing was stored",
-                                   "store_unavailable") from None
 
     async def _settle(self, confirmed: list[str], lost: list[str], owner: str) -> None:
         """Confirm and release in one hop; a failure only delays a resend (the claim goes
