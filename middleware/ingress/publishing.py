@@ -119,7 +119,7 @@ class IngressPublisher:
         won = set(claim.won)
         todo = [(key, envelope) for key, envelope in keyed if key is None or key in won]
         # Shielded: a request cancelled while it waits must still confirm or release its claims.
-        ids = await asyncio.shield(self._publish_claimed(todo, claim))
+        ids = await asyncio.shield(self._publish_and_settle(todo, claim))
         return Published(ids, len(claim.done))
 
     def unavailable(self, why: str, reason: str = "broker_unavailable",
@@ -129,7 +129,7 @@ class IngressPublisher:
         return Refused(503, reason, error, f"{why}; send it again in {seconds}s",
                        headers={"Retry-After": str(seconds)})
 
-    async def _publish_claimed(self, todo: list[Keyed], claim: Claim) -> list[str]:
+    async def _publish_and_settle(self, todo: list[Keyed], claim: Claim) -> list[str]:
         confirmed: list[str | None] = []
         try:
             return await self._publish(todo, confirmed)
