@@ -161,8 +161,8 @@ class IngressPublisher:
             raise failure
         why = (str(failure) if failure is not None
                else f"{len(not_done)} of {len(envelopes)} events not confirmed in time")
-        kept = (f"{len(ok)} of {len(envelopes)} events were stored and are not sent again"
-                if ok else "nothing was stored")
+        # with delivery ids a resend publishes only the rest; without, all of it again
+        kept = f"{len(ok)} of {len(envelopes)} events were stored" if ok else "nothing was stored"
         raise self.unavailable(f"{why}; {kept}")
 
     async def _settle(self, confirmed: list[str], lost: list[str], owner: str) -> None:
