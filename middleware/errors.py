@@ -3,6 +3,9 @@
     SilobridgeError
     ├── ConfigError            config or mapping files are invalid; carries every Problem found
     ├── TopologyConflict       a queue exists with arguments that differ from what the config wants
+    ├── Refused                an inbound request is refused: HTTP status, metric reason, the fix
+    │                          (REST answers it as JSON, SOAP as a fault; adapters subclass it:
+    │                          AuthError, XmlRejected, SoapFault)
     ├── BrokerError            anything the broker did to a publish (all retryable)
     │   ├── BrokerUnavailable  no connection, channel closed, or the connection is blocked too long
     │   ├── PublishNacked      the broker refused the message (basic.nack)
@@ -39,6 +42,7 @@ __all__ = [
     "PublishNacked",
     "PublishReturned",
     "PublishTimeout",
+    "Refused",
     "SchemaError",
     "SilobridgeError",
     "TopologyConflict",
@@ -88,6 +92,38 @@ class TopologyConflict(SilobridgeError):
                "delete it (after draining) or align the config with it")
         super().__init__(f"queue {queue!r} already exists with different arguments ({reply}); "
                          f"{fix}")
+
+
+class Refused(SilobridgeError):
+    """An inbound request refused, with everything each protocol needs to answer it.
+
+    One type for every inbound protocol, so the checks the ingress shares (size, media type,
+    client certificate, dedupe, publish) refuse the same way whoever asked: REST renders it as
+    JSON (``error``, ``detail`` and the ``extra`` fields), SOAP as a fault (Server when
+    ``retryable``, else Client; ``extra`` as detail elements). ``status`` is the HTTP status,
+    ``reason`` the bounded label of the rejected metric, ``detail`` says what is wrong, where,
+    and how to fix it, and never quotes a secret or a payload value.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        error: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status, self.reason, self.error, self.detail = status, reason, error, detail
+        self.headers: dict[str, str] = dict(headers or {})
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    @property
+    def retryable(self) -> bool:
+        """The sender should send the same request again later (503, 429, 500)."""
+        return self.status >= 500 or self.status == 429
 
 
 class BrokerError(SilobridgeError):

@@ -1,16 +1,18 @@
 """REST adapters: webhook endpoints (``rest`` inbound), HTTP targets (``rest`` outbound) and
 scheduled pollers (``poll`` inbound, with the ``silobridge poll`` command).
 
-    inbound_config.py   endpoint and auth-scheme models      inbound.py    the endpoint handler
-    signatures.py       HMAC schemes, API key, basic          body.py       size, type, JSON
+    inbound_config.py   endpoint and auth-scheme models      inbound.py    parse and derive
+    signatures.py       HMAC schemes, API key, basic          body.py       JSON, exact numbers
     replay.py           dedupe keys, replay-risk warnings     README.md     auth schemes
     openapi.py          /openapi.json of the ingress          secrets.py    secrets from the env
     outbound_config.py  target and client-auth models         outbound.py   the target
     client.py           OAuth2 / bearer / basic, templates    poll*.py      the poller
-    cli.py              ``silobridge poll NAME [--once]``     publishing.py confirms on the loop
+    cli.py              ``silobridge poll NAME [--once]``
 
-Shared with the SOAP adapter: ``adapters._derive`` (event attributes) and ``adapters._http``
-(HTTP status classification). The file format is shown in mappings/examples/rest-webhooks.yaml.
+Shared with the SOAP adapter: ``adapters._derive`` (event attributes), ``adapters._http``
+(HTTP status classification) and the ingress layer (``middleware.ingress``: body limits, media
+types, refusals, dedupe and confirmed publishing). The file format is shown in
+mappings/examples/rest-webhooks.yaml.
 """
 
 from adapters.rest.cli import register_commands

@@ -26,8 +26,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from adapters._derive import Derive, ValueRule
-from middleware.adapter import AdapterConfig
-from middleware.config.models import ClientCertConfig
+from middleware.ingress.config import EndpointConfig
 from middleware.secrets import SecretFields
 
 __all__ = [
@@ -43,8 +42,6 @@ __all__ = [
     "StripeAuth",
 ]
 
-_WORD = r"^[a-z0-9_-]+$"
-_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
 _PLACEHOLDERS = frozenset({"id", "timestamp", "body"})
 
@@ -185,35 +182,15 @@ InboundAuth = Annotated[
 ]
 
 
-class RestEndpointConfig(AdapterConfig):
-    """One webhook endpoint on the shared ingress."""
-
-    model_config = ConfigDict(extra="forbid")
+class RestEndpointConfig(EndpointConfig):
+    """One webhook endpoint on the shared ingress (fields every endpoint has: EndpointConfig)."""
 
     type: Literal["rest"] = Field("rest", description="Selects this adapter.")
-    name: str = Field(
-        pattern=_NAME, description="Endpoint name; labels metrics and namespaces dedupe ids."
-    )
-    path: str = Field(
-        pattern=r"^/[A-Za-z0-9_./-]*$", description="URL path on the ingress.",
-        examples=["/webhooks/shopify/orders"],
-    )
-    system: str = Field(
-        pattern=_WORD, description="First word of the event type: 'crm' in crm.customer.updated."
-    )
-    source: str | None = Field(
-        None, description="Envelope source; default '<system>/<name>'.", examples=["crm/shopify"]
-    )
     derive: Derive = Field(description="Where entity, action, subject, time and id come from.")
     json_schema: str | None = Field(
         None, description="JSON Schema file (relative to the config) each event must match."
     )
     auth: InboundAuth | None = Field(None, description="How senders prove who they are.")
-    client_cert: ClientCertConfig | None = Field(
-        None, description="Require a client certificate (mutual TLS; needs ingress.tls with "
-        "client_ca_file) and optionally restrict it by subject or fingerprint.",
-        examples=[{"required": True, "allowed_subjects": ["CN=crm.example.com,O=Example"]}],
-    )
     dedupe: ValueRule | None = Field(
         None,
         description="Provider delivery id to answer resends 200 without publishing; default "
@@ -223,17 +200,7 @@ class RestEndpointConfig(AdapterConfig):
         examples=[{"header": "X-Request-Id"}],
     )
     batch: bool = Field(True, description="A JSON array body carries one event per element.")
-    max_body_bytes: int = Field(
-        1_048_576, ge=1, le=64 * 1_048_576, description="Larger bodies get 413 unread."
-    )
     content_types: list[str] = Field(
         default_factory=lambda: ["application/json"],
         min_length=1, description="Accepted media types; others get 415.",
     )
-    retry_after: int = Field(
-        10, ge=1, description="Seconds in Retry-After when the broker is unavailable (503)."
-    )
-
-    @property
-    def envelope_source(self) -> str:
-        return self.source or f"{self.system}/{self.name}"

@@ -36,7 +36,7 @@ from adapters.rest.inbound_config import (
     StripeAuth,
 )
 from adapters.rest.secrets import rotation_secrets
-from middleware.errors import ConfigError, Problem
+from middleware.errors import ConfigError, Problem, Refused
 
 __all__ = [
     "ApiKeyVerifier",
@@ -71,12 +71,16 @@ class SignedRequest:
     body: bytes
 
 
-class AuthError(Exception):
-    """Rejected: ``reason`` is missing, bad or stale; the message says how to fix it."""
+class AuthError(Refused):
+    """A request whose credentials are ``kind`` (missing, bad or stale): 401, metric reason
+    ``stale_request`` for a well-formed but stale timestamp (a clock or queue problem at the
+    sender, not an attack), else ``bad_signature``; the detail says how to fix it."""
 
-    def __init__(self, reason: Literal["missing", "bad", "stale"], message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, kind: Literal["missing", "bad", "stale"], message: str, *,
+                 headers: dict[str, str] | None = None) -> None:
+        reason = "stale_request" if kind == "stale" else "bad_signature"
+        super().__init__(401, reason, f"{kind} credentials", message, headers=headers)
+        self.kind = kind
 
 
 class Verifier(Protocol):
@@ -307,7 +311,8 @@ class BasicVerifier:
         value = request.headers.get("authorization", "")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "basic" or not token:
-            raise AuthError("missing", "send HTTP basic credentials (Authorization: Basic ...)")
+            raise AuthError("missing", "send HTTP basic credentials (Authorization: Basic ...)",
+                            headers={"WWW-Authenticate": 'Basic realm="silobridge"'})
         decoded = _decode(token.strip(), "base64") or b""
         user, _, password = decoded.partition(b":")
         user_ok = hmac.compare_digest(user, self._username)

@@ -47,7 +47,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from adapters._derive import Derive
 from middleware.adapter import AdapterConfig
-from middleware.config.models import ClientCertConfig, TargetTlsConfig
+from middleware.config.models import TargetTlsConfig
+from middleware.ingress.config import EndpointConfig
 from middleware.secrets import SecretFields
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "BasicInboundAuth",
     "IdempotencyKey",
     "SalesforceConfig",
+    "SoapEndpointBase",
     "SoapEndpointConfig",
     "SoapInboundAuth",
     "SoapOperationConfig",
@@ -64,8 +66,6 @@ __all__ = [
 ]
 
 _WORD = r"^[a-z0-9_-]+$"
-_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_PATH = r"^/[A-Za-z0-9_./-]*$"
 _ORG_ID = r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
 
 
@@ -116,30 +116,10 @@ class BasicInboundAuth(_InboundPassword):
 SoapInboundAuth = Annotated[WsseInboundAuth | BasicInboundAuth, Field(discriminator="scheme")]
 
 
-class _Endpoint(AdapterConfig):
-    """What every SOAP endpoint on the ingress has."""
+class SoapEndpointBase(EndpointConfig):
+    """What every SOAP endpoint on the ingress has (beyond EndpointConfig)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        pattern=_NAME, description="Endpoint name; labels metrics and namespaces dedupe ids."
-    )
-    path: str = Field(pattern=_PATH, description="URL path on the ingress; ?wsdl serves the WSDL.",
-                      examples=["/soap/salesforce/accounts"])
-    max_body_bytes: int = Field(
-        1_048_576, ge=1, le=64 * 1_048_576,
-        description="Larger requests get a Client fault (HTTP 413) without being read.",
-    )
     max_depth: int = Field(64, ge=4, le=256, description="Deepest element nesting accepted.")
-    retry_after: int = Field(
-        10, ge=1, description="Seconds in Retry-After of the Server fault when the broker is down."
-    )
-    client_cert: ClientCertConfig | None = Field(
-        None, description="Require a client certificate (mutual TLS; needs ingress.tls with "
-        "client_ca_file) and optionally restrict it by subject or fingerprint.",
-        examples=[{"required": True,
-                   "allowed_subjects": ["CN=proxy.salesforce.com,O=salesforce.com\\, inc.,C=US"]}],
-    )
     auth: SoapInboundAuth | None = Field(
         None, description="How senders authenticate (scheme wsse or basic); none by default.",
         examples=[{"scheme": "wsse", "username": "erp", "password_env": "ERP_SOAP_PASSWORD"}],
@@ -181,29 +161,19 @@ class SoapOperationConfig(_Strict):
     )
 
 
-class SoapEndpointConfig(_Endpoint):
+class SoapEndpointConfig(SoapEndpointBase):
     """A SOAP endpoint generated from a local WSDL: document/literal, SOAP 1.1 and 1.2."""
 
     type: Literal["soap"] = Field("soap", description="Selects this adapter.")
     wsdl: str = Field(description="Local WSDL file (relative to the config file).",
                       examples=["wsdl/shipments.wsdl"])
-    system: str = Field(
-        pattern=_WORD, description="First word of the event type: 'erp' in erp.shipment.reported."
-    )
-    source: str | None = Field(
-        None, description="Envelope source; default '<system>/<name>'.", examples=["erp/sap"]
-    )
     operations: dict[str, SoapOperationConfig] = Field(
         min_length=1,
         description="WSDL operations accepted, by name; requests for others get a Client fault.",
     )
 
-    @property
-    def envelope_source(self) -> str:
-        return self.source or f"{self.system}/{self.name}"
 
-
-class SalesforceConfig(_Endpoint):
+class SalesforceConfig(SoapEndpointBase):
     """The receiving end of Salesforce Outbound Messaging (workflow / flow notifications)."""
 
     type: Literal["salesforce-om"] = Field("salesforce-om", description="Selects this adapter.")
@@ -218,7 +188,7 @@ class SalesforceConfig(_Endpoint):
         "?wsdl (relative to the config file).",
     )
     system: str = Field("crm", pattern=_WORD, description="First word of the event type.")
-    source: str = Field("crm/salesforce", description="Envelope source.")
+    source: str | None = Field("crm/salesforce", description="Envelope source.")
     entity: str | None = Field(
         None, pattern=_WORD,
         description="Entity word of the event type; default the sObject type ('account').",
@@ -230,7 +200,7 @@ class SalesforceConfig(_Endpoint):
     )
     max_body_bytes: int = Field(
         4 * 1_048_576, ge=1, le=64 * 1_048_576,
-        description="Larger requests get a Client fault (HTTP 413) without being read; "
+        description="Larger bodies are refused unread with a Client fault (HTTP 413); "
         "Salesforce sends up to 100 notifications per message.",
     )
 

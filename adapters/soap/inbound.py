@@ -18,13 +18,12 @@ the Body element choosing the operation; so is any action when the binding decla
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from starlette.requests import Request
 from zeep import exceptions as zeep_errors
 from zeep.wsdl import Document
 from zeep.wsdl.bindings.soap import Soap11Binding, Soap12Binding
@@ -33,7 +32,7 @@ from zeep.xsd.context import XmlParserContext
 
 from adapters._derive import DerivationError, Deriver, compile_derive, resolve_path
 from adapters.soap.config import SoapEndpointConfig, SoapOperationConfig
-from adapters.soap.endpoint import SoapEndpoint
+from adapters.soap.endpoint import Derived, SoapEndpoint
 from adapters.soap.protocol import (
     SoapFault,
     SoapMessage,
@@ -43,7 +42,6 @@ from adapters.soap.protocol import (
 )
 from adapters.soap.values import plain
 from adapters.soap.wsdl import load_document
-from adapters.soap.xmlsafe import XmlLimits
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, Problem
@@ -117,9 +115,7 @@ def _explain(node: etree._Element, exc: zeep_errors.ValidationError) -> str:
 
 class SoapInbound(SoapEndpoint):
     def __init__(self, config: SoapEndpointConfig) -> None:
-        super().__init__(config.name, config.path,
-                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after,
-                         auth=config.auth, public_url=config.public_url)
+        super().__init__(config)
         self._config = config
         self._operations: dict[str, _Operation] = {}
 
@@ -128,9 +124,9 @@ class SoapInbound(SoapEndpoint):
         wsdl = wsdl if wsdl.is_absolute() else context.base_dir / wsdl
         document = load_document(wsdl)
         self._operations = _compile(document, self._config, wsdl)
-        self.mount(context, wsdl, self._config.client_cert)
+        self.mount(context, wsdl)
 
-    async def process(self, message: SoapMessage, request: Request) -> etree._Element | None:
+    def derive(self, message: SoapMessage, headers: Mapping[str, str]) -> Derived:
         if message.body is None:
             raise SoapFault("Client", "the Body is empty; expected one of "
                             f"{', '.join(op.name for op in self._operations.values())}",
@@ -140,10 +136,8 @@ class SoapInbound(SoapEndpoint):
             raise SoapFault("Client", "no operation of this endpoint takes "
                             f"{excerpt(str(message.body.tag), 120)}; accepted: "
                             f"{', '.join(sorted(self._operations))}", reason="unknown_operation")
-        operation.check_action(message.version, request_action(message.version, request.headers))
-        data = await asyncio.to_thread(operation.read, message.body)
-        items = _items(data, operation.config.each)
-        headers = {key.lower(): value for key, value in request.headers.items()}
+        operation.check_action(message.version, request_action(message.version, headers))
+        items = _items(operation.read(message.body), operation.config.each)
         envelopes = []
         for item in items:
             try:
@@ -154,8 +148,8 @@ class SoapInbound(SoapEndpoint):
                 source=self._config.envelope_source,
                 type=f"{self._config.system}.{derived.entity}.{derived.action}",
                 data=item, subject=derived.subject, id=derived.id, time=derived.time))
-        await self.publish(envelopes, dedupe=operation.config.derive.id is not None)
-        return operation.reply(len(envelopes))
+        return Derived(envelopes, operation.config.derive.id is not None,
+                       operation.reply(len(envelopes)))
 
 
 def _items(data: Any, each: str | None) -> list[Any]:

@@ -17,8 +17,26 @@ from typing import Literal
 
 from lxml import etree
 
-__all__ = ["SoapFault", "SoapMessage", "SoapVersion", "excerpt", "fault_document",
-           "request_action", "response_document", "split_envelope"]
+from middleware.errors import Refused
+
+__all__ = [
+    "FaultCode",
+    "SoapFault",
+    "SoapMessage",
+    "SoapVersion",
+    "excerpt",
+    "fault_code",
+    "fault_document",
+    "request_action",
+    "response_document",
+    "split_envelope",
+]
+
+FaultCode = Literal["Client", "Server", "MustUnderstand", "VersionMismatch"]
+
+# HTTP statuses a refusal keeps in its fault answer; others get the SOAP binding's (500, or 400
+# for a SOAP 1.2 Sender fault)
+_KEPT_STATUS = frozenset({401, 403, 413, 415, 429})
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -41,14 +59,20 @@ class SoapVersion(Enum):
         return next((v for v in cls if v.media_type == media_type), None)
 
 
-class SoapFault(Exception):
-    """Answer the sender with a fault. ``code`` is who must act: the Client (fix the request,
-    don't resend as is) or the Server (try again later). ``reason`` labels the rejected metric.
+class SoapFault(Refused):
+    """A refusal that names its SOAP fault code: who must act, the Client (fix the request,
+    don't resend as is) or the Server (try again later), or a SOAP-level code
+    (MustUnderstand, VersionMismatch). ``reason`` labels the rejected metric; ``status`` is an
+    HTTP status that overrides the SOAP binding's (401, 403, 413, 415); ``detail`` entries
+    become elements of the fault's detail.
+
+    Any other ``Refused`` is answered as a fault too (``fault_code``): a Server fault when it
+    is retryable, else a Client fault.
     """
 
     def __init__(
         self,
-        code: Literal["Client", "Server", "MustUnderstand", "VersionMismatch"],
+        code: FaultCode,
         message: str,
         *,
         reason: str,
@@ -57,14 +81,23 @@ class SoapFault(Exception):
         retry_after: int | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        answer = dict(headers or {})
+        if retry_after:
+            answer["Retry-After"] = str(retry_after)
+        super().__init__(status or (503 if code == "Server" else 400), reason,
+                         f"SOAP {code} fault", message, headers=answer, extra=detail)
         self.code = code
-        self.message = message
-        self.reason = reason
-        self.status = status
-        self.detail = detail or {}
-        self.retry_after = retry_after
-        self.headers = dict(headers or {})
+
+    @property
+    def message(self) -> str:
+        return self.detail
+
+
+def fault_code(refused: Refused) -> FaultCode:
+    """The fault code a refusal is answered with."""
+    if isinstance(refused, SoapFault):
+        return refused.code
+    return "Server" if refused.retryable else "Client"
 
 
 def excerpt(text: str, limit: int = 40) -> str:
@@ -143,27 +176,28 @@ def response_document(version: SoapVersion, content: etree._Element | None) -> b
     return result
 
 
-def fault_document(version: SoapVersion, fault: SoapFault) -> tuple[int, bytes]:
-    """HTTP status and body of a fault in the request's SOAP version."""
+def fault_document(version: SoapVersion, fault: Refused) -> tuple[int, bytes]:
+    """HTTP status and body of the fault answering ``fault`` in the request's SOAP version."""
     ns = version.namespace
+    code = fault_code(fault)
     envelope = etree.Element(f"{{{ns}}}Envelope", nsmap={"soapenv": ns})
     node = etree.SubElement(etree.SubElement(envelope, f"{{{ns}}}Body"), f"{{{ns}}}Fault")
     if version is SoapVersion.V11:
-        etree.SubElement(node, "faultcode").text = f"soapenv:{fault.code}"
-        etree.SubElement(node, "faultstring").text = fault.message
-        detail = etree.SubElement(node, "detail") if fault.detail else None
+        etree.SubElement(node, "faultcode").text = f"soapenv:{code}"
+        etree.SubElement(node, "faultstring").text = fault.detail
+        detail = etree.SubElement(node, "detail") if fault.extra else None
         status = 500
     else:
-        code = {"Client": "Sender", "Server": "Receiver"}.get(fault.code, fault.code)
+        code12 = {"Client": "Sender", "Server": "Receiver"}.get(code, code)
         value = etree.SubElement(etree.SubElement(node, f"{{{ns}}}Code"), f"{{{ns}}}Value")
-        value.text = f"soapenv:{code}"
+        value.text = f"soapenv:{code12}"
         text = etree.SubElement(etree.SubElement(node, f"{{{ns}}}Reason"), f"{{{ns}}}Text")
         text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-        text.text = fault.message
-        detail = etree.SubElement(node, f"{{{ns}}}Detail") if fault.detail else None
-        status = 400 if code == "Sender" else 500
-    for key, item in fault.detail.items():
+        text.text = fault.detail
+        detail = etree.SubElement(node, f"{{{ns}}}Detail") if fault.extra else None
+        status = 400 if code12 == "Sender" else 500
+    for key, item in fault.extra.items():
         assert detail is not None
-        etree.SubElement(detail, key).text = item
+        etree.SubElement(detail, key).text = item if isinstance(item, str) else str(item)
     body: bytes = etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
-    return fault.status or status, body
+    return (fault.status if fault.status in _KEPT_STATUS else status), body

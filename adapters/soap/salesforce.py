@@ -25,18 +25,17 @@ and resends the *whole* message, for up to 24 hours and not necessarily in order
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from starlette.requests import Request
 
 from adapters._derive import parse_time
 from adapters.soap.config import SalesforceConfig
-from adapters.soap.endpoint import SoapEndpoint
+from adapters.soap.endpoint import Derived, SoapEndpoint
 from adapters.soap.protocol import SoapFault, SoapMessage, excerpt
 from adapters.soap.wsdl import load_document
-from adapters.soap.xmlsafe import XmlLimits
 from middleware.adapter import AdapterContext
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, FieldTooLong, Problem
@@ -85,9 +84,7 @@ def _fields(node: etree._Element) -> dict[str, Any]:
 
 class SalesforceInbound(SoapEndpoint):
     def __init__(self, config: SalesforceConfig) -> None:
-        super().__init__(config.name, config.path,
-                         XmlLimits(config.max_body_bytes, config.max_depth), config.retry_after,
-                         auth=config.auth, public_url=config.public_url)
+        super().__init__(config)
         self._config = config
         org = full_org_id(config.organization_id)
         assert org is not None, "the config pattern admits 15 or 18 letters and digits only"
@@ -104,9 +101,9 @@ class SalesforceInbound(SoapEndpoint):
                 raise ConfigError([Problem(str(wsdl), None, "wsdl",
                                            "not a Salesforce Outbound Message WSDL (it has no "
                                            "'notifications' operation)")])
-        self.mount(context, wsdl, self._config.client_cert)
+        self.mount(context, wsdl)
 
-    async def process(self, message: SoapMessage, request: Request) -> etree._Element:
+    def derive(self, message: SoapMessage, headers: Mapping[str, str]) -> Derived:
         body = message.body
         if body is None or body.tag != f"{{{OUTBOUND_NS}}}notifications":
             found = "nothing" if body is None else excerpt(str(body.tag), 120)
@@ -121,12 +118,10 @@ class SalesforceInbound(SoapEndpoint):
             raise SoapFault("Client", "OrganizationId does not match the organization this "
                             "endpoint accepts", reason="org_mismatch")
         envelopes = [self._envelope(n, i) for i, n in enumerate(notifications)]
-        if envelopes:
-            await self.publish(envelopes, dedupe=True)
         response = etree.Element(f"{{{OUTBOUND_NS}}}notificationsResponse",
                                  nsmap={None: OUTBOUND_NS})
         etree.SubElement(response, f"{{{OUTBOUND_NS}}}Ack").text = "true"
-        return response
+        return Derived(envelopes, True, response)
 
     def _envelope(self, notification: etree._Element, index: int) -> Envelope:
         where = f"Notification[{index}]"
@@ -149,7 +144,7 @@ class SalesforceInbound(SoapEndpoint):
         config = self._config
         try:
             return Envelope.new(
-                source=config.source, type=f"{config.system}.{entity}.{config.action}",
+                source=config.envelope_source, type=f"{config.system}.{entity}.{config.action}",
                 data=fields, id=ident, time=time,
                 subject=subject if isinstance(subject, str) and subject else None,
             )

@@ -25,6 +25,7 @@ from lxml import etree
 from zeep import Settings
 
 from adapters.soap.protocol import excerpt
+from middleware.errors import Refused
 
 __all__ = ["XmlLimits", "XmlRejected", "parse_document", "zeep_settings"]
 
@@ -32,12 +33,15 @@ DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_MAX_DEPTH = 64
 
 
-class XmlRejected(ValueError):
-    """A document refused before or while parsing; ``reason`` is a short metric label."""
+class XmlRejected(Refused):
+    """A document refused before or while parsing (413 too large, else 400); ``reason`` is a
+    short metric label."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(413 if reason == "too_large" else 400, reason, "XML refused", message)
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True)

@@ -113,17 +113,18 @@ def test_soap_derived_id_of_300_characters_is_a_client_fault_and_the_next_is_pub
             "derive": {"entity": {"value": "shipment"}, "action": {"value": "reported"},
                        "subject": {"path": "OrderNo"}, "id": {"path": "ShipmentId"}},
             "reply": {"Accepted": True, "Count": "{count}"}}}})
-    client = zeep.Client(f"{base}/soap/{prefix}/ship?wsdl")
-    client.service._binding_options["address"] = f"{base}/soap/{prefix}/ship"  # no public_url
+    # the WSDL file names http://localhost (port 80); call the endpoint where it listens
+    service = zeep.Client(f"{base}/soap/{prefix}/ship?wsdl").create_service(
+        "{urn:silobridge:examples:shipments}ShipmentSoap11", f"{base}/soap/{prefix}/ship")
     shipment = {"ShipmentId": LONG, "OrderNo": "SO-1", "Packages": 1,
                 "ShippedAt": "2024-05-01T10:00:00Z"}
     with pytest.raises(zeep.exceptions.Fault) as caught:
-        client.service.ReportShipments(Warehouse="W1", Shipment=[shipment])
+        service.ReportShipments(Warehouse="W1", Shipment=[shipment])
     assert caught.value.code == "soapenv:Client"
     assert caught.value.message.startswith("id is 300 bytes long")
     assert "255 bytes" in caught.value.message
     assert _stored(amqp_url, prefix) == 0
-    answer = client.service.ReportShipments(Warehouse="W1",
+    answer = service.ReportShipments(Warehouse="W1",
                                             Shipment=[{**shipment, "ShipmentId": "SH-1"}])
     assert (answer.Accepted, answer.Count) == (True, 1)
     assert [p.message_id for p, _ in drain(amqp_url, queue_name(f"{prefix}-r"))] == ["SH-1"]

@@ -9,7 +9,9 @@ import pytest
 from starlette.requests import Request
 
 from adapters._derive import Derive, compile_derive, parse_time, resolve_path
-from adapters.rest.body import Rejected, parse_json, read_body
+from adapters.rest.body import parse_json
+from middleware.errors import Refused
+from middleware.ingress.reading import read_body
 
 # differ only in the last digit: as floats both are 1.8446744073709552e19
 BIG_A, BIG_B = 2**64 + 1, 2**64 + 2
@@ -28,20 +30,20 @@ def test_parse_json_keeps_integers_beyond_64_bits_exact_as_digits() -> None:
 def test_parse_json_huge_integer_kept_as_digits_without_int_conversion() -> None:
     digits = "7" * 300  # orjson alone reads it as a float, int() would be slow on longer ones
     assert parse_json(f'{{"n":{digits}}}'.encode()) == {"n": digits}
-    with pytest.raises(Rejected) as caught:  # beyond a double's range orjson refuses: a 400
+    with pytest.raises(Refused) as caught:  # beyond a double's range orjson refuses: a 400
         parse_json(f'{{"n":{"7" * 4000}}}'.encode())
     assert caught.value.status == 400
 
 
 def test_parse_json_still_strict_and_never_crashes_on_depth() -> None:
-    with pytest.raises(Rejected) as caught:
+    with pytest.raises(Refused) as caught:
         parse_json(b'{"n": 18446744073709551617, "x": NaN}')
     assert caught.value.status == 400
     def nested(depth: int) -> bytes:
         return b"[" * depth + b"18446744073709551617" + b"]" * depth
 
     assert str(parse_json(nested(500))).count("[") == 500
-    with pytest.raises(Rejected) as deep:  # past Python's recursion limit: a 400, not a 500
+    with pytest.raises(Refused) as deep:  # past Python's recursion limit: a 400, not a 500
         parse_json(nested(1000))
     assert deep.value.status == 400 and "nested" in deep.value.error
 
@@ -85,13 +87,13 @@ def test_read_body_odd_content_length_is_no_crash(declared: bytes) -> None:
 
 
 def test_read_body_declared_size_of_5000_digits_is_413_not_a_crash() -> None:
-    with pytest.raises(Rejected) as caught:  # int() refuses strings over 4300 digits
+    with pytest.raises(Refused) as caught:  # int() refuses strings over 4300 digits
         asyncio.run(read_body(_request(b"9" * 5000), 1024, ["application/json"]))
     assert caught.value.status == 413
 
 
 def test_read_body_declared_size_over_limit_is_413_even_with_leading_zeros() -> None:
-    with pytest.raises(Rejected) as caught:
+    with pytest.raises(Refused) as caught:
         asyncio.run(read_body(_request(b"0002048"), 1024, ["application/json"]))
     assert caught.value.status == 413
     assert asyncio.run(read_body(_request(b"0000002"), 1024, ["application/json"])) == b"{}"

@@ -75,21 +75,21 @@ def test_standard_webhooks_replay_with_new_id_or_time_or_body_is_refused(
 ) -> None:
     verifier = _standard(monkeypatch, SW_SECRET)
     assert _refused(verifier, _request(_sw_headers(**{"webhook-id": "msg_new"}),
-                                       SW_BODY)).reason == "bad"
+                                       SW_BODY)).kind == "bad"
     assert _refused(verifier, _request(_sw_headers(**{"webhook-timestamp": "1614265331"}),
-                                       SW_BODY)).reason == "bad"
-    assert _refused(verifier, _request(_sw_headers(), b'{"test": 2432232315}')).reason == "bad"
+                                       SW_BODY)).kind == "bad"
+    assert _refused(verifier, _request(_sw_headers(), b'{"test": 2432232315}')).kind == "bad"
     headers = _sw_headers()
     del headers["webhook-id"]
-    assert _refused(verifier, _request(headers, SW_BODY)).reason == "missing"
+    assert _refused(verifier, _request(headers, SW_BODY)).kind == "missing"
 
 
 def test_standard_webhooks_window_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
     verifier = _standard(monkeypatch, SW_SECRET)
     request = _request(_sw_headers(), SW_BODY)
     verifier.verify(request, NOW - 300)
-    assert _refused(verifier, request, NOW + 301).reason == "stale"
-    assert _refused(verifier, request, NOW - 301).reason == "stale"  # signed in the future
+    assert _refused(verifier, request, NOW + 301).kind == "stale"
+    assert _refused(verifier, request, NOW - 301).kind == "stale"  # signed in the future
 
 
 def test_standard_webhooks_rotation_several_entries_and_other_versions(
@@ -107,7 +107,7 @@ def test_standard_webhooks_rotation_several_entries_and_other_versions(
     _standard(monkeypatch, other, SW_SECRET).verify(_request(_sw_headers(), SW_BODY), NOW)
     # a v1a (asymmetric) entry carrying the right bytes is not a v1 signature
     only_v1a = _sw_headers(**{"webhook-signature": SW_SIGNATURE.replace("v1,", "v1a,")})
-    assert _refused(_standard(monkeypatch, SW_SECRET), _request(only_v1a, SW_BODY)).reason == "bad"
+    assert _refused(_standard(monkeypatch, SW_SECRET), _request(only_v1a, SW_BODY)).kind == "bad"
 
 
 def test_standard_webhooks_secret_that_is_not_base64_fails_at_start(
@@ -133,11 +133,11 @@ def test_generic_hmac_signed_id_refuses_new_or_missing_request_id() -> None:
     verifier = _hmac_id_verifier(secret)
     captured = _signed_id(secret, "req-1", SW_STAMP, body)
     verifier.verify(_request(captured, body), NOW)
-    assert _refused(verifier, _request({**captured, "X-Request-Id": "req-2"}, body)).reason \
+    assert _refused(verifier, _request({**captured, "X-Request-Id": "req-2"}, body)).kind \
         == "bad"
     without = {k: v for k, v in captured.items() if k != "X-Request-Id"}
-    assert _refused(verifier, _request(without, body)).reason == "missing"
-    assert _refused(verifier, _request(captured, body), NOW + 301).reason == "stale"
+    assert _refused(verifier, _request(without, body)).kind == "missing"
+    assert _refused(verifier, _request(captured, body), NOW + 301).kind == "stale"
 
 
 def test_generic_hmac_placeholders_in_header_values_are_signed_literally() -> None:
@@ -147,7 +147,7 @@ def test_generic_hmac_placeholders_in_header_values_are_signed_literally() -> No
     verifier.verify(_request(_signed_id(secret, "{timestamp}", SW_STAMP, body), body), NOW)
     forged = _signed_id(secret, SW_STAMP, SW_STAMP, body)
     forged["X-Request-Id"] = "{timestamp}"
-    assert _refused(verifier, _request(forged, body)).reason == "bad"
+    assert _refused(verifier, _request(forged, body)).kind == "bad"
 
 
 def test_generic_hmac_timestamp_is_signed_as_sent_with_leading_zeros() -> None:
@@ -209,7 +209,7 @@ def test_timestamp_headers_accept_ascii_digits_only(
 ) -> None:
     verifier, request = scheme(value)
     error = _refused(verifier, request)
-    assert error.reason == reason
+    assert error.kind == reason
     if reason == "bad":
         assert "ASCII digits 0-9" in str(error)
     assert len(str(error)) < 400  # a 5000-digit value is not echoed back whole

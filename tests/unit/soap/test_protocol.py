@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from adapters.rest.signatures import AuthError
 from adapters.soap.protocol import (
     SOAP11_ENV,
     SOAP12_ENV,
@@ -14,6 +15,8 @@ from adapters.soap.protocol import (
     response_document,
     split_envelope,
 )
+from adapters.soap.xmlsafe import XmlRejected
+from middleware.errors import Refused, SilobridgeError
 
 
 def _envelope(ns: str, inner: str) -> etree._Element:
@@ -81,3 +84,43 @@ def test_response_document_wraps_content_in_the_request_version() -> None:
     root = etree.fromstring(response_document(SoapVersion.V12, content))
     assert root.tag == f"{{{SOAP12_ENV}}}Envelope"
     assert root[0][0].tag == "{urn:x}Ack"
+
+
+@pytest.mark.parametrize(("status", "version", "answered", "code"), [
+    (503, SoapVersion.V11, 500, "soapenv:Server"),
+    (503, SoapVersion.V12, 500, "soapenv:Receiver"),
+    (422, SoapVersion.V11, 500, "soapenv:Client"),
+    (422, SoapVersion.V12, 400, "soapenv:Sender"),
+    (413, SoapVersion.V11, 413, "soapenv:Client"),
+    (403, SoapVersion.V12, 403, "soapenv:Sender"),
+])
+def test_fault_document_answers_any_refusal_of_the_shared_ingress(
+    status: int, version: SoapVersion, answered: int, code: str,
+) -> None:
+    # A refusal from the shared layer (size, dedupe, broker) is a fault like a SoapFault
+    refused = Refused(status, "x", "what", "why it was refused", extra={"limit": 5})
+    got, body = fault_document(version, refused)
+    root = etree.fromstring(body)
+    ns = version.namespace
+    if version is SoapVersion.V11:
+        values = (root.findtext(f"{{{ns}}}Body/{{{ns}}}Fault/faultcode"),
+                  root.findtext(f"{{{ns}}}Body/{{{ns}}}Fault/faultstring"),
+                  root.findtext(f"{{{ns}}}Body/{{{ns}}}Fault/detail/limit"))
+    else:
+        fault = f"{{{ns}}}Body/{{{ns}}}Fault"
+        values = (root.findtext(f"{fault}/{{{ns}}}Code/{{{ns}}}Value"),
+                  root.findtext(f"{fault}/{{{ns}}}Reason/{{{ns}}}Text"),
+                  root.findtext(f"{fault}/{{{ns}}}Detail/limit"))
+    assert (got, values) == (answered, (code, "why it was refused", "5"))
+
+
+def test_every_ingress_refusal_type_is_a_refused_in_the_error_tree() -> None:
+    fault = SoapFault("Server", "later", reason="busy", retry_after=7)
+    xml = XmlRejected("too_large", "big")
+    auth = AuthError("stale", "old", headers={"WWW-Authenticate": "Basic"})
+    assert all(isinstance(e, Refused) and isinstance(e, SilobridgeError)
+               for e in (fault, xml, auth))
+    assert (fault.status, fault.retryable, fault.headers) == (503, True, {"Retry-After": "7"})
+    assert (xml.status, xml.reason, str(xml)) == (413, "too_large", "big")
+    assert (auth.status, auth.reason, auth.error, auth.kind) == (
+        401, "stale_request", "stale credentials", "stale")

@@ -272,6 +272,6 @@ def test_salesforce_dedupe_store_failure_is_a_server_fault(tmp_path: Path) -> No
     stores.idempotency.close()  # the store is gone
     response = client.post("/soap/sf", content=realworld(SAMPLE).read_bytes(), headers=TEXT_XML)
     assert response.status_code == 500
-    assert _faultstring(response.content) == ("the dedupe store is unavailable; send it again "
-                                              "later")
+    assert _faultstring(response.content) == ("the dedupe store is unavailable; nothing was "
+                                              "stored; send it again in 10s")
     assert publisher.published == []

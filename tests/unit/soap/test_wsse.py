@@ -163,7 +163,8 @@ def test_wsse_full_nonce_cache_is_a_retryable_server_fault() -> None:
     for n in range(100):
         check.check(_header(_digest(nonce=f"nonce-{n}")))
     fault = _refused(check, _header(_digest(nonce="one more")))
-    assert (fault.code, fault.reason, fault.retry_after) == ("Server", "auth_nonce_cache_full", 7)
+    assert (fault.code, fault.reason, fault.headers["Retry-After"]) == (
+        "Server", "auth_nonce_cache_full", "7")
 
 
 # -- on the endpoint ----------------------------------------------------------------------

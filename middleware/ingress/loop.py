@@ -41,14 +41,23 @@ class LoopPublisher:
         self._drain_scheduled = False
 
     def publish(self, envelope: Envelope) -> asyncio.Future[None]:
-        loop = self._loop
-        if loop is None:  # the ingress runs one loop for its lifetime
-            loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the ingress runs one loop for its lifetime; tests more
+            self._adopt(loop)
         waiter: asyncio.Future[None] = loop.create_future()
         if not self._outgoing:
             loop.call_soon(self._hand_over)
         self._outgoing.append((envelope, waiter))
         return waiter
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve ``loop`` from now on; what was queued for a previous (closed) loop has no
+        waiter left."""
+        with self._lock:
+            self._loop = loop
+            self._outgoing = []
+            self._confirmed.clear()
+            self._drain_scheduled = False
 
     def _hand_over(self) -> None:
         """Every envelope of this loop iteration, in one go (the publisher wakes its thread once
