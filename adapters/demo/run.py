@@ -29,7 +29,7 @@ from adapters.demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
 from adapters.demo.view import Totals, render_summary, render_view
 from adapters.demo.warehouse import Warehouse
 from adapters.soap.demo_server import DemoErpServer
-from middleware.broker.session import blocking_channel, delete_queues
+from middleware.broker.factory import blocking_channel, delete_queues
 from middleware.broker.topology import route_queues
 from middleware.cli.status import queue_status, route_status
 from middleware.config.loader import LoadedConfig, load_config

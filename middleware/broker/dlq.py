@@ -18,8 +18,8 @@ import orjson
 import pika
 
 from middleware import headers as h
-from middleware.broker.publisher import with_headers
-from middleware.broker.session import BlockingChannel, blocking_channel, queue_depth
+from middleware.broker.factory import BlockingChannel, blocking_channel, queue_depth, to_pika
+from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.models import BrokerConfig, Config, RouteConfig
 
@@ -125,7 +125,7 @@ def replay(
                 continue
             new_headers = h.without_failure(letter.headers)
             new_headers[h.REPLAYS] = int(letter.headers.get(h.REPLAYS, 0) or 0) + 1
-            properties = with_headers(props, new_headers)
+            properties = to_pika(with_headers(props, new_headers))
             channel.basic_publish("", queue_name(route), letter.body, properties, mandatory=True)
             channel.basic_ack(tag)
     return replayed

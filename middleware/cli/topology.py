@@ -14,9 +14,13 @@ from typing import Any
 
 from middleware import plugins
 from middleware.adapter import DeclaresTopology
-from middleware.broker.declare import declare
-from middleware.broker.manifest import read_manifest, write_manifest
-from middleware.broker.session import blocking_channel, queue_depth
+from middleware.broker.factory import (
+    blocking_channel,
+    declare,
+    queue_depth,
+    read_manifest,
+    write_manifest,
+)
 from middleware.broker.topology import Topology, dlq_name, queue_name, retry_name, topology_for
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config
