@@ -23,6 +23,7 @@ test: install
 lint: install
 	$(BIN)/ruff check middleware adapters silobridge_demo tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python -m bench

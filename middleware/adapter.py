@@ -11,17 +11,15 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from middleware.broker.publisher import Publisher
-    from middleware.broker.topology import Topology
-    from middleware.config.models import BrokerConfig
-    from middleware.envelope import Envelope
-    from middleware.ingress import Ingress
-    from middleware.stores.base import Stores
+from middleware.broker.contract import Broker, Publisher
+from middleware.broker.topology import Topology
+from middleware.config.adapter_base import AdapterConfig
+from middleware.config.models import BrokerConfig
+from middleware.envelope import Envelope
+from middleware.ingress import Ingress
+from middleware.stores.base import Stores
 
 __all__ = [
     "AdapterConfig",
@@ -31,18 +29,6 @@ __all__ = [
     "InboundAdapter",
     "OutboundAdapter",
 ]
-
-
-class AdapterConfig(BaseModel):
-    """Base of every adapter's config model; ``type`` selects the adapter in the registry.
-
-    The core validates only ``type`` (and ``name`` for inbound adapters); the rest is validated by
-    the adapter's own subclass, which sets ``extra="forbid"``.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(description="Adapter type as registered, e.g. 'amqp', 'rest', 'soap'.")
 
 
 @dataclass(frozen=True)
@@ -58,8 +44,11 @@ class AdapterContext:
     """What the daemon hands an adapter at start.
 
     ``publisher`` sends confirmed messages (``middleware.broker.ingest`` for envelopes),
-    ``broker`` lets an adapter declare what it needs, ``ingress`` is the shared HTTP server
-    (None in a worker-only process), ``base_dir`` resolves relative paths in its config.
+    ``broker`` is the broker's config (timeouts), ``ingress`` is the shared HTTP server
+    (None in a worker-only process), ``base_dir`` resolves relative paths in its config,
+    ``messaging`` is the broker itself, for an adapter that declares what it needs (None in
+    tools that only publish). Every type here is a contract of the core, never a client
+    library's, so ``typing.get_type_hints(AdapterContext)`` resolves at run time.
     """
 
     publisher: Publisher
@@ -67,6 +56,7 @@ class AdapterContext:
     stores: Stores
     base_dir: Path
     ingress: Ingress | None = None
+    messaging: Broker | None = None
 
 
 class OutboundAdapter(Protocol):

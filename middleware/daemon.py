@@ -20,9 +20,8 @@ import structlog
 
 from middleware import metrics, plugins
 from middleware.adapter import AdapterContext, InboundAdapter, OutboundAdapter
-from middleware.broker.connection import BrokerLoop
-from middleware.broker.consumer import Consumer, Delivery
-from middleware.broker.publisher import Publisher
+from middleware.broker.contract import Broker, Consumer, Handler
+from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
 from middleware.config.loader import LoadedConfig
 from middleware.errors import SilobridgeError
@@ -61,8 +60,10 @@ class Daemon:
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
         self.stores: Stores = open_stores(self.config.store)
-        self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
-        self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
+        # one I/O thread for the publishing and consuming connections; the topology is
+        # declared once, by whichever connects first
+        self.broker: Broker = connect(self.config.broker, topology_for(self.config))
+        self.publisher = self.broker.publisher()
         self.watchdog = Watchdog()
         self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
                                 self.config.ops.host, self.config.ops.port, "ops",
@@ -82,10 +83,10 @@ class Daemon:
         self.ops.start_and_wait()
         self.watchdog.watch_thread(self.ops)
         self.publisher.start()
-        self.watchdog.watch_thread(self.loop.thread)
+        self.watchdog.watch_thread(self.broker.thread)
         self._wait_for_broker()
         context = AdapterContext(self.publisher, self.config.broker, self.stores,
-                                 self.loaded.base_dir)
+                                 self.loaded.base_dir, messaging=self.broker)
         if self.runs_workers:
             self._start_workers(context)
         if self.runs_ingress:
@@ -115,7 +116,7 @@ class Daemon:
     def _start_workers(self, context: AdapterContext) -> None:
         routes = self.config.routes
         self.mappings = MappingSet(mapping_paths(self.loaded))
-        handlers: dict[str, Callable[[Delivery], None]] = {}
+        handlers: dict[str, Handler] = {}
         for route in routes:
             spec = plugins.get(route.target.type)
             assert spec is not None and spec.outbound is not None  # checked by the loader
@@ -131,11 +132,9 @@ class Daemon:
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
         if handlers:
-            self.consumer = Consumer(self.config.broker, handlers,
-                                     prefetch=self.config.broker.prefetch,
-                                     topology=topology_for(self.config),
-                                     before_ack=self.stores.idempotency.record_many,
-                                     loop=self.loop)
+            self.consumer = self.broker.consumer(
+                handlers, prefetch=self.config.broker.prefetch,
+                before_ack=self.stores.idempotency.record_many)
             self.consumer.start()
 
     def _consuming(self) -> float:
@@ -144,7 +143,7 @@ class Daemon:
         return 1.0 if self._consumers_live() else 0.0
 
     def _consumers_live(self) -> bool:
-        return self.consumer is not None and self.consumer.consuming and self.loop.turning()
+        return self.consumer is not None and self.consumer.consuming and self.broker.turning()
 
     def _mapping_provider(
         self, relative: str | None, reverse: bool

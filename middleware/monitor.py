@@ -17,7 +17,7 @@ import structlog
 
 from middleware import metrics
 from middleware.broker.dlq import route_counts
-from middleware.broker.session import Session
+from middleware.broker.factory import Session
 from middleware.config.models import Config
 from middleware.errors import BrokerUnavailable
 from middleware.mapping import MappingSet

@@ -20,8 +20,8 @@ import structlog
 
 from middleware import headers, metrics
 from middleware.adapter import Delivered, OutboundAdapter
-from middleware.broker.consumer import Delivery
-from middleware.broker.publisher import Publisher, with_headers
+from middleware.broker.contract import Delivery, Publisher
+from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.envelope import Envelope

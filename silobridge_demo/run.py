@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from middleware.broker.session import blocking_channel, delete_queues
+from middleware.broker.factory import blocking_channel, delete_queues
 from middleware.broker.topology import route_queues
 from middleware.cli.status import queue_status, route_status
 from middleware.config.loader import LoadedConfig, load_config

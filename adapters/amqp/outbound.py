@@ -14,9 +14,8 @@ import orjson
 
 from adapters.amqp.config import AmqpTargetConfig
 from middleware.adapter import AdapterContext, Delivered
-from middleware.broker.declare import declare
+from middleware.broker.contract import Publisher
 from middleware.broker.ingest import envelope_properties
-from middleware.broker.publisher import Publisher
 from middleware.broker.topology import ExchangeSpec, QueueSpec, Topology
 from middleware.envelope import Envelope
 
@@ -40,7 +39,8 @@ class AmqpTarget:
         return Topology([ExchangeSpec(config.exchange, config.exchange_type)], queues)
 
     def start(self, context: AdapterContext) -> None:
-        declare(context.broker, self.topology())
+        if context.messaging is not None:  # tools that only publish declare nothing
+            context.messaging.declare(self.topology())
         self._publisher = context.publisher
 
     def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:

@@ -15,7 +15,7 @@ from typing import Any
 from adapters.rest.poll import Poller
 from adapters.rest.poll_config import PollConfig
 from middleware.adapter import AdapterContext
-from middleware.broker.publisher import Publisher
+from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
 from middleware.cli.common import add_config_argument
 from middleware.config.loader import load_config
@@ -47,13 +47,15 @@ def _poll(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     stores = open_stores(config.store)
-    publisher = Publisher(config.broker, topology_for(config), name="poll")
+    broker = connect(config.broker, topology_for(config))
+    publisher = broker.publisher(name="poll")
     poller = Poller(section)
     try:
         if not publisher.start(wait=_CONNECT_TIMEOUT):
             print(f"error: broker not reachable within {_CONNECT_TIMEOUT:g}s", file=sys.stderr)
             return 1
-        context = AdapterContext(publisher, config.broker, stores, loaded.base_dir)
+        context = AdapterContext(publisher, config.broker, stores, loaded.base_dir,
+                                 messaging=broker)
         if not args.once:
             poller.start(context)
             threading.Event().wait()  # the schedule runs until Ctrl-C; main() answers 130

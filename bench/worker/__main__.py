@@ -30,7 +30,7 @@ import yaml
 from bench.ingress import Served, free_port, machine, route_queue_names
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
 from middleware.broker.ingest import envelope_properties
-from middleware.broker.publisher import Publisher
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
 

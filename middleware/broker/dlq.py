@@ -22,8 +22,8 @@ import pika
 import pika.exceptions
 
 from middleware import headers as h
-from middleware.broker.publisher import with_headers
-from middleware.broker.session import BlockingChannel, blocking_channel, queue_depth
+from middleware.broker.factory import BlockingChannel, blocking_channel, queue_depth, to_pika
+from middleware.broker.properties import with_headers
 from middleware.broker.topology import DLQ_ARGUMENTS, dlq_name, queue_name, retry_name
 from middleware.config.models import BrokerConfig, Config, RouteConfig
 
@@ -165,7 +165,7 @@ def replay(
             if h.FIRST_FAILURE in letter.headers:
                 new_headers[h.FIRST_FAILURE] = letter.headers[h.FIRST_FAILURE]
             new_headers[h.REPLAYS] = int(letter.headers.get(h.REPLAYS, 0) or 0) + 1
-            properties = with_headers(props, new_headers)
+            properties = to_pika(with_headers(props, new_headers))
             channel.basic_publish("", queue_name(route), letter.body, properties, mandatory=True)
             channel.basic_ack(tag)
     return replayed
@@ -233,6 +233,7 @@ def _move(channel: BlockingChannel, source: str, sink: str) -> int:
         if method is None:
             return count
         headers = {k: v for k, v in (props.headers or {}).items() if k != "x-delivery-count"}
-        channel.basic_publish("", sink, body, with_headers(props, headers), mandatory=True)
+        channel.basic_publish("", sink, body, to_pika(with_headers(props, headers)),
+                              mandatory=True)
         channel.basic_ack(method.delivery_tag)
         count += 1

@@ -14,9 +14,8 @@ from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from typing import Protocol
 
-import pika
-
-from middleware.broker.publisher import Publisher
+from middleware.broker.contract import Publisher
+from middleware.broker.properties import Properties
 from middleware.broker.topology import EVENTS_EXCHANGE
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, FieldTooLong, PublishTimeout
@@ -24,9 +23,9 @@ from middleware.errors import BrokerError, FieldTooLong, PublishTimeout
 __all__ = ["check_confirms", "envelope_properties", "publish_envelope", "publish_envelopes"]
 
 
-def envelope_properties(envelope: Envelope, type: str | None = None) -> pika.BasicProperties:
+def envelope_properties(envelope: Envelope, type: str | None = None) -> Properties:
     """AMQP properties mirroring the envelope (``type`` overrides the event type)."""
-    return pika.BasicProperties(**envelope.amqp_properties(type))
+    return Properties(**envelope.amqp_properties(type))
 
 
 def publish_envelope(publisher: Publisher, envelope: Envelope) -> Future[None]:

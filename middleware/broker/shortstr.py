@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pika
-
+from middleware.broker.properties import Properties
 from middleware.errors import FieldTooLong
 
 __all__ = ["SHORT_STRING_MAX", "SURELY_FITS", "check_short", "long_property", "utf8_size"]
@@ -40,7 +39,7 @@ def check_short(field: str, value: str | None, carried_as: str) -> None:
 
 
 def long_property(
-    exchange: str, routing_key: str, properties: pika.BasicProperties
+    exchange: str, routing_key: str, properties: Properties
 ) -> FieldTooLong | None:
     """The first value of a message that is too long for a short string, as an error."""
     values: list[tuple[str, Any]] = [("exchange", exchange), ("routing_key", routing_key)]

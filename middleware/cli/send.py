@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from middleware.broker.factory import connect
 from middleware.broker.ingest import publish_envelopes
-from middleware.broker.publisher import Publisher
 from middleware.cli.common import add_config_argument, config_from_args
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError
@@ -39,7 +39,7 @@ def _send(args: argparse.Namespace) -> int:
     envelope = Envelope.new(source=args.source, type=args.type, data=data,
                             subject=args.subject, id=args.id)
     config = config_from_args(args)
-    publisher = Publisher(config.broker, name="send")
+    publisher = connect(config.broker).publisher(name="send")
     try:
         if not publisher.start(wait=10):
             print("error: cannot connect to the broker", file=sys.stderr)

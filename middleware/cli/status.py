@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from middleware.broker.dlq import Queues, route_counts
-from middleware.broker.session import blocking_channel
+from middleware.broker.factory import blocking_channel
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config
 from middleware.config.models import Config

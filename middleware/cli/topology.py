@@ -1,8 +1,8 @@
 """``silobridge topology apply|diff|prune``: the broker objects a config needs, and leftovers.
 
 ``diff`` and ``prune`` find the queues of routes that were removed from the config through the
-manifest every declaration writes (``middleware/broker/manifest.py``): without them those queues
-stay bound to the events exchange and fill forever.
+manifest every declaration writes (``middleware/broker/rabbitmq/manifest.py``): without them
+those queues stay bound to the events exchange and fill forever.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Any
 
 from middleware import plugins
 from middleware.adapter import DeclaresTopology
-from middleware.broker.declare import declare
-from middleware.broker.manifest import read_manifest, write_manifest
-from middleware.broker.session import blocking_channel, queue_depth
+from middleware.broker.factory import (
+    blocking_channel,
+    declare,
+    queue_depth,
+    read_manifest,
+    write_manifest,
+)
 from middleware.broker.topology import Topology, dlq_name, queue_name, retry_name, topology_for
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config

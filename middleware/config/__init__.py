@@ -1,6 +1,9 @@
-"""Config models and the loader that validates a config file with file/line/path errors."""
+"""Config models; the loader that validates a config file is ``middleware.config.loader``.
 
-from middleware.config.loader import LoadedConfig, load_config
+The package does not import the loader: the loader finds adapters through the registry, and a
+model import that dragged the adapter contracts in closed an import circle.
+"""
+
 from middleware.config.models import (
     BrokerConfig,
     Config,
@@ -16,11 +19,9 @@ __all__ = [
     "BrokerConfig",
     "Config",
     "IngressConfig",
-    "LoadedConfig",
     "OpsConfig",
     "RetryPolicy",
     "RouteConfig",
     "StoreConfig",
     "TlsConfig",
-    "load_config",
 ]

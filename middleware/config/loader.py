@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from middleware import plugins
-from middleware.adapter import AdapterConfig
+from middleware.config.adapter_base import AdapterConfig
 from middleware.config.models import Config
 from middleware.errors import ConfigError, Problem
 from middleware.secrets import absolutise_secret_files, secret_problems

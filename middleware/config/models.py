@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from middleware.adapter import AdapterConfig
+from middleware.config.adapter_base import AdapterConfig
 from middleware.tls.names import parse_subject
 
 __all__ = [

@@ -8,13 +8,12 @@
     loop.py        LoopPublisher: publishing from the event loop with batched hand-overs
     config.py      EndpointConfig: the fields every inbound endpoint has
 
-Every refusal is a ``middleware.errors.Refused``.
+Every refusal is a ``middleware.errors.Refused``. The package exports the server and the shared
+config only: ``middleware.adapter`` (the adapter contract) imports the server, and the endpoint
+base class is built on that contract, so protocols import it from ``middleware.ingress.endpoint``.
 """
 
 from middleware.ingress.config import EndpointConfig
-from middleware.ingress.endpoint import Incoming, IngressEndpoint
-from middleware.ingress.publishing import Claimed, IngressPublisher, Keyed, Published
 from middleware.ingress.server import Endpoint, Ingress
 
-__all__ = ["Claimed", "Endpoint", "EndpointConfig", "Incoming", "Ingress", "IngressEndpoint",
-           "IngressPublisher", "Keyed", "Published"]
+__all__ = ["Endpoint", "EndpointConfig", "Ingress"]

@@ -14,7 +14,7 @@ from pydantic import ConfigDict
 
 from middleware.adapter import AdapterConfig, AdapterContext, Delivered
 from middleware.broker.ingest import publish_envelopes
-from middleware.broker.publisher import Publisher
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError

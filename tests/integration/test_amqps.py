@@ -28,7 +28,7 @@ import pytest
 import trustme
 import yaml
 
-from middleware.broker.connection import connection_parameters
+from middleware.broker.rabbitmq.connection import connection_parameters
 from middleware.broker.topology import dlq_name
 from middleware.config.loader import LoadedConfig, load_config
 from middleware.config.models import BrokerConfig

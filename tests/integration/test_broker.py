@@ -10,8 +10,9 @@ from concurrent.futures import wait
 import pika
 import pytest
 
-from middleware.broker.declare import declare
-from middleware.broker.publisher import Publisher
+from middleware.broker.properties import Properties
+from middleware.broker.rabbitmq.declare import declare
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.broker.topology import ExchangeSpec, QueueSpec, Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import (
@@ -38,7 +39,7 @@ def publisher(broker: BrokerConfig, prefix: str, amqp_url: str) -> Iterator[Publ
          QueueSpec(f"{prefix}.small", {"x-max-length": 1, "x-overflow": "reject-publish"},
                    ((f"{prefix}.x", "small"),))],
     )
-    publisher = Publisher(broker, topology)
+    publisher = Publisher(broker, lambda: declare(broker, topology))
     assert publisher.start(wait=10)
     yield publisher
     publisher.stop()
@@ -50,8 +51,8 @@ def publisher(broker: BrokerConfig, prefix: str, amqp_url: str) -> Iterator[Publ
     connection.close()
 
 
-def props(n: int) -> pika.BasicProperties:
-    return pika.BasicProperties(message_id=f"m-{n}")
+def props(n: int) -> Properties:
+    return Properties(message_id=f"m-{n}")
 
 
 def test_publisher_pipelines_confirms_without_waiting_per_message(

@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import pika
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
 from prometheus_client import REGISTRY
 
-from middleware.broker.consumer import Consumer, Delivery, Record
-from middleware.broker.publisher import Publisher
+from middleware.broker.properties import Properties
+from middleware.broker.rabbitmq.consumer import Consumer, Delivery, Record
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.config.models import BrokerConfig
 from middleware.errors import FieldTooLong
 from tests.integration.helpers import queue_count
@@ -50,8 +50,8 @@ def _reconnects(connection: str) -> float:
                                      {"connection": connection}) or 0.0
 
 
-def _properties(message_id: str) -> pika.BasicProperties:
-    return pika.BasicProperties(message_id=message_id, content_type="application/json")
+def _properties(message_id: str) -> Properties:
+    return Properties(message_id=message_id, content_type="application/json")
 
 
 def test_publisher_message_id_of_300_bytes_fails_alone_and_the_next_100_confirm(

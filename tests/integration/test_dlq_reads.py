@@ -21,8 +21,7 @@ import pytest
 
 from middleware import headers as h
 from middleware.broker import dlq
-from middleware.broker.declare import declare
-from middleware.broker.session import blocking_channel
+from middleware.broker.factory import blocking_channel, declare
 from middleware.broker.topology import dlq_name, queue_name, topology_for
 from middleware.config.loader import LoadedConfig
 from middleware.errors import TopologyConflict

@@ -71,7 +71,7 @@ def _fault(response: httpx.Response) -> tuple[str, str]:
 
 def _still_ready(daemon: Daemon) -> None:
     assert all(daemon.readiness().values()), daemon.readiness()
-    assert daemon.loop.thread.is_alive()
+    assert daemon.broker.thread.is_alive()
 
 
 def test_rest_signed_delivery_id_of_300_characters_is_a_400_and_the_next_is_published(

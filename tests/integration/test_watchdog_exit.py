@@ -32,7 +32,7 @@ _CHILD = textwrap.dedent("""
         start(self)
         def boom():
             raise RuntimeError("escaped from a loop callback, card 4111 1111 1111 1111")
-        self.loop.ioloop.add_callback_threadsafe(boom)  # past the guards, as pika could
+        self.broker.loop.ioloop.add_callback_threadsafe(boom)  # past the guards, as pika could
 
     Daemon.start = start_then_break_the_loop
     sys.exit(main(["run", "-c", sys.argv[1], "--log-format", "json"]))

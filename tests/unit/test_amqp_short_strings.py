@@ -6,9 +6,9 @@ tests pin the checks that run earlier, with the field named and nothing of the v
 
 from __future__ import annotations
 
-import pika
 import pytest
 
+from middleware.broker.properties import Properties
 from middleware.broker.shortstr import long_property
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, FieldTooLong
@@ -56,10 +56,10 @@ def test_envelope_check_amqp_catches_an_unvalidated_copy() -> None:
 
 
 def test_long_property_names_the_offending_property_or_header_name() -> None:
-    fine = pika.BasicProperties(message_id="m", headers={"x-ok": {"nested": 1}})
+    fine = Properties(message_id="m", headers={"x-ok": {"nested": 1}})
     assert long_property("ex", "key", fine) is None
     assert long_property("ex", "k" * 256, fine).field == "routing_key"  # type: ignore[union-attr]
-    properties = pika.BasicProperties(message_id="m", app_id="a" * 300)
+    properties = Properties(message_id="m", app_id="a" * 300)
     assert long_property("ex", "key", properties).field == "app_id"  # type: ignore[union-attr]
-    nested = pika.BasicProperties(headers={"x-ok": {"h" * 256: 1}})
+    nested = Properties(headers={"x-ok": {"h" * 256: 1}})
     assert long_property("ex", "key", nested).field == "header name"  # type: ignore[union-attr]

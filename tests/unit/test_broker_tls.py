@@ -15,7 +15,7 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from middleware.broker.connection import connection_parameters
+from middleware.broker.rabbitmq.connection import connection_parameters
 from middleware.config.models import BrokerConfig
 
 URL = "amqps://guest:guest@127.0.0.1:5671/%2F"

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from starlette.testclient import TestClient
 
-from middleware.broker.connection import BrokerLoop
+from middleware.broker.rabbitmq.connection import BrokerLoop
 from middleware.health import ops_app
 from middleware.log import configure_logging
 from middleware.watchdog import EXIT_CODE, Watchdog

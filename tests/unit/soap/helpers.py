@@ -1,8 +1,9 @@
-"""Helpers for SOAP unit tests: an in-memory publisher, endpoint contexts, real-world files."""
+"""Helpers for SOAP unit tests: a publisher on the in-memory broker, endpoint contexts and
+real-world files."""
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -14,7 +15,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from middleware.adapter import AdapterContext
-from middleware.config.models import BrokerConfig, IngressConfig, StoreConfig
+from middleware.broker.memory import MemoryBroker
+from middleware.broker.properties import Properties
+from middleware.broker.topology import topology_for
+from middleware.config.models import BrokerConfig, Config, IngressConfig, StoreConfig
 from middleware.errors import PublishNacked
 from middleware.ingress import Ingress
 from middleware.stores import Stores, open_stores
@@ -37,29 +41,36 @@ def realworld(relative: str) -> Path:
 
 
 class MemoryPublisher:
-    """Confirms every publish at once, or nacks those ``fail`` selects; records what it got."""
+    """The in-memory broker's publisher on the events topology (routing, confirms, returns as
+    on RabbitMQ), nacking the events ``fail`` selects; ``published`` is what it confirmed."""
 
     def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
+        self._publisher = _events_broker().publisher(name="soap-test")
+        self._publisher.start()
         self.fail: Callable[[dict[str, Any]], bool] = lambda _event: False
-        self._lock = threading.Lock()
 
-    def publish(self, exchange: str, routing_key: str, body: bytes, properties: Any,
-                **_options: Any) -> Future[None]:
-        event = orjson.loads(body)
-        future: Future[None] = Future()
-        if self.fail(event):
+    def publish(self, exchange: str, routing_key: str, body: bytes, properties: Properties,
+                **options: Any) -> Future[Any]:
+        if self.fail(orjson.loads(body)):
+            future: Future[Any] = Future()
             future.set_exception(PublishNacked("nacked by the test"))
-        else:
-            with self._lock:
-                self.published.append(event)
-            future.set_result(None)
-        return future
+            return future
+        return self._publisher.publish(exchange, routing_key, body, properties, **options)
+
+    @property
+    def published(self) -> list[dict[str, Any]]:
+        return [orjson.loads(body) for _exchange, _key, body, _props in self._publisher.published]
 
     @property
     def ids(self) -> list[str]:
-        with self._lock:
-            return [event["id"] for event in self.published]
+        return [event["id"] for event in self.published]
+
+
+@functools.cache
+def _events_broker() -> MemoryBroker:
+    """One memory broker for the session: the events exchange, its alternate exchange and the
+    unrouted queue (what ``topology_for`` declares for a config without routes)."""
+    return MemoryBroker(topology_for(Config()))
 
 
 def endpoint_client(

@@ -27,12 +27,14 @@ import pika
 from pika.channel import Channel
 from pika.spec import Basic
 
-from middleware.broker.connection import BrokerLoop, ManagedConnection
+from middleware.broker.contract import Handler, Record
 from middleware.broker.guard import guarded, report
-from middleware.broker.topology import Topology
+from middleware.broker.properties import Properties
+from middleware.broker.rabbitmq.connection import BrokerLoop, ManagedConnection
+from middleware.broker.rabbitmq.convert import from_pika
 from middleware.config.models import BrokerConfig
 
-__all__ = ["Consumer", "Delivery"]
+__all__ = ["Consumer", "Delivery", "Handler", "Record"]
 
 
 class Delivery:
@@ -53,14 +55,14 @@ class Delivery:
         self._generation = generation
         self.tag: int = method.delivery_tag
         self.redelivered: bool = method.redelivered
-        self.properties = properties
+        self.properties: Properties = from_pika(properties)
         self.body = body
         self.received = time.monotonic()
         self.settled = False
 
     @property
-    def headers(self) -> dict[str, object]:
-        return self.properties.headers or {}
+    def headers(self) -> dict[str, Any]:
+        return self.properties.headers
 
     def ack(self, record: Record | None = None) -> None:
         """Settle the message; ``record`` is committed (batched) before the ack is sent."""
@@ -73,10 +75,6 @@ class Delivery:
         self._consumer.settle(self._generation, self.tag, False, None)
 
 
-Handler = Callable[[Delivery], None]
-Record = tuple[str, str]  # (route, envelope id)
-
-
 class Consumer:
     """Consumes a set of queues, each with its own handler, on one connection and channel."""
 
@@ -86,13 +84,11 @@ class Consumer:
         handlers: dict[str, Handler],
         *,
         prefetch: int,
-        topology: Topology | None = None,
+        prepare: Callable[[], None] | None = None,
         before_ack: Callable[[list[Record]], None] | None = None,
         name: str = "consume",
         loop: BrokerLoop | None = None,
     ) -> None:
-        from middleware.broker.declare import declare
-
         self._handlers = handlers
         self._prefetch = prefetch
         self._before_ack = before_ack
@@ -105,7 +101,6 @@ class Consumer:
         self._lock = threading.Lock()
         self._consuming = threading.Event()
         self._paused = False
-        prepare = None if topology is None else (lambda: declare(broker, topology))
         self._loop = loop or BrokerLoop()
         self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
                                              self._on_lost, prepare)

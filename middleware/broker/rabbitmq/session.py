@@ -14,7 +14,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from middleware.broker.connection import connection_parameters
+from middleware.broker.rabbitmq.connection import connection_parameters
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +26,11 @@ from pika.channel import Channel
 from pika.spec import Basic
 
 from middleware import metrics
-from middleware.broker.connection import BrokerLoop, ManagedConnection
 from middleware.broker.guard import guarded, report
+from middleware.broker.properties import PERSISTENT, Properties
+from middleware.broker.rabbitmq.connection import BrokerLoop, ManagedConnection
+from middleware.broker.rabbitmq.convert import to_pika
 from middleware.broker.shortstr import long_property
-from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import (
     BrokerError,
@@ -39,9 +41,7 @@ from middleware.errors import (
     SilobridgeError,
 )
 
-__all__ = ["Publisher", "with_headers"]
-
-_PERSISTENT = 2
+__all__ = ["Publisher"]
 
 
 @dataclass
@@ -59,7 +59,7 @@ class _Outgoing:
     exchange: str
     routing_key: str
     body: bytes
-    properties: pika.BasicProperties
+    properties: Properties
     future: Future[Any]
     purpose: str
     mandatory: bool = True
@@ -72,12 +72,10 @@ class Publisher:
     def __init__(
         self,
         broker: BrokerConfig,
-        topology: Topology | None = None,
+        prepare: Callable[[], None] | None = None,
         name: str = "publish",
         loop: BrokerLoop | None = None,
     ) -> None:
-        from middleware.broker.declare import declare
-
         self._timeout = broker.publish_timeout
         self._outgoing: deque[_Outgoing] = deque()
         self._pending: dict[int, _Pending] = {}
@@ -85,7 +83,6 @@ class Publisher:
         self._channel: Channel | None = None
         self._flush_scheduled = False
         self._lock = threading.Lock()
-        prepare = None if topology is None else (lambda: declare(broker, topology))
         self._loop = loop or BrokerLoop()
         self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
                                              self._on_lost, prepare)
@@ -118,7 +115,7 @@ class Publisher:
         exchange: str,
         routing_key: str,
         body: bytes,
-        properties: pika.BasicProperties,
+        properties: Properties,
         *,
         purpose: str = "deliver",
         mandatory: bool = True,
@@ -129,7 +126,7 @@ class Publisher:
         if not self._connection.ready.is_set():
             future.set_exception(BrokerUnavailable("not connected to the broker"))
             return future
-        properties.delivery_mode = _PERSISTENT
+        properties.delivery_mode = PERSISTENT
         if self._loop.in_loop():  # a worker on the loop thread: no hand-over needed
             self._send(exchange, routing_key, body, properties, mandatory,
                        _Pending(future, properties.message_id, purpose, time.monotonic(), result))
@@ -173,7 +170,7 @@ class Publisher:
                                                 item.purpose, now, item.result))
 
     def _send(
-        self, exchange: str, routing_key: str, body: bytes, properties: pika.BasicProperties,
+        self, exchange: str, routing_key: str, body: bytes, properties: Properties,
         mandatory: bool, pending: _Pending,
     ) -> None:
         channel = self._channel
@@ -181,7 +178,8 @@ class Publisher:
             _fail(pending.future, BrokerUnavailable("not connected to the broker"))
             return
         try:
-            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+            channel.basic_publish(exchange, routing_key, body, to_pika(properties),
+                                  mandatory=mandatory)
         except Exception as exc:  # pika encodes before it writes: nothing of it went out
             _fail(pending.future, self._refused(exc, exchange, routing_key, properties))
             return
@@ -191,7 +189,7 @@ class Publisher:
 
     @staticmethod
     def _refused(
-        exc: Exception, exchange: str, routing_key: str, properties: pika.BasicProperties
+        exc: Exception, exchange: str, routing_key: str, properties: Properties
     ) -> SilobridgeError:
         """The error for a message pika would not send, reported and counted on the way."""
         if isinstance(exc, pika.exceptions.ShortStringTooLong):
@@ -272,14 +270,3 @@ def _fail(future: Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)
 
-
-def with_headers(
-    properties: pika.BasicProperties, headers: dict[str, Any], message_id: str | None = None
-) -> pika.BasicProperties:
-    """The properties of a message republished as it was (retry tier, DLQ, replay), with new
-    headers: ids, type and timestamps stay, so the copy is the same message to every tool."""
-    return pika.BasicProperties(
-        message_id=properties.message_id or message_id, correlation_id=properties.correlation_id,
-        type=properties.type, content_type=properties.content_type,
-        timestamp=properties.timestamp, delivery_mode=_PERSISTENT, headers=headers,
-    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from middleware.broker.connection import connection_parameters
-from middleware.broker.manifest import declared_routes, read_manifest, write_manifest
+from middleware.broker.rabbitmq.connection import connection_parameters
+from middleware.broker.rabbitmq.manifest import declared_routes, read_manifest, write_manifest
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable, TopologyConflict
