@@ -1,7 +1,17 @@
 """The command groups of the CLI, in help order."""
 
-from middleware.cli import completion, dlq, mapping, run, send, status, store, topology
+from middleware.cli import (
+    completion,
+    dlq,
+    mapping,
+    run,
+    send,
+    status,
+    store,
+    topology,
+    users,
+)
 
 __all__ = ["MODULES"]
 
-MODULES = [run, topology, send, dlq, mapping, status, store, completion]
+MODULES = [run, topology, send, dlq, mapping, status, store, users, completion]
