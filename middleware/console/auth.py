@@ -71,8 +71,9 @@ class Principal:
         """Tokens need no CSRF token; sessions need theirs, compared in constant time."""
         if self.via == "token":
             return True
-        return bool(header) and self.csrf is not None and hmac.compare_digest(
-            header.encode(), self.csrf.encode())
+        if not header or self.csrf is None:
+            return False
+        return hmac.compare_digest(header.encode(), self.csrf.encode())
 
 
 class LoginLimiter:

@@ -3,6 +3,7 @@ real PostgreSQL (migration 3 creates the tables on both)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,10 +59,9 @@ def test_console_auth_sessions_expire_and_csrf_is_bound(store: ConsoleStore) -> 
     cookie, csrf = session
     principal = auth.resolve(cookie, None)
     assert principal is not None and principal.via == "session"
-    assert principal.csrf_ok(csrf) and not principal.csrf_ok("forged") and not principal.csrf_ok(None)
+    assert principal.csrf_ok(csrf)
+    assert not principal.csrf_ok("forged") and not principal.csrf_ok(None)
     assert auth.resolve(None, f"Bearer {cookie}") is None  # a session is not a token
-    import time
-
     time.sleep(0.6)
     assert auth.resolve(cookie, None) is None  # expired
 
