@@ -25,6 +25,7 @@ from middleware.broker.consumer import Consumer, Delivery
 from middleware.broker.publisher import Publisher
 from middleware.broker.topology import topology_for
 from middleware.config.loader import LoadedConfig
+from middleware.console.server import Console
 from middleware.errors import SilobridgeError
 from middleware.health import ops_app
 from middleware.http import ServerThread
@@ -64,7 +65,9 @@ class Daemon:
         self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
         self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
         self.watchdog = Watchdog()
-        self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
+        self.console = Console(self.config) if self.config.console.enabled else None
+        ops = ops_app(self.readiness, self.watchdog.check)
+        self.ops = ServerThread(self.console.around(ops) if self.console else ops,
                                 self.config.ops.host, self.config.ops.port, "ops",
                                 tls=self.config.ops.tls, limits=self.config.ingress.http)
         self.monitor: QueueMonitor | None = None
@@ -81,6 +84,8 @@ class Daemon:
     def start(self) -> None:
         self.ops.start_and_wait()
         self.watchdog.watch_thread(self.ops)
+        if self.console is not None:
+            self.console.start(self.watchdog)
         self.publisher.start()
         self.watchdog.watch_thread(self.loop.thread)
         self._wait_for_broker()
@@ -217,6 +222,8 @@ class Daemon:
             self.monitor.stop()
         self.publisher.stop()
         self.stores.close()
+        if self.console is not None:
+            self.console.stop()
         self.ops.stop()
         log.info("silobridge stopped", drained=drained)
         return drained

@@ -68,7 +68,10 @@ _BODIES = {Role.VIEWER: BodyView.NONE, Role.OPERATOR: BodyView.MASKED,
            Role.INTEGRATOR: BodyView.FULL, Role.ADMIN: BodyView.FULL}
 
 
-def allowed(role: str, permission: Permission) -> bool:
+def allowed(role: str, permission: Permission | None) -> bool:
+    """Whether the role holds the permission; None (a public endpoint) is allowed to all."""
+    if permission is None:
+        return True
     try:
         return permission in GRANTS[Role(role)]
     except ValueError:  # a role this release does not know grants nothing
