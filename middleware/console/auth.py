@@ -150,15 +150,26 @@ class Authenticator:
         return session, csrf
 
     def resolve(self, cookie: str | None, authorization: str | None) -> Principal | None:
-        """The caller behind a bearer token or a session cookie (the token wins)."""
-        if authorization and authorization.lower().startswith("bearer "):
-            secret, via = authorization[7:].strip(), "token"
-        elif cookie:
-            secret, via = cookie, "session"
-        else:
+        """The caller behind a bearer token and/or a session cookie.
+
+        Every credential presented must be valid, and two must name the same user: a stale
+        cookie next to a good token (or the reverse) is refused rather than silently ignored.
+        The token's principal is used when both are given (no CSRF token is needed for it).
+        """
+        found: list[Principal | None] = []
+        if authorization is not None:
+            scheme, _, secret = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip().startswith(TOKEN_PREFIX):
+                return None
+            found.append(self._principal(secret.strip(), "token"))
+        if cookie is not None:
+            found.append(self._principal(cookie, "session"))
+        principals = [p for p in found if p is not None]
+        if not found or len(principals) != len(found) or len({p.name for p in principals}) != 1:
             return None
-        if via == "token" and not secret.startswith(TOKEN_PREFIX):
-            return None
+        return principals[0]
+
+    def _principal(self, secret: str, via: str) -> Principal | None:
         key = digest(secret)
         credential = self.store.credential(key, time.time())
         if credential is None or credential.kind != via:

@@ -291,7 +291,10 @@ async def audit(request: Request, _p: Principal | None, context: Context) -> Res
     found = await run_in_threadpool(context.store.audit_records, limit, offset,
                                     query_text(request, "actor"), query_text(request, "action"))
     entries = [as_json(entry) for entry in found]
-    if request.query_params.get("format") == "ndjson":
+    output = request.query_params.get("format", "json")
+    if output not in ("json", "ndjson"):
+        raise ApiError(400, "query parameter 'format' must be json or ndjson")
+    if output == "ndjson":
         return Response(b"".join(orjson.dumps(e) + b"\n" for e in entries),
                         media_type="application/x-ndjson")
     return JSONResponse({"offset": offset, "limit": limit, "entries": entries})

@@ -10,15 +10,25 @@ from middleware.console.rbac import ENDPOINTS
 
 __all__ = ["document"]
 
-_QUERIES: dict[str, list[tuple[str, str]]] = {
-    "errors": [("limit", "integer")],
-    "dead_letters": [("limit", "integer"), ("offset", "integer"), ("type", "string"),
-                     ("reason", "string"), ("subject", "string")],
-    "xref_search": [("namespace", "string"), ("key", "string"), ("limit", "integer"),
-                    ("offset", "integer")],
-    "audit": [("limit", "integer"), ("offset", "integer"), ("actor", "string"),
-              ("action", "string"), ("format", "string")],
+_TEXT = {"type": "string", "maxLength": 255}
+
+
+def _range(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+_QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "errors": [("limit", _range(1, 500))],
+    "dead_letters": [("limit", _range(1, 500)), ("offset", _range(0, 1000)), ("type", _TEXT),
+                     ("reason", _TEXT), ("subject", _TEXT)],
+    "xref_search": [("namespace", _TEXT), ("key", _TEXT), ("limit", _range(1, 500)),
+                    ("offset", _range(0, 1_000_000))],
+    "audit": [("limit", _range(1, 10_000)), ("offset", _range(0, 10_000_000)),
+              ("actor", _TEXT), ("action", _TEXT),
+              ("format", {"type": "string", "enum": ["json", "ndjson"]})],
 }
+"""Query parameters and their bounds; ``handlers`` enforces the same numbers (a test checks
+that the fuzzer finds no difference)."""
 
 _ANSWERS = {
     "400": "Bad input (the message says which parameter and how to fix it)",
@@ -48,7 +58,11 @@ def document() -> dict[str, Any]:
                 **{code: {"description": text} for code, text in _ANSWERS.items()}},
         }
         if endpoint.name in ("user_add", "token_add"):
-            operation["responses"]["201"] = {"description": "Created"}
+            operation["responses"]["201"] = {"description": "Created", "content": {
+                "application/json": {"schema": {"type": "object"}}}}
+        if endpoint.name == "audit":
+            operation["responses"]["200"]["content"]["application/x-ndjson"] = {
+                "schema": {"type": "string"}}
         if endpoint.permission is None:
             operation["security"] = []
         else:
@@ -56,9 +70,8 @@ def document() -> dict[str, Any]:
         parameters = [{"name": name, "in": "path", "required": True,
                        "schema": {"type": "string", "minLength": 1}}
                       for name in ("route", "id", "name") if f"{{{name}}}" in endpoint.path]
-        parameters += [{"name": name, "in": "query", "required": False,
-                        "schema": {"type": kind}} for name, kind in _QUERIES.get(endpoint.name,
-                                                                                  [])]
+        parameters += [{"name": name, "in": "query", "required": False, "schema": schema}
+                       for name, schema in _QUERIES.get(endpoint.name, [])]
         if parameters:
             operation["parameters"] = parameters
         model = BODIES.get(endpoint.name)

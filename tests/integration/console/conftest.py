@@ -53,6 +53,11 @@ class Console:
         assert answer.status_code == 200, answer.text
         return client, answer.json()["csrf_token"]
 
+    def accept_all(self) -> None:
+        """The target accepts every delivery from now on."""
+        self.target.fail_all = 0
+        self.target.failures.clear()
+
     def dead_letter(self, count: int = 1, **data: Any) -> list[str]:
         """Publish ``count`` events the target refuses for good: they end in route a's DLQ."""
         before = queue_count(self.amqp_url, dlq_name(self.route_a))
