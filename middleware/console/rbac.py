@@ -165,3 +165,7 @@ def matrix_markdown() -> str:
     lines.append("|---|---|")
     lines.extend(f"| {role} | {body_view(role).value} |" for role in roles)
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m middleware.console.rbac: the table for docs/console.md
+    print(matrix_markdown(), end="")
