@@ -32,8 +32,8 @@ def register(sub: Any) -> None:
     roles = [role.value for role in Role]
 
     add = commands.add_parser("add", help="add a user")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=roles)
+    add.add_argument("name", help="login name")
+    add.add_argument("--role", required=True, choices=roles, help="what the user may do")
     add.add_argument("--routes", default="", help="comma-separated routes (default: all)")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from standard input instead of asking")
@@ -46,17 +46,17 @@ def register(sub: Any) -> None:
     listing.set_defaults(handler=_list)
 
     remove = commands.add_parser("remove", help="remove a user with its sessions and tokens")
-    remove.add_argument("name")
+    remove.add_argument("name", help="login name")
     remove.set_defaults(handler=_remove)
 
     set_role = commands.add_parser("set-role", help="change a user's role and routes")
-    set_role.add_argument("name")
-    set_role.add_argument("role", choices=roles)
+    set_role.add_argument("name", help="login name")
+    set_role.add_argument("role", choices=roles, help="the new role")
     set_role.add_argument("--routes", default="", help="comma-separated routes (default: all)")
     set_role.set_defaults(handler=_set_role)
 
     token = commands.add_parser("token", help="issue an API token for a user (printed once)")
-    token.add_argument("name")
+    token.add_argument("name", help="login name of the token's user")
     token.add_argument("--label", default="cli", help="what the token is for")
     token.set_defaults(handler=_token)
 
