@@ -65,7 +65,7 @@ class Daemon:
         self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
         self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
         self.watchdog = Watchdog()
-        self.console = Console(self.config) if self.config.console.enabled else None
+        self.console = Console(self.loaded) if self.config.console.enabled else None
         ops = ops_app(self.readiness, self.watchdog.check)
         self.ops = ServerThread(self.console.around(ops) if self.console else ops,
                                 self.config.ops.host, self.config.ops.port, "ops",

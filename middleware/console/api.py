@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,11 +28,11 @@ from middleware.console.auth import SESSION_COOKIE, Authenticator, Principal
 from middleware.console.livestate import LiveState
 from middleware.console.rbac import ENDPOINTS, Endpoint, allowed
 from middleware.console.store import ConsoleStore
+from middleware.console.studio import Studio
 from middleware.errors import BrokerUnavailable, ProcessingError, SilobridgeError
 
 __all__ = ["ApiError", "Context", "api_routes"]
 
-log = structlog.get_logger(__name__)
 
 
 class ApiError(Exception):
@@ -56,6 +55,7 @@ class Context:
     auth: Authenticator
     live: LiveState
     secure_cookies: bool
+    studio: Studio
 
     @property
     def route_names(self) -> list[str]:

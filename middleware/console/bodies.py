@@ -12,7 +12,8 @@ from starlette.requests import Request
 from middleware.console.api import ApiError
 from middleware.console.rbac import Role
 
-__all__ = ["BODIES", "EditReplayBody", "LoginBody", "PurgeBody", "ReplayBody", "TokenBody",
+__all__ = ["BODIES", "EditReplayBody", "LoginBody", "MappingPreviewBody", "MappingSaveBody",
+           "MappingTestBody", "PurgeBody", "ReplayBody", "TokenBody",
            "UserAddBody", "UserUpdateBody", "XrefFixBody", "query_int", "query_text", "read"]
 
 MAX_BODY = 1_048_576
@@ -43,6 +44,34 @@ class ReplayBody(_Body):
 class EditReplayBody(_Body):
     event: dict[str, Any] = Field(
         description="The corrected CloudEvents envelope; its id must stay the dead letter's.")
+
+
+class MappingPreviewBody(_Body):
+    yaml: str | None = Field(None, max_length=500_000,
+                             description="A candidate mapping text; none: the saved file.")
+    input: dict[str, Any] = Field(description="A source payload to map.")
+
+
+class MappingTestBody(_Body):
+    yaml: str | None = Field(None, max_length=500_000,
+                             description="A candidate mapping text; none: the saved file.")
+
+
+class LinkBody(_Body):
+    target: str = Field(min_length=1, max_length=255, description="Target field name.")
+    source: str = Field(min_length=1, max_length=255, description="Source path, e.g. a.b[0].c.")
+
+
+class MappingSaveBody(_Body):
+    yaml: str | None = Field(None, max_length=500_000, description="The whole new text.")
+    links: list[LinkBody] | None = Field(None, max_length=200,
+                                         description="Links to write into the saved text.")
+
+    @model_validator(mode="after")
+    def _one(self) -> MappingSaveBody:
+        if (self.yaml is None) == (self.links is None):
+            raise ValueError("give either 'yaml' (the whole text) or 'links'")
+        return self
 
 
 class PurgeBody(_Body):
@@ -86,6 +115,8 @@ BODIES: dict[str, type[BaseModel]] = {
     "login": LoginBody, "replay": ReplayBody, "edit_replay": EditReplayBody,
     "purge": PurgeBody, "xref_fix": XrefFixBody, "user_add": UserAddBody,
     "user_update": UserUpdateBody, "token_add": TokenBody,
+    "mapping_preview": MappingPreviewBody, "mapping_test": MappingTestBody,
+    "mapping_save": MappingSaveBody,
 }
 """Which endpoint takes which body (for the OpenAPI document)."""
 

@@ -8,6 +8,7 @@ write one audit record per change (who, what, before and after).
 from __future__ import annotations
 
 import orjson
+from ruamel.yaml.error import YAMLError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +21,9 @@ from middleware.console.auth import SESSION_COOKIE, LoginThrottled, Principal, h
 from middleware.console.bodies import (
     EditReplayBody,
     LoginBody,
+    MappingPreviewBody,
+    MappingSaveBody,
+    MappingTestBody,
     PurgeBody,
     ReplayBody,
     TokenBody,
@@ -33,8 +37,9 @@ from middleware.console.bodies import (
 from middleware.console.openapi import document
 from middleware.console.rbac import GRANTS, Role, body_view
 from middleware.console.store import XrefLink
+from middleware.console.studio import Link, with_links
 from middleware.envelope import Envelope
-from middleware.errors import DecodeError
+from middleware.errors import ConfigError, DecodeError
 
 __all__ = ["HANDLERS"]
 
@@ -176,6 +181,56 @@ async def purge(request: Request, principal: Principal | None, context: Context)
     return JSONResponse({"purged": count})
 
 
+def _studio_route(request: Request, context: Context) -> str:
+    name = str(request.path_params["route"])
+    if context.studio.path(name) is None:
+        raise ApiError(404, f"route {name!r} has no mapping file (it delivers the event's data "
+                            f"as it is); add 'mapping:' to the route in the config")
+    return name
+
+
+async def mapping(request: Request, _p: Principal | None, context: Context) -> Response:
+    name = _studio_route(request, context)
+    return JSONResponse(await run_in_threadpool(context.studio.read, name))
+
+
+async def mapping_preview(request: Request, _p: Principal | None, context: Context
+                          ) -> Response:
+    name, body = _studio_route(request, context), await read(request, MappingPreviewBody)
+    return JSONResponse(await run_in_threadpool(context.studio.preview, name, body.yaml,
+                                                body.input))
+
+
+async def mapping_test(request: Request, _p: Principal | None, context: Context) -> Response:
+    name, body = _studio_route(request, context), await read(request, MappingTestBody)
+    return JSONResponse(await run_in_threadpool(context.studio.test, name, body.yaml))
+
+
+async def mapping_save(request: Request, principal: Principal | None, context: Context
+                       ) -> Response:
+    name, body = _studio_route(request, context), await read(request, MappingSaveBody)
+
+    def save() -> tuple[str, str, list[dict[str, object]]]:
+        text = body.yaml
+        if text is None:
+            current = context.studio.read(name)["yaml"]
+            try:
+                text = with_links(current, [Link(link.target, link.source)
+                                            for link in body.links or ()])
+            except (ConfigError, YAMLError) as exc:
+                return current, current, [{"message": f"cannot write the links: {exc}"}]
+        before, problems = context.studio.save(name, text)
+        if not problems:
+            record(context.store, _who(principal).name, "mapping.save", name, before, text)
+        return before, text, problems
+
+    _before, text, problems = await run_in_threadpool(save)
+    if problems:
+        raise ApiError(422, "the mapping was not saved: " + "; ".join(
+            str(p.get("text") or p["message"]) for p in problems), details=problems)
+    return JSONResponse({"saved": True, "yaml": text})
+
+
 async def xref_search(request: Request, _p: Principal | None, context: Context) -> Response:
     limit, offset = query_int(request, "limit", 50, 1, 500), query_int(request, "offset", 0, 0,
                                                                         1_000_000)
@@ -305,5 +360,7 @@ HANDLERS: dict[str, Handler] = {
     "route": route, "errors": errors, "dead_letters": dead_letters, "dead_letter": dead_letter,
     "replay": replay, "edit_replay": edit_replay, "purge": purge, "xref_search": xref_search,
     "xref_fix": xref_fix, "users": users, "user_add": user_add, "user_update": user_update,
-    "user_remove": user_remove, "token_add": token_add, "audit": audit,
+    "user_remove": user_remove, "token_add": token_add, "audit": audit, "mapping": mapping,
+    "mapping_preview": mapping_preview, "mapping_test": mapping_test,
+    "mapping_save": mapping_save,
 }

@@ -39,6 +39,8 @@ class Permission(StrEnum):
     DLQ_REPLAY = "dlq:replay"
     DLQ_PURGE = "dlq:purge"
     DLQ_EDIT = "dlq:edit"
+    MAPPING_READ = "mapping:read"
+    MAPPING_WRITE = "mapping:write"
     XREF_READ = "xref:read"
     XREF_WRITE = "xref:write"
     USERS_READ = "users:read"
@@ -54,7 +56,8 @@ class BodyView(StrEnum):
 
 _VIEWER = {Permission.SELF, Permission.ROUTES_READ, Permission.ERRORS_READ, Permission.DLQ_READ}
 _OPERATOR = _VIEWER | {Permission.DLQ_REPLAY, Permission.DLQ_PURGE, Permission.XREF_READ}
-_INTEGRATOR = _OPERATOR | {Permission.DLQ_EDIT, Permission.XREF_WRITE}
+_INTEGRATOR = _OPERATOR | {Permission.DLQ_EDIT, Permission.XREF_WRITE, Permission.MAPPING_READ,
+                           Permission.MAPPING_WRITE}
 _ADMIN = _INTEGRATOR | {Permission.USERS_READ, Permission.USERS_WRITE, Permission.AUDIT_READ}
 
 GRANTS: dict[Role, frozenset[Permission]] = {
@@ -130,6 +133,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Replace a dead letter's event and replay it (audited with before and after)"),
     Endpoint("purge", "POST", _DL + "/purge", Permission.DLQ_PURGE,
              "Delete every dead letter of a route (the route name confirms)"),
+    Endpoint("mapping", "GET", "/api/v1/routes/{route}/mapping", Permission.MAPPING_READ,
+             "The route's mapping: YAML text, rules, source and target schema fields"),
+    Endpoint("mapping_preview", "POST", "/api/v1/routes/{route}/mapping/preview",
+             Permission.MAPPING_READ, "Run the mapping (or a candidate text) on a sample"),
+    Endpoint("mapping_test", "POST", "/api/v1/routes/{route}/mapping/test",
+             Permission.MAPPING_READ, "Run the mapping's .test.yaml cases (on a candidate)"),
+    Endpoint("mapping_save", "PUT", "/api/v1/routes/{route}/mapping", Permission.MAPPING_WRITE,
+             "Save new YAML, or links written into the YAML (comments kept); hot-reloaded"),
     Endpoint("xref_search", "GET", "/api/v1/xref", Permission.XREF_READ,
              "Search cross-references by namespace and key prefix"),
     Endpoint("xref_fix", "PUT", "/api/v1/xref", Permission.XREF_WRITE,

@@ -16,12 +16,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from middleware.config.models import Config
+from middleware.config.loader import LoadedConfig
 from middleware.console.api import Context, api_routes
 from middleware.console.auth import Authenticator
 from middleware.console.handlers import HANDLERS
 from middleware.console.livestate import LiveState
 from middleware.console.store import open_console_store
+from middleware.console.studio import Studio
 from middleware.http import ServerThread
 from middleware.watchdog import Watchdog
 
@@ -71,12 +72,15 @@ def console_app(context: Context, rest: ASGIApp | None = None) -> ASGIApp:
 class Console:
     """The console of one daemon: its store, and its own server when it has its own port."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        config = loaded.config
         settings = config.console
+        files = {route.name: loaded.resolve(route.mapping).resolve()
+                 for route in config.routes if route.mapping}
         self.store = open_console_store(config.store)
         self.store.prune(_now(), _now() - settings.audit_retention_days * 86400)
         self.context = Context(config, self.store, Authenticator(self.store, settings),
-                               LiveState(config), settings.secure_cookies)
+                               LiveState(config), settings.secure_cookies, Studio(files))
         self.server: ServerThread | None = None
         if settings.port is not None:
             self.server = ServerThread(console_app(self.context), settings.host, settings.port,

@@ -34,6 +34,7 @@ def _request(console: Console, endpoint: Endpoint, route: str | None = None
                      "ns_b": "erp.account", "key_b": f"A-{next(_names)}"},
         "user_add": {"name": f"u{next(_names)}-{time.time_ns()}", "role": "viewer"},
         "user_update": {"role": "viewer"}, "token_add": {"label": "x"},
+        "mapping_preview": {"input": {}}, "mapping_test": {}, "mapping_save": {"links": []},
     }
     return endpoint.method, path, bodies.get(endpoint.name)
 
