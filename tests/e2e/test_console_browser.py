@@ -24,7 +24,8 @@ from starlette.responses import Response
 
 from middleware.broker.topology import dlq_name
 from tests.e2e.conftest import DaemonProcess, free_port
-from tests.integration.helpers import publish_events, queue_count, wait_until
+from tests.integration.helpers import drain, publish_events, queue_count, wait_until
+from tests.integration.console.test_mapping_studio_api import write_studio
 from tests.integration.rest_helpers import Peer, json_response
 
 pytestmark = pytest.mark.e2e
@@ -110,22 +111,27 @@ def _shot(page: Any, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
-def test_console_in_chromium_viewer_operator_admin(
+def test_console_in_chromium_viewer_operator_integrator_admin(
     amqp_url: str, prefix: str, tmp_path: Path, browser: Any, axe_source: str,
-    daemon_process: Callable[..., DaemonProcess],
+    daemon_process: Callable[..., DaemonProcess], out_queue: str,
 ) -> None:
     # Given a daemon with the console on its own port, a route whose target refuses, three
     # users made with the CLI, and two events that ended in the route's DLQ
     target = Target()
-    route = f"{prefix}-crm"
+    route, mapped = f"{prefix}-crm", f"{prefix}-map"
+    mapping = write_studio(tmp_path / "studio")
     with Peer(target) as peer:
         port = free_port()
         daemon = daemon_process(
             [{"name": route, "bind": [f"{prefix}.customer.*"],
               "target": {"type": "rest", "method": "POST", "url": f"{peer.url}/accounts",
-                         "timeout": 5}}],
+                         "timeout": 5}},
+             {"name": mapped, "bind": [f"{prefix}.order.*"], "mapping": str(mapping),
+              "target": {"type": "amqp", "exchange": out_queue, "routing_key": "erp.order",
+                         "queue": out_queue}}],
             console={"enabled": True, "port": port, "secure_cookies": False})
-        for name, role in (("vera", "viewer"), ("otto", "operator"), ("ada", "admin")):
+        for name, role in (("vera", "viewer"), ("otto", "operator"), ("ivy", "integrator"),
+                           ("ada", "admin")):
             _add_user(daemon.config, name, role)
         daemon.start()
         daemon.wait_ready()
@@ -167,6 +173,7 @@ def test_console_in_chromium_viewer_operator_admin(
         page.get_by_role("button", name="Replay selected").focus()
         page.keyboard.press("Enter")
         page.get_by_text("Replayed 1 of 1").wait_for()
+        page.get_by_text("1 dead letter(s); showing 1-1").wait_for()  # the list was reloaded
         page.get_by_role("button", name=f"Show {ids[1]}").focus()
         page.keyboard.press("Enter")
         page.get_by_role("heading", name=f"Dead letter {ids[1]}").wait_for()
@@ -177,6 +184,36 @@ def test_console_in_chromium_viewer_operator_admin(
         assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
         assert len(target.accepted) == 1  # exactly once; the other dead letter stayed
 
+        # an integrator links three fields in the mapping studio and saves
+        page = browser.new_page()
+        _sign_in(page, url, "ivy")
+        page.goto(f"{url}/console/#/mapping/{mapped}")
+        page.get_by_role("heading", name="Source fields").wait_for()
+        for source, field in (("name", "full_name"), ("n", "number"), ("email", "mail")):
+            page.get_by_role("button", name=source, exact=True).focus()
+            page.keyboard.press("Enter")
+            page.get_by_role("button", name=f"Link to {field}").focus()
+            page.keyboard.press("Enter")
+        _axe(page, axe_source, "mapping studio")
+        page.get_by_role("button", name="Save links").click()
+        page.get_by_text("Saved 3 link(s)").wait_for()
+        page.get_by_role("button", name="Run tests").click()
+        page.get_by_text("1 of 1 test case(s) passed").wait_for()
+        _shot(page, "mapping-studio", tmp_path)
+        page.close()
+        # the saved YAML passes the CLI's test, and the daemon maps the next event with it
+        assert subprocess.run([sys.executable, "-m", "middleware", "mapping", "test",
+                               str(mapping.parent)], capture_output=True,
+                              timeout=60).returncode == 0
+        assert "# the business key" in mapping.read_text()
+        deadline_ok = wait_until(lambda: "mapping.reloaded" in daemon.log.read_text(), 15)
+        assert deadline_ok, daemon.log.read_text()[-2000:]
+        publish_events(amqp_url, prefix, 1, entity="order")
+        assert wait_until(lambda: queue_count(amqp_url, out_queue) >= 1, 20)
+        [(_props, body)] = drain(amqp_url, out_queue)
+        mapped_event = orjson.loads(body)
+        assert mapped_event.get("data", mapped_event)["number"] == 0
+
         # an admin finds the replay in the audit log, with who did it
         page = browser.new_page()
         _sign_in(page, url, "ada")
@@ -184,6 +221,7 @@ def test_console_in_chromium_viewer_operator_admin(
         row = page.get_by_role("row").filter(has_text="dlq.replay")
         row.wait_for()
         assert "otto" in row.inner_text() and ids[0] in row.inner_text()
+        assert "ivy" in page.get_by_role("row").filter(has_text="mapping.save").inner_text()
         _axe(page, axe_source, "audit")
         _shot(page, "audit", tmp_path)
         for name, heading in (("xref", "Cross-references"), ("users", "Users")):

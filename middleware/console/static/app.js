@@ -264,6 +264,82 @@ async function deadLetters(page, routeName) {
   await load();
 }
 
+async function studio(page, routeName) {
+  const routes = (await api("GET", "/api/v1/routes")).routes.map((r) => r.route);
+  const chosen = routeName && routes.includes(routeName) ? routeName : routes[0];
+  const select = el("select", { id: "st-route" }, routes.map((r) => el("option", { value: r, selected: r === chosen }, r)));
+  select.addEventListener("change", () => { location.hash = `#/mapping/${encodeURIComponent(select.value)}`; });
+  page.append(el("h1", {}, "Mapping studio"), el("div", { class: "toolbar" }, el("label", { for: "st-route" }, "Route"), select));
+  if (!chosen) return;
+  const base = `/api/v1/routes/${encodeURIComponent(chosen)}/mapping`;
+  let data;
+  try { data = await api("GET", base); } catch (error) { fail(error.message); return; }
+  const links = [];
+  let picked = null;
+  const pending = el("ul", { "aria-label": "New links" });
+  const output = el("div", { "aria-live": "polite" });
+  function pick(button, field) {
+    for (const other of page.querySelectorAll("[data-source]")) other.setAttribute("aria-pressed", "false");
+    button.setAttribute("aria-pressed", "true");
+    picked = field;
+    say(`Source ${field} chosen: now choose the target field.`);
+  }
+  function link(target) {
+    if (!picked) { fail("Choose a source field first, then a target field."); return; }
+    const existing = links.findIndex((l) => l.target === target);
+    if (existing >= 0) links.splice(existing, 1);
+    links.push({ target, source: picked });
+    pending.replaceChildren(...links.map((l) => el("li", {}, `${l.source} → ${l.target}`)));
+    say(`Linked ${picked} to ${target}. Save to write it into the YAML.`);
+  }
+  const rule = (name) => { const r = data.fields[name]; return r === undefined ? "unmapped" : (typeof r === "string" ? r : (r.from || JSON.stringify(r))); };
+  page.append(
+    el("div", { class: "studio" },
+      el("section", { "aria-labelledby": "st-src" }, el("h2", { id: "st-src" }, "Source fields"),
+        el("ul", {}, data.source_fields.map((f) => el("li", {}, el("button", { type: "button", class: "secondary", "data-source": f, "aria-pressed": "false", on: { click: (e) => pick(e.currentTarget, f) } }, f))))),
+      el("section", { "aria-labelledby": "st-tgt" }, el("h2", { id: "st-tgt" }, "Target fields"),
+        el("ul", {}, data.target_fields.map((f) => el("li", {}, el("button", { type: "button", class: "secondary", on: { click: () => link(f) } }, `Link to ${f}`), ` (now: ${rule(f)})`))))),
+    el("h2", {}, "New links"), pending,
+    el("div", { class: "toolbar" },
+      el("button", { type: "button", id: "st-save", on: { click: async () => {
+        if (!links.length) { fail("Link at least one field first."); return; }
+        try {
+          await api("PUT", base, { links });
+          await route();
+          say(`Saved ${links.length} link(s); the daemon reloads the mapping.`);
+        } catch (error) { fail(error.message); }
+      } } }, "Save links"),
+      el("button", { type: "button", class: "secondary", id: "st-test", on: { click: async () => {
+        try {
+          const answer = await api("POST", `${base}/test`, { yaml: yamlArea.value });
+          if (answer.problems) { output.replaceChildren(el("pre", {}, answer.problems.map((p) => p.text).join("\n"))); return; }
+          output.replaceChildren(table("Test cases", ["Case", "Result", "Difference"], answer.results.map((r) =>
+            el("tr", {}, el("th", { scope: "row" }, r.name), el("td", {}, r.ok ? "passed" : "FAILED"), el("td", {}, el("pre", {}, r.detail))))));
+          say(`${answer.results.filter((r) => r.ok).length} of ${answer.results.length} test case(s) passed.`);
+        } catch (error) { fail(error.message); }
+      } } }, "Run tests")),
+    el("label", { for: "st-sample" }, "Sample source payload (JSON)"),
+    el("textarea", { id: "st-sample" }, "{}"),
+    el("button", { type: "button", class: "secondary", on: { click: async () => {
+      let input;
+      try { input = JSON.parse($("#st-sample").value); } catch (error) { fail(`The sample is not JSON: ${error.message}`); return; }
+      try {
+        const answer = await api("POST", `${base}/preview`, { yaml: yamlArea.value, input });
+        output.replaceChildren(el("pre", {}, JSON.stringify(answer, null, 2)));
+      } catch (error) { fail(error.message); }
+    } } }, "Preview"),
+    output);
+  const yamlArea = el("textarea", { id: "st-yaml" }, data.yaml);
+  page.append(el("h2", {}, "YAML"), el("label", { for: "st-yaml" }, `Edit ${data.file}`), yamlArea,
+    el("button", { type: "button", on: { click: async () => {
+      try {
+        await api("PUT", base, { yaml: yamlArea.value });
+        say("Saved; the daemon reloads the mapping.");
+      } catch (error) { fail(error.message); }
+    } } }, "Check and save YAML"));
+  if (data.problems.length) fail(data.problems.map((p) => p.text).join("\n"));
+}
+
 async function errors(page) {
   const data = await api("GET", "/api/v1/errors?limit=200");
   page.append(el("h1", {}, "Errors"),
@@ -343,7 +419,7 @@ async function users(page) {
       el("th", { scope: "row" }, u.name), el("td", {}, u.role), el("td", {}, u.routes.join(", ") || "all")))));
 }
 
-const PAGES = { overview, "dead-letters": deadLetters, errors, xref, audit, users };
+const PAGES = { overview, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
 
 async function route() {
   stopTimer();
