@@ -24,8 +24,8 @@ from starlette.responses import Response
 
 from middleware.broker.topology import dlq_name
 from tests.e2e.conftest import DaemonProcess, free_port
-from tests.integration.helpers import drain, publish_events, queue_count, wait_until
 from tests.integration.console.test_mapping_studio_api import write_studio
+from tests.integration.helpers import drain, publish_events, queue_count, wait_until
 from tests.integration.rest_helpers import Peer, json_response
 
 pytestmark = pytest.mark.e2e
