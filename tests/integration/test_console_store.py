@@ -62,6 +62,14 @@ def test_console_auth_sessions_expire_and_csrf_is_bound(store: ConsoleStore) -> 
     assert principal.csrf_ok(csrf)
     assert not principal.csrf_ok("forged") and not principal.csrf_ok(None)
     assert auth.resolve(None, f"Bearer {cookie}") is None  # a session is not a token
+    # every credential sent must be valid and name the same user
+    store.add_user("ed", None, "admin")
+    other = auth.issue_token("ed", "t")
+    own = auth.issue_token("cy", "t")
+    assert auth.resolve(cookie, f"Bearer {other}") is None
+    assert auth.resolve("stale", f"Bearer {own}") is None
+    both = auth.resolve(cookie, f"Bearer {own}")
+    assert both is not None and both.via == "token"
     time.sleep(0.6)
     assert auth.resolve(cookie, None) is None  # expired
 
