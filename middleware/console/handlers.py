@@ -36,7 +36,7 @@ from middleware.console.bodies import (
 )
 from middleware.console.openapi import document
 from middleware.console.rbac import GRANTS, Role, body_view
-from middleware.console.store import XrefLink
+from middleware.console.store import User, XrefLink
 from middleware.console.studio import Link, with_links
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DecodeError
@@ -290,6 +290,8 @@ async def user_update(request: Request, principal: Principal | None, context: Co
         if before is None:
             return None
         role = body.role.value if body.role else before.role
+        if role != Role.ADMIN and _last_admin(context, before):
+            raise ApiError(409, f"{name!r} is the only admin; make another user admin first")
         context.store.set_role(name, role, before.routes if body.routes is None else body.routes)
         if body.password is not None:
             context.store.set_password(name, hash_password(body.password))
@@ -312,6 +314,8 @@ async def user_remove(request: Request, principal: Principal | None, context: Co
 
     def remove() -> bool:
         before = context.store.user(name)
+        if before is not None and _last_admin(context, before):
+            raise ApiError(409, f"{name!r} is the only admin; make another user admin first")
         if before is None or not context.store.remove_user(name):
             return False
         record(context.store, _who(principal).name, "user.remove", name, before.public(), None)
@@ -320,6 +324,12 @@ async def user_remove(request: Request, principal: Principal | None, context: Co
     if not await run_in_threadpool(remove):
         raise ApiError(404, f"no user {name!r}")
     return JSONResponse({"removed": name})
+
+
+def _last_admin(context: Context, user: User) -> bool:
+    """Whether ``user`` is the one admin left: the console must not lock its admins out."""
+    return user.role == Role.ADMIN and not any(
+        other.role == Role.ADMIN and other.name != user.name for other in context.store.users())
 
 
 async def token_add(request: Request, principal: Principal | None, context: Context

@@ -116,3 +116,15 @@ def test_console_login_is_rate_limited(console: Console) -> None:
                    for _ in range(6)]
     assert [a.status_code for a in answers[:5]] == [401] * 5
     assert answers[5].status_code == 429 and int(answers[5].headers["retry-after"]) > 0
+
+
+def test_console_the_last_admin_cannot_be_removed_or_demoted(console: Console) -> None:
+    with console.client("admin") as admin:
+        assert admin.delete("/api/v1/users/admin").status_code == 409
+        assert admin.put("/api/v1/users/admin", json={"role": "viewer"}).status_code == 409
+        assert admin.post("/api/v1/users", json={"name": "second", "role": "admin"}
+                          ).status_code == 201
+        assert admin.put("/api/v1/users/admin", json={"role": "viewer"}).status_code == 200
+    assert console.daemon.console is not None
+    users = {u.name: u.role for u in console.daemon.console.store.users()}
+    assert users["admin"] == "viewer" and users["second"] == "admin"
