@@ -8,6 +8,7 @@ code) and refuse framing, so an injected string cannot run and the console canno
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -78,7 +79,8 @@ class Console:
         files = {route.name: loaded.resolve(route.mapping).resolve()
                  for route in config.routes if route.mapping}
         self.store = open_console_store(config.store)
-        self.store.prune(_now(), _now() - settings.audit_retention_days * 86400)
+        now = time.time()
+        self.store.prune(now, now - settings.audit_retention_days * 86400)
         self.context = Context(config, self.store, Authenticator(self.store, settings),
                                LiveState(config), settings.secure_cookies, Studio(files))
         self.server: ServerThread | None = None
@@ -104,8 +106,3 @@ class Console:
             self.server.stop()
         self.store.close()
 
-
-def _now() -> float:
-    import time
-
-    return time.time()
