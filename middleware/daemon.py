@@ -24,6 +24,7 @@ from middleware.broker.contract import Broker, Consumer, Handler
 from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
 from middleware.config.loader import LoadedConfig
+from middleware.console.server import Console
 from middleware.errors import SilobridgeError
 from middleware.health import ops_app
 from middleware.http import ServerThread
@@ -65,7 +66,9 @@ class Daemon:
         self.broker: Broker = connect(self.config.broker, topology_for(self.config))
         self.publisher = self.broker.publisher()
         self.watchdog = Watchdog()
-        self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
+        self.console = Console(self.loaded) if self.config.console.enabled else None
+        ops = ops_app(self.readiness, self.watchdog.check)
+        self.ops = ServerThread(self.console.around(ops) if self.console else ops,
                                 self.config.ops.host, self.config.ops.port, "ops",
                                 tls=self.config.ops.tls, limits=self.config.ingress.http)
         self.monitor: QueueMonitor | None = None
@@ -82,6 +85,8 @@ class Daemon:
     def start(self) -> None:
         self.ops.start_and_wait()
         self.watchdog.watch_thread(self.ops)
+        if self.console is not None:
+            self.console.start(self.watchdog)
         self.publisher.start()
         self.watchdog.watch_thread(self.broker.thread)
         self._wait_for_broker()
@@ -218,6 +223,8 @@ class Daemon:
             self.monitor.stop()
         self.publisher.stop()
         self.stores.close()
+        if self.console is not None:
+            self.console.stop()
         self.ops.stop()
         log.info("silobridge stopped", drained=drained)
         return drained

@@ -155,7 +155,10 @@ def replay(
     replayed: list[str] = []
     with blocking_channel(broker, "cli") as channel:
         channel.confirm_delivery()
-        for tag, letter, props in _take(channel, dlq_name(route), limit):
+        # Only the letters there now: one that fails again while we scan comes back at the tail
+        # and must not be replayed a second time in the same call.
+        present = min(limit, queue_depth(channel, dlq_name(route)) or 0)
+        for tag, letter, props in _take(channel, dlq_name(route), present):
             if ids is not None and letter.message_id not in ids:
                 continue
             replayed.append(letter.message_id or "")

@@ -9,9 +9,10 @@ from middleware.cli import (
     status,
     store,
     topology,
+    users,
     xref,
 )
 
 __all__ = ["MODULES"]
 
-MODULES = [run, topology, send, dlq, mapping, status, store, xref, completion]
+MODULES = [run, topology, send, dlq, mapping, status, store, xref, users, completion]

@@ -19,6 +19,7 @@ __all__ = [
     "BrokerConfig",
     "ClientCertConfig",
     "Config",
+    "ConsoleConfig",
     "EndpointLimits",
     "HttpLimits",
     "IngressConfig",
@@ -209,6 +210,42 @@ class OpsConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address of the ops HTTP server.")
     port: int = Field(9080, ge=0, le=65535, description="/healthz, /readyz, /metrics port.")
     tls: ServerTlsConfig | None = Field(None, description="Serve the ops endpoints over HTTPS.")
+
+
+class ConsoleConfig(_Strict):
+    """The admin API and web console (``docs/console.md``); off unless enabled."""
+
+    enabled: bool = Field(
+        False, description="Serve the admin API (/api/v1) and the web console (/console)."
+    )
+    port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Own port for the console (0 picks a free one); unset: the ops server's port.",
+    )
+    host: str = Field(
+        "127.0.0.1", description="Address of the console's own server (with 'port' only)."
+    )
+    tls: ServerTlsConfig | None = Field(
+        None, description="Serve the console's own port over HTTPS (with 'port' only)."
+    )
+    session_ttl: float = Field(
+        8 * 3600.0, gt=0, description="Seconds a login session lasts without renewal."
+    )
+    secure_cookies: bool = Field(
+        True,
+        description="Mark the session cookie Secure (sent over HTTPS only); turn off only for "
+                    "plain-HTTP use on loopback.",
+    )
+    login_attempts: int = Field(
+        5, ge=1, description="Failed logins allowed per user name and per client address "
+                             "within 'login_window' before 429."
+    )
+    login_window: float = Field(
+        300.0, gt=0, description="Seconds over which failed logins are counted."
+    )
+    audit_retention_days: float = Field(
+        365.0, gt=0, description="Audit records older than this are deleted at start."
+    )
 
 
 class HttpLimits(_Strict):
@@ -413,6 +450,9 @@ class Config(_Strict):
         default_factory=list, description="Inbound adapters (webhooks, SOAP endpoints, pollers)."
     )
     routes: list[RouteConfig] = Field(default_factory=list, description="Routes to run.")
+    console: ConsoleConfig = Field(
+        default_factory=ConsoleConfig, description="Admin API and web console."
+    )
     shutdown_grace: float = Field(
         20.0, gt=0, description="Seconds to finish in-flight work on SIGTERM."
     )

@@ -98,6 +98,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             " name text PRIMARY KEY, holder text NOT NULL, expires_at timestamptz NOT NULL)",
         ),
     ),
+    Migration(
+        4, "console: users, sessions, API tokens and the audit log (middleware.console)",
+        sqlite=(
+            "CREATE TABLE IF NOT EXISTS console_user ("
+            " name TEXT PRIMARY KEY, password TEXT, role TEXT NOT NULL,"
+            " routes TEXT NOT NULL DEFAULT '', created REAL NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS console_credential ("
+            " digest TEXT PRIMARY KEY, kind TEXT NOT NULL, user_name TEXT NOT NULL,"
+            " csrf TEXT, label TEXT, expires REAL, created REAL NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS console_credential_user ON console_credential (user_name)",
+            "CREATE TABLE IF NOT EXISTS console_audit ("
+            " id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,"
+            " action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT)",
+        ),
+        postgres=(
+            "CREATE TABLE IF NOT EXISTS silobridge_console_user ("
+            " name text PRIMARY KEY, password text, role text NOT NULL,"
+            " routes text NOT NULL DEFAULT '', created double precision NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS silobridge_console_credential ("
+            " digest text PRIMARY KEY, kind text NOT NULL, user_name text NOT NULL,"
+            " csrf text, label text, expires double precision,"
+            " created double precision NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS silobridge_console_credential_user"
+            " ON silobridge_console_credential (user_name)",
+            "CREATE TABLE IF NOT EXISTS silobridge_console_audit ("
+            " id bigserial PRIMARY KEY, at double precision NOT NULL, actor text NOT NULL,"
+            " action text NOT NULL, target text NOT NULL, before text, after text)",
+        ),
+    ),
 )
 
 

@@ -24,6 +24,7 @@ from middleware.broker import dlq
 from middleware.broker.factory import blocking_channel, declare
 from middleware.broker.topology import dlq_name, queue_name, topology_for
 from middleware.config.loader import LoadedConfig
+from middleware.config.models import BrokerConfig
 from middleware.errors import TopologyConflict
 from tests.integration.helpers import drain, queue_count
 
@@ -155,3 +156,30 @@ def test_dlq_migrate_turns_a_quorum_dlq_into_a_classic_one_keeping_its_letters(
     probe = amqp_channel.connection.channel()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):  # the side queue is gone
         probe.queue_declare(f"{queue}.migrating", passive=True)
+
+
+def test_dlq_replay_takes_each_letter_once_even_when_it_fails_again_during_the_scan(
+    prefix: str, amqp_url: str
+) -> None:
+    # Given a route queue that dead-letters everything straight back to its DLQ (as a target
+    # refusing each replayed letter at once would), and three dead letters
+    route = f"{prefix}-bounce"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    try:
+        channel.queue_declare(dlq_name(route), durable=True)
+        channel.queue_declare(queue_name(route), durable=True, arguments={
+            "x-message-ttl": 0, "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": dlq_name(route)})
+        first = datetime.now(UTC)
+        for n in range(3):
+            _dead_letter(amqp_url, dlq_name(route), f"{prefix}-{n}", first)
+        # When every dead letter is replayed
+        replayed = dlq.replay(BrokerConfig(url=amqp_url), route, None)
+        # Then each was replayed once, though each came back to the DLQ during the scan
+        assert sorted(replayed) == [f"{prefix}-{n}" for n in range(3)]
+        assert queue_count(amqp_url, dlq_name(route)) == 3
+    finally:
+        channel.queue_delete(queue_name(route))
+        channel.queue_delete(dlq_name(route))
+        connection.close()

@@ -1,0 +1,232 @@
+"""The console in a real browser (Debian's Chromium through Playwright) against the daemon as a
+subprocess on the real broker, with a real REST target on loopback.
+
+A viewer signs in and finds no replay button (and the API answers 403 when asked anyway); an
+operator replays one dead letter from the keyboard and the target receives it exactly once; an
+admin sees it in the audit log. axe-core (npm) checks every page for serious or critical
+violations. With ``CONSOLE_SCREENSHOTS=1`` the screenshots are written to docs/console/.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from middleware.broker.topology import dlq_name
+from tests.e2e.conftest import DaemonProcess, free_port
+from tests.integration.console.test_mapping_studio_api import write_studio
+from tests.integration.helpers import drain, publish_events, queue_count, wait_until
+from tests.integration.rest_helpers import Peer, json_response
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+AXE_CANDIDATES = [os.environ.get("AXE_CORE_JS", ""),
+                  str(Path(__file__).parents[2] / ".ci/node/node_modules/axe-core/axe.min.js"),
+                  "/tmp/console_node/node_modules/axe-core/axe.min.js"]
+PASSWORD = "a long browser passphrase"
+SHOTS = Path(__file__).parents[2] / "docs" / "console"
+
+
+def _need(found: bool, what: str) -> None:
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is required under CI (.ci/run installs it)")
+        pytest.skip(f"{what} not installed")
+
+
+@pytest.fixture
+def axe_source() -> str:
+    path = next((Path(p) for p in AXE_CANDIDATES if p and Path(p).is_file()), None)
+    _need(path is not None, "axe-core (npm install axe-core)")
+    assert path is not None
+    return path.read_text()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    _need(Path(CHROMIUM).exists(), "Chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Target:
+    """The REST target: refuses (400, permanent) while ``refusing``, then accepts."""
+
+    def __init__(self) -> None:
+        self.refusing = True
+        self.accepted: list[str] = []
+        self._lock = threading.Lock()
+
+    async def __call__(self, request: Request, body: bytes) -> Response:
+        if self.refusing:
+            return json_response({"error": "refused by the test"}, 400)
+        with self._lock:
+            self.accepted.append(request.headers.get("idempotency-key", "")
+                                 or orjson.loads(body).get("n", ""))
+        return json_response({"id": "ERP-1"})
+
+
+def _add_user(config: Path, name: str, role: str) -> None:
+    subprocess.run([sys.executable, "-m", "middleware", "users", "add", name, "--role", role,
+                    "--password-stdin", "-c", str(config)], input=PASSWORD + "\n", text=True,
+                   check=True, capture_output=True, timeout=120)
+
+
+def _sign_in(page: Any, url: str, name: str) -> None:
+    page.goto(f"{url}/console/")
+    page.get_by_label("User name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")  # the keyboard submits the form
+    page.get_by_text(f"{name} (").wait_for()
+
+
+def _axe(page: Any, source: str, where: str) -> None:
+    page.evaluate(source)  # through the debugger protocol: the page's CSP stays strict
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    bad = [(v["id"], v["impact"], len(v["nodes"])) for v in result["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert bad == [], (where, bad)
+
+
+def _shot(page: Any, name: str, tmp_path: Path) -> None:
+    folder = SHOTS if os.environ.get("CONSOLE_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_console_in_chromium_viewer_operator_integrator_admin(
+    amqp_url: str, prefix: str, tmp_path: Path, browser: Any, axe_source: str,
+    daemon_process: Callable[..., DaemonProcess], out_queue: str,
+) -> None:
+    # Given a daemon with the console on its own port, a route whose target refuses, three
+    # users made with the CLI, and two events that ended in the route's DLQ
+    target = Target()
+    route, mapped = f"{prefix}-crm", f"{prefix}-map"
+    mapping = write_studio(tmp_path / "studio")
+    with Peer(target) as peer:
+        port = free_port()
+        daemon = daemon_process(
+            [{"name": route, "bind": [f"{prefix}.customer.*"],
+              "target": {"type": "rest", "method": "POST", "url": f"{peer.url}/accounts",
+                         "timeout": 5}},
+             {"name": mapped, "bind": [f"{prefix}.order.*"], "mapping": str(mapping),
+              "target": {"type": "amqp", "exchange": out_queue, "routing_key": "erp.order",
+                         "queue": out_queue}}],
+            console={"enabled": True, "port": port, "secure_cookies": False})
+        for name, role in (("vera", "viewer"), ("otto", "operator"), ("ivy", "integrator"),
+                           ("ada", "admin")):
+            _add_user(daemon.config, name, role)
+        daemon.start()
+        daemon.wait_ready()
+        url = f"http://127.0.0.1:{port}"
+        ids = publish_events(amqp_url, prefix, 2)
+        assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 2, 30)
+        target.refusing = False
+
+        # a viewer sees the dead letters but no replay button; the API refuses anyway
+        page = browser.new_page()
+        _sign_in(page, url, "vera")
+        _axe(page, axe_source, "overview")
+        _shot(page, "overview", tmp_path)
+        page.goto(f"{url}/console/#/dead-letters/{route}")
+        page.get_by_role("button", name=f"Show {ids[0]}").wait_for()
+        assert page.get_by_role("button", name="Replay selected").count() == 0
+        _axe(page, axe_source, "dead letters (viewer)")
+        status = page.evaluate(
+            """async ([route, id]) => {
+                 const me = await (await fetch('/api/v1/me')).json();
+                 const answer = await fetch(`/api/v1/routes/${route}/dead-letters/replay`, {
+                   method: 'POST', headers: {'Content-Type': 'application/json',
+                   'X-CSRF-Token': me.csrf_token}, body: JSON.stringify({ids: [id]})});
+                 return answer.status; }""", [route, ids[0]])
+        assert status == 403
+        page.goto(f"{url}/console/#/errors")
+        page.get_by_role("table", name="Recent errors").wait_for()
+        _axe(page, axe_source, "errors")
+        _shot(page, "errors", tmp_path)
+        page.close()
+
+        # an operator replays one dead letter, from the keyboard only
+        page = browser.new_page()
+        _sign_in(page, url, "otto")
+        page.goto(f"{url}/console/#/dead-letters/{route}")
+        box = page.get_by_label(f"select {ids[0]}")
+        box.focus()
+        page.keyboard.press("Space")
+        page.get_by_role("button", name="Replay selected").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("Replayed 1 of 1").wait_for()
+        page.get_by_text("1 dead letter(s); showing 1-1").wait_for()  # the list was reloaded
+        page.get_by_role("button", name=f"Show {ids[1]}").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name=f"Dead letter {ids[1]}").wait_for()
+        _axe(page, axe_source, "dead letters (operator)")
+        _shot(page, "dead-letters", tmp_path)
+        page.close()
+        assert wait_until(lambda: len(target.accepted) >= 1, 20)
+        assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
+        assert len(target.accepted) == 1  # exactly once; the other dead letter stayed
+
+        # an integrator links three fields in the mapping studio and saves
+        page = browser.new_page()
+        _sign_in(page, url, "ivy")
+        page.goto(f"{url}/console/#/mapping/{mapped}")
+        page.get_by_role("heading", name="Source fields").wait_for()
+        for source, field in (("name", "full_name"), ("n", "number"), ("email", "mail")):
+            page.get_by_role("button", name=source, exact=True).focus()
+            page.keyboard.press("Enter")
+            page.get_by_role("button", name=f"Link to {field}").focus()
+            page.keyboard.press("Enter")
+        _axe(page, axe_source, "mapping studio")
+        page.get_by_role("button", name="Save links").click()
+        page.get_by_text("Saved 3 link(s)").wait_for()
+        page.get_by_role("button", name="Run tests").click()
+        page.get_by_text("1 of 1 test case(s) passed").wait_for()
+        _shot(page, "mapping-studio", tmp_path)
+        page.close()
+        # the saved YAML passes the CLI's test, and the daemon maps the next event with it
+        assert subprocess.run([sys.executable, "-m", "middleware", "mapping", "test",
+                               str(mapping.parent)], capture_output=True,
+                              timeout=60).returncode == 0
+        assert "# the business key" in mapping.read_text()
+        deadline_ok = wait_until(lambda: "mapping.reloaded" in daemon.log.read_text(), 15)
+        assert deadline_ok, daemon.log.read_text()[-2000:]
+        publish_events(amqp_url, prefix, 1, entity="order")
+        assert wait_until(lambda: queue_count(amqp_url, out_queue) >= 1, 20)
+        [(_props, body)] = drain(amqp_url, out_queue)
+        mapped_event = orjson.loads(body)
+        assert mapped_event.get("data", mapped_event)["number"] == 0
+
+        # an admin finds the replay in the audit log, with who did it
+        page = browser.new_page()
+        _sign_in(page, url, "ada")
+        page.goto(f"{url}/console/#/audit")
+        row = page.get_by_role("row").filter(has_text="dlq.replay")
+        row.wait_for()
+        assert "otto" in row.inner_text() and ids[0] in row.inner_text()
+        assert "ivy" in page.get_by_role("row").filter(has_text="mapping.save").inner_text()
+        _axe(page, axe_source, "audit")
+        _shot(page, "audit", tmp_path)
+        for name, heading in (("xref", "Cross-references"), ("users", "Users")):
+            page.goto(f"{url}/console/#/{name}")
+            page.get_by_role("heading", name=heading, exact=True).wait_for()
+            _axe(page, axe_source, name)
+            _shot(page, name, tmp_path)
+        page.close()
