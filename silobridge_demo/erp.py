@@ -118,9 +118,9 @@ class ErpState:
             known = self._answers.get((operation, request_id))
             if known is not None:
                 return known, False
-            prefix = {"UpsertAccount": "AC", "UpdateAccount": "AC", "CreateSalesOrder": "SO",
-                      "ReserveInventory": "RS"}[operation]
-            new_id = create(f"{prefix}-{next(self._ids):06d}")
+            prefix = {"UpsertAccount": "AC", "CreateSalesOrder": "SO",
+                      "ReserveInventory": "RS"}.get(operation)  # None: it changes, creates nothing
+            new_id = create(f"{prefix}-{next(self._ids):06d}" if prefix else "")
             self._answers[(operation, request_id)] = new_id
             return new_id, True
 

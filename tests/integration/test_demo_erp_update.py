@@ -27,6 +27,9 @@ def test_demo_erp_update_account_changes_only_the_given_fields(erp: DemoErpServe
     assert erp.state.accounts["CRM-1"] == {"AccountId": created.Id, "AccountNo": "CRM-1",
                                            "Name": "Anna", "Country": "AT",
                                            "Email": "anna@example.com"}
+    # an update numbers nothing: the next account gets the next id
+    second = service.UpsertAccount(RequestId="r-3", AccountNo="CRM-2", Name="Bo")
+    assert (created.Id, second.Id) == ("AC-000001", "AC-000002")
 
 
 def test_demo_erp_update_account_of_an_unknown_id_is_a_client_fault(
