@@ -119,8 +119,8 @@ class ErpState:
             if known is not None:
                 return known, False
             prefix = {"UpsertAccount": "AC", "CreateSalesOrder": "SO",
-                      "ReserveInventory": "RS"}[operation]
-            new_id = create(f"{prefix}-{next(self._ids):06d}")
+                      "ReserveInventory": "RS"}.get(operation)  # None: it changes, creates nothing
+            new_id = create(f"{prefix}-{next(self._ids):06d}" if prefix else "")
             self._answers[(operation, request_id)] = new_id
             return new_id, True
 
@@ -195,6 +195,28 @@ class ErpService(ServiceBase):
 
         account_id, created = state.handle("UpsertAccount", RequestId, create)
         return Result(Id=account_id, Created=created and not any(updated))
+
+    @rpc(_required(Unicode), _required(Unicode), Unicode, Unicode(max_len=2), Unicode,
+         _returns=Result)
+    def UpdateAccount(ctx, RequestId, AccountId, Name, Country, Email):  # type: ignore[no-untyped-def]
+        """Change the given fields of the account the ERP numbered ``AccountId``.
+
+        The caller addresses the account by the id the ERP assigned (what a ``capture`` stored),
+        not by its own key; fields left out keep their values; an unknown id is a Client fault.
+        """
+        state: ErpState = ctx.app.state
+
+        def update(_new_id: str) -> str:
+            found = [a for a in state.accounts.values() if a["AccountId"] == AccountId]
+            if not found:
+                raise _client_fault("UnknownAccount", f"no account {AccountId!r}",
+                                    field="AccountId")
+            changes = {"Name": Name, "Country": Country, "Email": Email}
+            found[0].update({key: value for key, value in changes.items() if value is not None})
+            return str(AccountId)
+
+        account_id, _ = state.handle("UpdateAccount", RequestId, update)
+        return Result(Id=account_id, Created=False)
 
     @rpc(_required(Unicode), _required(Unicode), _required(Unicode), _required(Unicode, max_len=3),
          DateTime, Array(OrderLine), _returns=Result)
