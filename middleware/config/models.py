@@ -413,6 +413,10 @@ class Config(_Strict):
         default_factory=list, description="Inbound adapters (webhooks, SOAP endpoints, pollers)."
     )
     routes: list[RouteConfig] = Field(default_factory=list, description="Routes to run.")
+    audit: AdapterConfig | None = Field(
+        None, description="Where every route's message outcomes are recorded, one row each "
+        "(type: sql, see docs/warehouse.md); none when unset."
+    )
     shutdown_grace: float = Field(
         20.0, gt=0, description="Seconds to finish in-flight work on SIGTERM."
     )
