@@ -14,6 +14,7 @@ Errors are classified by what a later attempt could change:
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from adapters.sql.config import ColumnType
@@ -160,7 +162,9 @@ class Postgres(Dialect):
         return Jsonb(value)
 
     def connect(self, connect_timeout: float, statement_timeout: float) -> Connection:
-        options = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        # added to the DSN's own options (a search_path, say), which a keyword would replace
+        given = str(conninfo_to_dict(self.dsn).get("options") or "")
+        options = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
         return psycopg.connect(self.dsn, connect_timeout=max(1, round(connect_timeout)),
                                options=options)
 
@@ -217,8 +221,11 @@ class MariaDb(Dialect):
             database=parts.path.lstrip("/") or None, charset="utf8mb4",
             connect_timeout=connect_timeout, read_timeout=statement_timeout + 5,
             write_timeout=statement_timeout + 5, autocommit=False,
+            # strict: a bad value is an error, not a silent NULL or truncation; lock waits
+            # end with statement_timeout, as on PostgreSQL (a session setting, both servers)
             init_command="SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION', "
-                         "time_zone = '+00:00'")
+                         f"time_zone = '+00:00', "
+                         f"innodb_lock_wait_timeout = {max(1, math.ceil(statement_timeout))}")
         return connection
 
     def classify(self, exc: Exception, label: str) -> DeliveryError:
