@@ -1,8 +1,9 @@
 """The audit table and the query of docs/warehouse.md, against the real PostgreSQL and broker.
 
-On both databases: a CRM customer event that the ERP table refuses is dead-lettered, the corrected one delivered;
-the audit table has a row for each, and the documented query follows the customer from the CRM
-events to the ERP row (run from the docs, so the docs cannot drift from what works).
+On both databases: a CRM customer event that the ERP table refuses is dead-lettered, the
+corrected one delivered; the audit table has a row for each, and the documented query follows
+the customer from the CRM events to the ERP row (run from the docs, so the docs cannot drift
+from what works).
 """
 
 from __future__ import annotations

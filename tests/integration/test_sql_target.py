@@ -121,14 +121,14 @@ def test_sql_target_start_names_missing_columns_and_missing_unique_key(
 ) -> None:
     table = warehouse.table("existing")
     warehouse.query(f"CREATE TABLE {table} (sku varchar(50), price numeric(10,2))")
-    with pytest.raises(ConfigError, match="no column.s. attrs, valid_from"):
+    with pytest.raises(ConfigError, match=r"no column\(s\) attrs, valid_from"):
         warehouse.target("SB_TEST_SQL_DSN", table=table, key=["sku"], columns=COLUMNS,
                          lineage=False)
     with pytest.raises(ConfigError, match=r"no primary key or unique index on exactly \(sku\)"):
         warehouse.target("SB_TEST_SQL_DSN", table=table, key=["sku"],
                          columns={"sku": "string", "price": "numeric"}, lineage=False)
     missing = warehouse.table("absent")
-    with pytest.raises(ConfigError, match="does not exist.*create: true"):
+    with pytest.raises(ConfigError, match=r"does not exist.*create: true"):
         warehouse.target("SB_TEST_SQL_DSN", table=missing, key=["sku"], columns=COLUMNS)
 
 
