@@ -85,7 +85,6 @@ class RouteWorker:
         self.route = route
         self._listener = listener  # the audit: told every outcome, must not block
         self._policy = policy
-        self._target = target
         self._deliver = delivery_for(route.name, target)
         self._target_name = route.target.type
         self._publisher = publisher

@@ -69,7 +69,10 @@ class SqlAudit:
         config = self._config
         dialect = dialect_for(require_secret(config, "dsn", "audit"), "audit.dsn")
         self._dialect = dialect
-        self._connection = dialect.connect(config.connect_timeout, config.statement_timeout)
+        try:
+            self._connection = dialect.connect(config.connect_timeout, config.statement_timeout)
+        except Exception as exc:  # say which database, in silobridge's words
+            raise dialect.classify(exc, "cannot connect to the audit database") from exc
         ensure_table(self._connection, dialect, config.schema_name, config.table,
                      AUDIT_COLUMNS, [], create=True, where="audit.table")
         self._sql = dialect.insert_sql(dialect.table_ref(config.schema_name, config.table),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.sql import SqlTarget
+from adapters.sql import SqlTarget, SqlTargetConfig
 from middleware.adapter import Delivered
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError
@@ -209,3 +210,18 @@ def test_sql_target_deliveries_from_many_threads_all_land(warehouse: Warehouse) 
     finally:
         target.close()
     assert warehouse.query(f"SELECT count(*) FROM {table}") == [(400,)]
+
+
+@pytest.mark.parametrize("scheme", ["postgresql://postgres@", "mysql://root@"])
+def test_sql_target_start_says_which_database_it_cannot_reach(
+    scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SB_TEST_SQL_DSN", f"{scheme}127.0.0.1:{port}/test")
+    target = SqlTarget(SqlTargetConfig.model_validate(
+        {"type": "sql", "dsn_env": "SB_TEST_SQL_DSN", "table": "t", "key": ["k"],
+         "columns": {"k": "string"}, "connect_timeout": 2}))
+    with pytest.raises(DeliveryError, match=r"cannot connect to (PostgreSQL|MariaDB) table t"):
+        target.start(None)  # type: ignore[arg-type]  # the SQL target uses no context
