@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from adapters.sql.config import AuditConfig, SqlTargetConfig
 from adapters.sql.dialects import dialect_for
-from middleware.config.loader import load_config
+from middleware.config.loader import SECTIONS, load_config
 from middleware.errors import ConfigError
 
 PG = dialect_for("postgresql://u@h/db", "dsn")
@@ -64,6 +64,16 @@ def test_sql_audit_section_is_validated_by_the_adapter(tmp_path: Path) -> None:
         load_config(config)
     config.write_text(yaml.safe_dump({"audit": {"type": "sql", "dsn_env": "X"}}))
     assert isinstance(load_config(config).config.audit, AuditConfig)
+
+
+def test_sql_audit_dsn_is_a_secret_checked_before_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SB_UNIT_AUDIT_DSN", raising=False)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"audit": {"type": "sql", "dsn_env": "SB_UNIT_AUDIT_DSN"}}))
+    with pytest.raises(ConfigError, match=r"audit\.dsn_env.*SB_UNIT_AUDIT_DSN"):
+        load_config(config, secrets=SECTIONS)
 
 
 def test_sql_upsert_text_per_dialect_quotes_names_and_parameterises_values() -> None:
