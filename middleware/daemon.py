@@ -20,6 +20,7 @@ import structlog
 
 from middleware import metrics, plugins
 from middleware.adapter import AdapterContext, InboundAdapter, OutboundAdapter
+from middleware.audit import AuditSink, OutcomeListener, guarded
 from middleware.broker.contract import Broker, Consumer, Handler
 from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
@@ -57,6 +58,7 @@ class Daemon:
         self.workers: list[RouteWorker] = []
         self.targets: list[OutboundAdapter] = []
         self.inbound: list[InboundAdapter] = []
+        self.audit: AuditSink | None = None
         self.consumer: Consumer | None = None
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
@@ -122,6 +124,7 @@ class Daemon:
         routes = self.config.routes
         self.mappings = MappingSet(mapping_paths(self.loaded))
         handlers: dict[str, Handler] = {}
+        listener = self._start_audit(context)
         for route in routes:
             spec = plugins.get(route.target.type)
             assert spec is not None and spec.outbound is not None  # checked by the loader
@@ -132,7 +135,7 @@ class Daemon:
                 log.warning("target advice", route=route.name, advice=advice)
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
-                                 self.stores, provider)
+                                 self.stores, provider, listener)
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
@@ -141,6 +144,17 @@ class Daemon:
                 handlers, prefetch=self.config.broker.prefetch,
                 before_ack=self.stores.idempotency.record_many)
             self.consumer.start()
+
+    def _start_audit(self, context: AdapterContext) -> OutcomeListener | None:
+        """The configured audit sink, started; its listener goes to every route's worker."""
+        section = self.config.audit
+        if section is None:
+            return None
+        spec = plugins.get(section.type)
+        assert spec is not None and spec.audit is not None  # checked by the loader
+        self.audit = spec.audit(section)
+        self.audit.start(context)
+        return guarded(self.audit.record)
 
     def _consuming(self) -> float:
         """Read at each scrape: 0 while the consumer is disconnected, paused or stopped, or its
@@ -219,6 +233,8 @@ class Daemon:
             self.consumer.stop()
         for target in self.targets:
             target.close()
+        if self.audit is not None:
+            self.audit.close()
         if self.monitor is not None:
             self.monitor.stop()
         self.publisher.stop()

@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 __all__ = [
+    "AUDIT_ROWS",
     "BROKER_CALLBACK_ERRORS",
     "BROKER_CONNECTED",
     "BUILD_INFO",
@@ -36,6 +37,12 @@ __all__ = [
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LAG = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400)
 
+AUDIT_ROWS = Counter(
+    "silobridge_audit_rows",
+    "Outcome records of the audit sink, by result: written, or dropped (queue full, or the "
+    "audit table refused them).",
+    ["result"],
+)
 RECEIVED = Counter(
     "silobridge_received",
     "Events accepted by an inbound endpoint and confirmed by the broker.",

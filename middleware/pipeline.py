@@ -20,12 +20,14 @@ import structlog
 
 from middleware import headers, metrics
 from middleware.adapter import Delivered, OutboundAdapter
+from middleware.audit import OutcomeListener, OutcomeRecord
 from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, XrefMissing
+from middleware.lineage import delivery_for
 from middleware.mapping import Mapping
 from middleware.outcome import Outcome
 from middleware.retry import DeadLetter, Retry, decide
@@ -78,10 +80,12 @@ class RouteWorker:
         publisher: Publisher,
         stores: Stores,
         mapping: Callable[[], Mapping | None],
+        listener: OutcomeListener | None = None,
     ) -> None:
         self.route = route
+        self._listener = listener  # the audit: told every outcome, must not block
         self._policy = policy
-        self._target = target
+        self._deliver = delivery_for(route.name, target)
         self._target_name = route.target.type
         self._publisher = publisher
         self._stores = stores
@@ -142,7 +146,7 @@ class RouteWorker:
             mapping = self._mapping()
             payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
-            future = self._target.deliver(envelope, payload)
+            future = self._deliver(envelope, payload, mapping)
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
@@ -234,11 +238,12 @@ class RouteWorker:
         future = self._publisher.publish(
             "", queue, delivery.body, properties, purpose="dlq" if dead else "retry"
         )
-        future.add_done_callback(lambda done: self._parked(delivery, done, outcome))
+        future.add_done_callback(lambda done: self._parked(delivery, done, outcome, new_headers))
 
-    def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome) -> None:
+    def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
+                failure: dict[str, Any]) -> None:
         if done.exception() is None:
-            self._finish(delivery, outcome)
+            self._finish(delivery, outcome, failure=failure)
         else:
             log.error("could not park failed message; returned to queue",
                       route=self.route.name, error=str(done.exception()))
@@ -249,7 +254,8 @@ class RouteWorker:
             self._in_flight += 1
 
     def _finish(
-        self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None
+        self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None,
+        failure: dict[str, Any] | None = None,
     ) -> None:
         """Settle; a delivered message's idempotency record is committed before its ack."""
         if outcome is Outcome.REQUEUED:
@@ -257,6 +263,8 @@ class RouteWorker:
         else:
             delivery.ack(record)
         self._messages[outcome].inc()
+        if self._listener is not None:
+            self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))
         self._processing.observe(time.monotonic() - delivery.received)
         with self._count_lock:
             self._in_flight -= 1

@@ -11,9 +11,12 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from middleware.adapter import AdapterConfig, InboundAdapter, OutboundAdapter
+
+if TYPE_CHECKING:
+    from middleware.audit import AuditSink
 
 __all__ = ["AdapterSpec", "get", "known_types", "register"]
 
@@ -34,6 +37,10 @@ class AdapterSpec:
     target_advice: Callable[[AdapterConfig], list[str]] | None = None
     """Warnings about a valid target config (e.g. no idempotency key reaches the target);
     ``validate`` prints them and the daemon logs them at start, each naming the route."""
+    audit_config: builtins.type[AdapterConfig] | None = None
+    """Config of the adapter's audit sink (the top-level ``audit`` section with this type)."""
+    audit: Callable[[AdapterConfig], AuditSink] | None = None
+    """Builds the sink that receives every route's outcomes (``middleware.audit``)."""
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

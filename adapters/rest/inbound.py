@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from adapters._derive import DerivationError, compile_derive, compile_rule
 from adapters.rest.body import parse_json
+from adapters.rest.cloudevents import STRUCTURED, from_request, is_cloudevent
 from adapters.rest.inbound_config import HubspotAuth, RestEndpointConfig
 from adapters.rest.openapi import document_for
 from adapters.rest.replay import default_dedupe, replay_risks
@@ -31,6 +32,7 @@ from middleware.envelope import Envelope
 from middleware.errors import Refused, SchemaError
 from middleware.ingress.endpoint import Incoming, IngressEndpoint
 from middleware.ingress.publishing import Keyed
+from middleware.ingress.reading import media_type
 from middleware.validation import SchemaCheck, load_schema
 
 __all__ = ["RestInbound", "default_dedupe"]
@@ -46,12 +48,16 @@ class RestInbound(IngressEndpoint[None]):
     failed_event = "webhook handling failed"
 
     def __init__(self, config: RestEndpointConfig) -> None:
-        super().__init__(config, config.content_types)
+        accepts_ce = config.cloudevents == "accept"
+        extra = [STRUCTURED] if accepts_ce and STRUCTURED not in config.content_types else []
+        super().__init__(config, [*config.content_types, *extra])
         self._config = config
-        self._deriver = compile_derive(config.derive)
+        self._accepts_ce = accepts_ce
+        self._deriver = None if config.derive is None else compile_derive(config.derive)
         dedupe = default_dedupe(config)
         # deduping on the derived id reuses the derived value instead of computing it twice
-        self._dedupe_on_id = dedupe is not None and dedupe is config.derive.id
+        self._dedupe_on_id = (dedupe is not None and config.derive is not None
+                              and dedupe is config.derive.id)
         self._dedupe = None if dedupe is None else compile_rule(dedupe, "dedupe")
         self._verifier: Verifier | None = None
         self._schema: SchemaCheck | None = None
@@ -80,18 +86,27 @@ class RestInbound(IngressEndpoint[None]):
             self._verifier.verify(SignedRequest(request.method, url, request.headers,
                                                 request.query_params, body), time.time())
         document = parse_json(body)
+        content_type = media_type(request.headers.get("content-type"))
+        if self._accepts_ce and is_cloudevent(content_type, request.headers):
+            return Incoming([self._cloudevent(content_type, request.headers, document)])
+        if self._deriver is None:
+            raise Refused(415, "content_type", "not a CloudEvent",
+                          "this endpoint takes CloudEvents only: send application/"
+                          "cloudevents+json (structured mode) or ce-* headers (binary mode)")
         batch = self._config.batch and isinstance(document, list)
         events = document if batch else [document]
         keyed = [self._envelope(i if batch else None, event, request.headers)
                  for i, event in enumerate(events)]
         return Incoming(_unique_keys(keyed))
 
-    def _envelope(
-        self, index: int | None, event: Any, headers: Mapping[str, str]
-    ) -> Keyed:
-        """(delivery id, envelope) of one event, or 422 naming the event and field."""
-        where = "" if index is None else f"{index}."
-        label = "the body" if index is None else f"event {index} of the batch"
+    def _cloudevent(self, content_type: str, headers: Mapping[str, str], document: Any) -> Keyed:
+        """(delivery id, envelope) of a CloudEvent; its source and id identify it (the spec)."""
+        envelope = from_request(content_type, headers, document)
+        self._check_schema(envelope.data, "the event's data", "data.")
+        key = self._dedupe(document, headers) if self._dedupe else None
+        return key or f"{envelope.source} {envelope.id}", envelope
+
+    def _check_schema(self, event: Any, label: str, where: str) -> None:
         if self._schema is not None:
             try:
                 self._schema(event)
@@ -99,6 +114,15 @@ class RestInbound(IngressEndpoint[None]):
                 raise Refused(422, "schema", "schema violation",
                               f"{label}: {exc}; fix the event or the schema",
                               extra={"path": f"{where}{exc.path}".rstrip(".")}) from None
+
+    def _envelope(
+        self, index: int | None, event: Any, headers: Mapping[str, str]
+    ) -> Keyed:
+        """(delivery id, envelope) of one event, or 422 naming the event and field."""
+        where = "" if index is None else f"{index}."
+        label = "the body" if index is None else f"event {index} of the batch"
+        self._check_schema(event, label, where)
+        assert self._deriver is not None  # parse() answers 415 without one
         try:
             derived = self._deriver.derive(event, headers)
             if self._dedupe_on_id:

@@ -186,7 +186,13 @@ class RestEndpointConfig(EndpointConfig):
     """One webhook endpoint on the shared ingress (fields every endpoint has: EndpointConfig)."""
 
     type: Literal["rest"] = Field("rest", description="Selects this adapter.")
-    derive: Derive = Field(description="Where entity, action, subject, time and id come from.")
+    derive: Derive | None = Field(
+        None, description="Where entity, action, subject, time and id come from; required "
+        "unless cloudevents is 'accept' (then it applies to requests that are not CloudEvents).")
+    cloudevents: Literal["off", "accept"] = Field(
+        "off", description="'accept': a CloudEvent in structured mode (Content-Type "
+        "application/cloudevents+json) or binary mode (ce-* headers, JSON body) is published "
+        "with its own id, source, type, subject, time and extensions instead of derived ones.")
     json_schema: str | None = Field(
         None, description="JSON Schema file (relative to the config) each event must match."
     )
@@ -202,5 +208,13 @@ class RestEndpointConfig(EndpointConfig):
     batch: bool = Field(True, description="A JSON array body carries one event per element.")
     content_types: list[str] = Field(
         default_factory=lambda: ["application/json"],
-        min_length=1, description="Accepted media types; others get 415.",
+        min_length=1, description="Accepted media types; others get 415 "
+        "(application/cloudevents+json is added with cloudevents: accept).",
     )
+
+    @model_validator(mode="after")
+    def _derive_or_cloudevents(self) -> RestEndpointConfig:
+        if self.derive is None and self.cloudevents == "off":
+            raise ValueError("set 'derive' (where entity, action and subject come from), or "
+                             "'cloudevents: accept' for senders of CloudEvents")
+        return self

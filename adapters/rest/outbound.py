@@ -6,9 +6,11 @@ never the consumer's IO thread. One loop rather than a thread per request in fli
 against a loopback server with 16 requests in flight, a thread pool with httpx cost about
 1.2 ms of client CPU per request (GIL hand-overs between the threads, httpcore's pool lock),
 aiohttp on one loop about 0.26 ms, which is what lets one process deliver 1,000 events/s
-(``bench/sync_lag.py``). The envelope id goes out as the Idempotency-Key, so a redelivery after
-a lost answer never creates a second record. The parsed JSON answer is handed back for the
-route's mapping to capture cross-references (for example the id the ERP created). ``tls``
+(``bench/sync_lag.py``). With ``cloudevents`` the payload goes out as a CloudEvent
+(``adapters.rest.cloudevents``). The envelope id goes out as the Idempotency-Key, so a
+redelivery after a lost answer never creates a second record. The parsed JSON answer is handed
+back for the route's mapping to capture cross-references (for example the id the ERP created).
+``tls``
 (a private CA, a client certificate) is loaded at start, off the target's loop; a handshake
 that fails is retried like any connection error, with a message that says what to set.
 """
@@ -32,6 +34,7 @@ from yarl import URL
 
 from adapters._http import status_error, transport_error
 from adapters.rest.client import OAuth2ClientCredentials, render
+from adapters.rest.cloudevents import STRUCTURED, binary_headers, structured_body
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, RestTargetConfig
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
@@ -102,9 +105,14 @@ class RestTarget:
         if config.idempotency_header:
             headers[config.idempotency_header] = envelope.id
         content = None
-        if config.send_body:
+        if config.cloudevents == "structured":
+            content = structured_body(envelope, payload)
+            headers["Content-Type"] = STRUCTURED
+        elif config.send_body:
             content = orjson.dumps(payload)
             headers["Content-Type"] = "application/json"
+            if config.cloudevents == "binary":
+                headers.update(binary_headers(envelope, payload))
         token = await self._token() if self._oauth else None
         status, body, answer = await self._request(url, headers, content, token)
         if status == 401 and token is not None:  # revoked or rotated early: renew once

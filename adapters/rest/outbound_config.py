@@ -108,11 +108,23 @@ class RestTargetConfig(AdapterConfig):
     send_body: bool = Field(
         True, description="Send the mapped payload as the JSON body (false for DELETE)."
     )
+    cloudevents: Literal["off", "binary", "structured"] = Field(
+        "off", description="Send the mapped payload as a CloudEvent (HTTP binding): 'binary' "
+        "puts the attributes in ce-* headers and the payload in the body, 'structured' sends "
+        "the whole event as application/cloudevents+json. The event keeps the source event's "
+        "id, type, subject and time, and names it as its causationid.")
     verify_tls: bool = Field(True, description="Verify the target's TLS certificate.")
     tls: TargetTlsConfig | None = Field(
         None, description="Private CA and/or client certificate for an https:// target (the "
         "OAuth2 token endpoint keeps the system CAs).",
     )
+
+    @model_validator(mode="after")
+    def _events_have_bodies(self) -> RestTargetConfig:
+        if self.cloudevents != "off" and not self.send_body:
+            raise ValueError(f"cloudevents: {self.cloudevents} sends the payload; it needs "
+                             f"send_body: true")
+        return self
 
     @model_validator(mode="after")
     def _verify_with_ca(self) -> RestTargetConfig:

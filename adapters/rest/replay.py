@@ -42,7 +42,7 @@ def default_dedupe(config: RestEndpointConfig) -> ValueRule | None:
     own delivery id (by auth scheme)."""
     if config.dedupe is not None:
         return config.dedupe
-    if config.derive.id is not None:
+    if config.derive is not None and config.derive.id is not None:
         return config.derive.id
     if isinstance(config.auth, HmacAuth) and config.auth.id_header:
         return ValueRule(header=config.auth.id_header)

@@ -44,7 +44,7 @@ class LoadedConfig:
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
 
-SECTIONS = ("inbound", "routes")
+SECTIONS = ("inbound", "routes", "audit")
 """The config sections whose adapters hold secrets: the ingress role's and the workers'."""
 
 
@@ -166,6 +166,10 @@ def _adapter_pass(config: Config, located: Located) -> list[Problem]:
                                   problems)
         if typed is not None:
             route.target = typed
+    if config.audit is not None:
+        typed = _validate_adapter(config.audit, "audit", ("audit",), located, problems)
+        if typed is not None:
+            config.audit = typed
     return problems
 
 

@@ -453,6 +453,10 @@ class Config(_Strict):
     console: ConsoleConfig = Field(
         default_factory=ConsoleConfig, description="Admin API and web console."
     )
+    audit: AdapterConfig | None = Field(
+        None, description="Where every route's message outcomes are recorded, one row each "
+        "(type: sql, see docs/warehouse.md); none when unset."
+    )
     shutdown_grace: float = Field(
         20.0, gt=0, description="Seconds to finish in-flight work on SIGTERM."
     )

@@ -38,6 +38,8 @@ class Mapping:
         self.spec = spec
         self.name = spec.mapping
         self.path = path
+        self.version = ""
+        """Hash of the file and its schemas (set by the loader); lineage records it."""
         self._build = build
         self._where = where
         self._source_check = source_check
@@ -78,6 +80,7 @@ class Mapping:
                 raise ConfigError(problems + more)
             self._reverse = Mapping(spec, self.path, build, where, self._target_check,
                                     self._source_check, reversed_from=self)
+            self._reverse.version = self.version
         return self._reverse
 
     def capture(self, source: dict[str, Any], response: Any) -> list[Link]:

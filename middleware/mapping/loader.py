@@ -48,7 +48,9 @@ def load_mapping(path: str | Path) -> Mapping:
                       _schema(file.parent / declared, located, (side, "schema"), problems))
     if problems:
         raise ConfigError(_by_line(problems))
-    return Mapping(spec, file, build, located, checks[0], checks[1])
+    mapping = Mapping(spec, file, build, located, checks[0], checks[1])
+    mapping.version = _fingerprint(mapping)[:16]
+    return mapping
 
 
 def schema_files(mapping: Mapping) -> list[Path]:
