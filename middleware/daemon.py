@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from enum import StrEnum
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from middleware.ingress import Ingress
 from middleware.mapping import Mapping, MappingSet
 from middleware.monitor import QueueMonitor
 from middleware.pipeline import RouteWorker
+from middleware.storecalls import all_done
+from middleware.storehealth import StoreHealth
 from middleware.stores import Stores, open_stores
 from middleware.watchdog import Watchdog
 
@@ -61,10 +64,11 @@ class Daemon:
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
         self.stores: Stores = open_stores(self.config.store)
+        self.store_health = StoreHealth(lambda: self.stores.probe())
         self.loop = BrokerLoop()  # one I/O thread for the publishing and consuming connections
         self.publisher = Publisher(self.config.broker, topology_for(self.config), loop=self.loop)
         self.watchdog = Watchdog()
-        self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check),
+        self.ops = ServerThread(ops_app(self.readiness, self.watchdog.check, self.reasons),
                                 self.config.ops.host, self.config.ops.port, "ops",
                                 tls=self.config.ops.tls, limits=self.config.ingress.http)
         self.monitor: QueueMonitor | None = None
@@ -83,6 +87,8 @@ class Daemon:
         self.watchdog.watch_thread(self.ops)
         self.publisher.start()
         self.watchdog.watch_thread(self.loop.thread)
+        self.store_health.start()
+        self.watchdog.watch_thread(self.store_health.thread)
         self._wait_for_broker()
         context = AdapterContext(self.publisher, self.config.broker, self.stores,
                                  self.loaded.base_dir)
@@ -124,7 +130,7 @@ class Daemon:
             self.targets.append(target)
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
-                                 self.stores, provider)
+                                 self.stores, provider, self.store_health)
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
@@ -132,9 +138,17 @@ class Daemon:
             self.consumer = Consumer(self.config.broker, handlers,
                                      prefetch=self.config.broker.prefetch,
                                      topology=topology_for(self.config),
-                                     before_ack=self.stores.idempotency.record_many,
+                                     before_ack=self._commit,
                                      loop=self.loop)
             self.consumer.start()
+
+    def _commit(self, records: list[tuple[str, str]]) -> Future[None]:
+        """The consumer's commit before acks: each route's records on that route's threads."""
+        by_route: dict[str, list[tuple[str, str]]] = {}
+        for record in records:
+            by_route.setdefault(record[0], []).append(record)
+        workers = {worker.route.name: worker for worker in self.workers}
+        return all_done([workers[route].commit(part) for route, part in by_route.items()])
 
     def _consuming(self) -> float:
         """Read at each scrape: 0 while the consumer is disconnected, paused or stopped, or its
@@ -187,13 +201,18 @@ class Daemon:
     def readiness(self) -> dict[str, bool]:
         """Named checks of liveness: threads running, the loop turning, channels open."""
         checks = {"started": self.started, "threads": self.watchdog.check() is None,
-                  "broker_publish": self.publisher.connected}
+                  "broker_publish": self.publisher.connected, "store": self.store_health.ok}
         if self.runs_workers:
             checks["consumers"] = self.consumer is None or self._consumers_live()
             checks["mappings_loaded"] = self.mappings is not None
         if self.runs_ingress and self.ingress is not None and self.ingress.has_routes:
             checks["ingress_listening"] = self.ingress.listening
         return checks
+
+    def reasons(self) -> dict[str, str]:
+        """Why failing checks fail, where more than true/false is known (the store's error)."""
+        reason = self.store_health.reason()
+        return {} if reason is None else {"store": reason}
 
     def stop(self) -> bool:
         """Drain and close; True when every in-flight message finished within the grace."""
@@ -210,12 +229,15 @@ class Daemon:
             drained = all(
                 worker.wait_idle(max(0.0, deadline - time.monotonic())) for worker in self.workers
             )
+            for worker in self.workers:  # commits end (done or given up) before the last flush
+                worker.close()
             self.consumer.stop()
         for target in self.targets:
             target.close()
         if self.monitor is not None:
             self.monitor.stop()
         self.publisher.stop()
+        self.store_health.stop()
         self.stores.close()
         self.ops.stop()
         log.info("silobridge stopped", drained=drained)
