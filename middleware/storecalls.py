@@ -18,6 +18,7 @@ answers. Only a worker that stops gives up waiting (``StoreUnavailable``, nacked
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import threading
@@ -83,20 +84,23 @@ class StoreCalls:
         Raises what ``fn`` raises when that is permanent, and ``StoreUnavailable`` when the
         worker closes while the store still fails.
         """
-        delay = BACKOFF[0]
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_fault(exc):
-                    raise
-                self._health.failed(store, operation, exc)
-                with self._health.waiting():
+        delay, counted = BACKOFF[0], False
+        with contextlib.ExitStack() as waiting:  # from the first fault to success or giving up
+            while True:
+                try:
+                    return fn()
+                except Exception as exc:
+                    if not is_fault(exc):
+                        raise
+                    self._health.failed(store, operation, exc)
+                    if not counted:
+                        waiting.enter_context(self._health.waiting())
+                        counted = True
                     if self._closing.wait(delay):
                         raise StoreUnavailable(
                             f"route {self._route}: stopped while the {store} store failed "
                             f"({operation}); the message goes back to its queue") from exc
-                delay = min(delay * 2, BACKOFF[1])
+                    delay = min(delay * 2, BACKOFF[1])
 
     def close(self) -> None:
         """Stop waiting for a failing store and let the running calls end (shutdown)."""
