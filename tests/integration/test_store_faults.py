@@ -157,7 +157,7 @@ def test_store_fault_postgres_cut_off_for_30s_delays_events_and_loses_none(
         seen = run_outage(amqp_url, prefix, loaded, total=RATE * 40, fault_at=5, fault_for=30,
                           fault=proxy.cut, heal=proxy.restore)
     # Then readiness said why during the outage, and every event was delivered after it
-    assert_outage_seen(seen, RATE * 40, "store failing", "OperationalError")
+    assert_outage_seen(seen, RATE * 40, "store failing", "unreachable")
 
 
 @pytest.fixture
