@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from enum import StrEnum
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from middleware.ingress import Ingress
 from middleware.mapping import Mapping, MappingSet
 from middleware.monitor import QueueMonitor
 from middleware.pipeline import RouteWorker
+from middleware.storecalls import all_done
+from middleware.storehealth import StoreHealth
 from middleware.stores import Stores, open_stores
 from middleware.watchdog import Watchdog
 
@@ -63,13 +66,14 @@ class Daemon:
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
         self.stores: Stores = open_stores(self.config.store)
+        self.store_health = StoreHealth(lambda: self.stores.probe())
         # one I/O thread for the publishing and consuming connections; the topology is
         # declared once, by whichever connects first
         self.broker: Broker = connect(self.config.broker, topology_for(self.config))
         self.publisher = self.broker.publisher()
         self.watchdog = Watchdog()
         self.console = Console(self.loaded) if self.config.console.enabled else None
-        ops = ops_app(self.readiness, self.watchdog.check)
+        ops = ops_app(self.readiness, self.watchdog.check, self.reasons)
         self.ops = ServerThread(self.console.around(ops) if self.console else ops,
                                 self.config.ops.host, self.config.ops.port, "ops",
                                 tls=self.config.ops.tls, limits=self.config.ingress.http)
@@ -91,6 +95,8 @@ class Daemon:
             self.console.start(self.watchdog)
         self.publisher.start()
         self.watchdog.watch_thread(self.broker.thread)
+        self.store_health.start()
+        self.watchdog.watch_thread(self.store_health.thread)
         self._wait_for_broker()
         context = AdapterContext(self.publisher, self.config.broker, self.stores,
                                  self.loaded.base_dir, messaging=self.broker)
@@ -135,15 +141,23 @@ class Daemon:
                 log.warning("target advice", route=route.name, advice=advice)
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
-                                 self.stores, provider, listener)
+                                 self.stores, provider, health=self.store_health,
+                                 listener=listener)
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
         if handlers:
             self.consumer = self.broker.consumer(
-                handlers, prefetch=self.config.broker.prefetch,
-                before_ack=self.stores.idempotency.record_many)
+                handlers, prefetch=self.config.broker.prefetch, before_ack=self._commit)
             self.consumer.start()
+
+    def _commit(self, records: list[tuple[str, str]]) -> Future[None]:
+        """The consumer's commit before acks: each route's records on that route's threads."""
+        by_route: dict[str, list[tuple[str, str]]] = {}
+        for record in records:
+            by_route.setdefault(record[0], []).append(record)
+        workers = {worker.route.name: worker for worker in self.workers}
+        return all_done([workers[route].commit(part) for route, part in by_route.items()])
 
     def _start_audit(self, context: AdapterContext) -> OutcomeListener | None:
         """The configured audit sink, started; its listener goes to every route's worker."""
@@ -207,13 +221,18 @@ class Daemon:
     def readiness(self) -> dict[str, bool]:
         """Named checks of liveness: threads running, the loop turning, channels open."""
         checks = {"started": self.started, "threads": self.watchdog.check() is None,
-                  "broker_publish": self.publisher.connected}
+                  "broker_publish": self.publisher.connected, "store": self.store_health.ok}
         if self.runs_workers:
             checks["consumers"] = self.consumer is None or self._consumers_live()
             checks["mappings_loaded"] = self.mappings is not None
         if self.runs_ingress and self.ingress is not None and self.ingress.has_routes:
             checks["ingress_listening"] = self.ingress.listening
         return checks
+
+    def reasons(self) -> dict[str, str]:
+        """Why failing checks fail, where more than true/false is known (the store's error)."""
+        reason = self.store_health.reason()
+        return {} if reason is None else {"store": reason}
 
     def stop(self) -> bool:
         """Drain and close; True when every in-flight message finished within the grace."""
@@ -230,6 +249,8 @@ class Daemon:
             drained = all(
                 worker.wait_idle(max(0.0, deadline - time.monotonic())) for worker in self.workers
             )
+            for worker in self.workers:  # commits end (done or given up) before the last flush
+                worker.close()
             self.consumer.stop()
         for target in self.targets:
             target.close()
@@ -238,6 +259,7 @@ class Daemon:
         if self.monitor is not None:
             self.monitor.stop()
         self.publisher.stop()
+        self.store_health.stop()
         self.stores.close()
         if self.console is not None:
             self.console.stop()

@@ -17,7 +17,8 @@
         ├── SchemaError        a payload does not match its JSON Schema (permanent)
         ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
         │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
-        └── DeliveryError      the target refused or failed; the adapter classifies it
+        ├── DeliveryError      the target refused or failed; the adapter classifies it
+        └── StoreUnavailable   a worker stopped while waiting for a failing store (requeued)
 
 Foreign exceptions (pika, zeep, httpx, sqlite3, psycopg) are translated where they are caught,
 with ``raise ... from exc``, so the pipeline only ever sees this tree. Each error carries data
@@ -45,6 +46,7 @@ __all__ = [
     "Refused",
     "SchemaError",
     "SilobridgeError",
+    "StoreUnavailable",
     "TopologyConflict",
     "XrefMissing",
 ]
@@ -177,6 +179,18 @@ class ProcessingError(SilobridgeError):
         if retryable is not None:
             self.retryable = retryable
         self.details: dict[str, Any] = details or {}
+
+
+class StoreUnavailable(ProcessingError):
+    """A store call could not finish (the store is down, full, read-only or slow) and the
+    worker gave up waiting for it because it is stopping; the message goes back to its queue.
+
+    While the worker runs, store faults never surface as errors: the call waits and retries
+    (``middleware.storecalls``), since a store fault is transient by definition.
+    """
+
+    stage = "store"
+    retryable = True
 
 
 class DecodeError(ProcessingError):

@@ -16,6 +16,7 @@ __all__ = [
     "AUDIT_ROWS",
     "BROKER_CALLBACK_ERRORS",
     "BROKER_CONNECTED",
+    "BROKER_LOOP_SLOW_CALLBACKS",
     "BUILD_INFO",
     "CONSUMERS",
     "DELIVERY_SECONDS",
@@ -113,6 +114,12 @@ BROKER_CALLBACK_ERRORS = Counter(
     "one message, never the loop.",
     ["where"],
 )
+BROKER_LOOP_SLOW_CALLBACKS = Counter(
+    "silobridge_broker_loop_slow_callbacks",
+    "Callbacks on the broker I/O loop that ran longer than 50 ms, by kind of callback: each "
+    "stalled every broker connection of the process meanwhile (a blocking call on the loop).",
+    ["where"],
+)
 RECONNECTS = Counter(
     "silobridge_reconnects",
     "Broker connections re-established after a loss.",
@@ -132,7 +139,8 @@ XREF_MISSES = Counter(
 )
 STORE_ERRORS = Counter(
     "silobridge_store_errors",
-    "Store calls that failed, by store (idempotency, state, xref) and operation.",
+    "Store calls that failed, by store (idempotency, state, xref; store for the readiness "
+    "probe) and operation; a worker's failed call waits and is tried again.",
     ["store", "operation"],
 )
 for _operation in ("claim", "confirm", "release"):  # the ingress's calls, from 0 for rate()

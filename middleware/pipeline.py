@@ -4,10 +4,17 @@
 finished in a callback when the target's Future completes. A message is acked only after the
 target accepted it, or after its retry-tier or DLQ copy was confirmed by the broker; when even
 that fails it is nacked back to its queue, where the broker's delivery limit stops poison loops.
+
+Store I/O never runs on the broker loop or on a target's event loop: a message that needs the
+store before delivery (a redelivered or replayed one, or a mapping with xref lookups) is handed
+to the route's own store threads (``middleware.storecalls``), and so are xref captures after
+delivery and the commit of idempotency records before the acks. A store fault makes the
+message wait there and retry until the store answers; it is never dead-lettered for it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -26,12 +33,14 @@ from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.envelope import Envelope
-from middleware.errors import DecodeError, SilobridgeError, XrefMissing
+from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
 from middleware.lineage import delivery_for
-from middleware.mapping import Mapping
+from middleware.mapping import Link, Mapping
 from middleware.outcome import Outcome
 from middleware.retry import DeadLetter, Retry, decide
 from middleware.routing import compile_filter, compile_patterns
+from middleware.storecalls import GroupCommit, StoreCalls
+from middleware.storehealth import StoreHealth
 from middleware.stores.base import Stores
 
 __all__ = ["RecentIds", "RouteWorker"]
@@ -80,7 +89,9 @@ class RouteWorker:
         publisher: Publisher,
         stores: Stores,
         mapping: Callable[[], Mapping | None],
+        health: StoreHealth | None = None,
         listener: OutcomeListener | None = None,
+        store_threads: int = 4,
     ) -> None:
         self.route = route
         self._listener = listener  # the audit: told every outcome, must not block
@@ -93,6 +104,9 @@ class RouteWorker:
         self._matches = compile_patterns(route.bind)
         self._filter = compile_filter(route.filter) if route.filter else None
         self._recent = RecentIds(RECENT_IDS)
+        # without a daemon's health (tests, tools) a store fault is still retried, unreported
+        self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
+        self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -111,9 +125,21 @@ class RouteWorker:
         Polls: shutdown happens once, while notifying a waiter would cost every message.
         """
         deadline = time.monotonic() + timeout
-        while self._in_flight and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline:
             time.sleep(0.02)
-        return self._in_flight == 0
+        return not self._busy()
+
+    def _busy(self) -> bool:
+        return bool(self._in_flight or self._commits.uncommitted)
+
+    def commit(self, records: list[tuple[str, str]]) -> Future[None]:
+        """Make idempotency records durable on the route's store threads (the consumer acks
+        their messages when the Future completes); waits and retries while the store fails."""
+        return self._commits.commit(records)
+
+    def close(self) -> None:
+        """After draining: stop waiting for a failing store, end the route's store threads."""
+        self._calls.close()
 
     # -- consumer thread --------------------------------------------------------------------
 
@@ -136,17 +162,49 @@ class RouteWorker:
         except DecodeError as exc:
             self._fail(delivery, None, exc)
             return
-        if self._delivered_before(delivery, envelope.id):
+        if envelope.id in self._recent:
             self._finish(delivery, Outcome.DUPLICATE)
             return
         try:
+            mapping = self._mapping()
+        except SilobridgeError as exc:
+            self._fail(delivery, envelope, exc)
+            return
+        check_seen = delivery.redelivered or headers.REPLAYS in delivery.headers
+        if not (check_seen or (mapping is not None and mapping.uses_xref)):
+            self._start(delivery, envelope, mapping, check_seen=False)
+        elif not self._calls.submit(
+                lambda: self._off_loop(delivery, envelope, mapping, check_seen)):
+            self._finish(delivery, Outcome.REQUEUED)  # stopping: back to the queue
+
+    def _off_loop(
+        self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None, check_seen: bool
+    ) -> None:
+        """``_start`` on a store thread, for messages that need the store before delivery."""
+        try:
+            self._start(delivery, envelope, mapping, check_seen)
+        except Exception as exc:  # a bug must cost one message (to the DLQ), not the thread
+            log.exception("unexpected error while processing", route=self.route.name)
+            self._fail(delivery, envelope, exc)
+
+    # -- consumer thread, or a store thread when the store is needed ------------------------
+
+    def _start(
+        self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None, check_seen: bool
+    ) -> None:
+        try:
+            if check_seen and self._delivered_before(delivery, envelope.id):
+                self._finish(delivery, Outcome.DUPLICATE)
+                return
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
-            mapping = self._mapping()
             payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
             future = self._deliver(envelope, payload, mapping)
+        except StoreUnavailable:
+            self._finish(delivery, Outcome.REQUEUED)
+            return
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
@@ -158,23 +216,26 @@ class RouteWorker:
         """Was this envelope delivered already (so this copy must only be acked)?
 
         Only a message the broker redelivers, or one replayed from the DLQ, can have been
-        delivered by this route before: those are looked up in the store. Any other copy is a
-        new message; a duplicate of a recent delivery (a publisher that retried after a lost
-        confirm) is caught by the in-memory set of recent ids. That keeps a database round
-        trip, and the thread switch it costs, off the path of nearly every message.
+        delivered by this route before: only those get here and are looked up in the store
+        (on a store thread). Any other copy is a new message; a duplicate of a recent delivery
+        (a publisher that retried after a lost confirm) is caught by the in-memory set of
+        recent ids. That keeps a database round trip, and the thread switch it costs, off the
+        path of nearly every message.
         """
-        if envelope_id in self._recent:
-            return True
-        if delivery.redelivered or headers.REPLAYS in delivery.headers:
-            return self._stores.idempotency.seen(self.route.name, envelope_id)
-        return False
+        return self._calls.call("idempotency", "seen", lambda: self._stores.idempotency.seen(
+            self.route.name, envelope_id))
+
+    def _lookup(self, from_ns: str, key: str, to_ns: str) -> str | None:
+        """The mapping's xref lookup; runs on a store thread, waiting while the store fails."""
+        return self._calls.call("xref", "lookup",
+                                lambda: self._stores.xref.lookup(from_ns, key, to_ns))
 
     def _map(self, mapping: Mapping | None, data: Any) -> Any:
         if mapping is None:
             return data
         mapping.validate_source(data)
         try:
-            result = mapping.apply(data, self._stores.xref.lookup)
+            result = mapping.apply(data, self._lookup)
         except XrefMissing:
             metrics.XREF_MISSES.labels(mapping.name).inc()
             raise
@@ -198,12 +259,31 @@ class RouteWorker:
             return
         try:
             result = done.result()
-            if mapping is not None and result.response is not None:
-                for link in mapping.capture(envelope.data, result.response):
-                    self._stores.xref.link(*link)
+            links = ([] if mapping is None or result.response is None
+                     else mapping.capture(envelope.data, result.response))
         except Exception as exc:  # delivered but not captured: a retry re-sends the same key
             self._fail(delivery, envelope, exc)
             return
+        if not links:
+            self._accepted(delivery, envelope)
+        elif not self._calls.submit(lambda: self._capture(delivery, envelope, links)):
+            self._finish(delivery, Outcome.REQUEUED)  # stopping: a redelivery re-sends the key
+
+    def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link]) -> None:
+        """Store the cross-references a delivery returned, on a store thread (never on the
+        target's event loop); the message is acked only once they are stored."""
+        try:
+            for link in links:
+                self._calls.call("xref", "link", functools.partial(self._stores.xref.link, *link))
+        except StoreUnavailable:
+            self._finish(delivery, Outcome.REQUEUED)
+            return
+        except Exception as exc:  # delivered but not captured: a retry re-sends the same key
+            self._fail(delivery, envelope, exc)
+            return
+        self._accepted(delivery, envelope)
+
+    def _accepted(self, delivery: Delivery, envelope: Envelope) -> None:
         if envelope.time is not None:
             self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
         self._recent.add(envelope.id)

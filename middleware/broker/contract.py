@@ -109,7 +109,7 @@ class Broker(Protocol):
         handlers: dict[str, Handler],
         *,
         prefetch: int,
-        before_ack: Callable[[list[Record]], None] | None = None,
+        before_ack: Callable[[list[Record]], Future[None]] | None = None,
         name: str = "consume",
     ) -> Consumer: ...
 

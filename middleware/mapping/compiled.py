@@ -14,12 +14,17 @@ from middleware.mapping.engine import Builder, Lookup, Where, compile_rules, par
 from middleware.mapping.functions import to_text
 from middleware.mapping.paths import compile_getter, parse_path
 from middleware.mapping.reverse import reverse_spec
-from middleware.mapping.spec import MappingSpec
+from middleware.mapping.spec import FieldRule, MappingSpec
 from middleware.validation import SchemaCheck
 
 __all__ = ["Link", "Mapping"]
 
 Link = tuple[str, str, str, str]
+
+
+def _uses_xref(fields: dict[str, FieldRule] | None) -> bool:
+    return any(rule.lookup is not None or _uses_xref(rule.fields)
+               for rule in (fields or {}).values())
 
 
 class Mapping:
@@ -50,6 +55,8 @@ class Mapping:
              compile_getter(parse_path(c.response)))
             for c in spec.capture
         ]
+        self.uses_xref = _uses_xref(spec.fields)
+        """Whether applying it may look up cross-references (store I/O: not on a loop thread)."""
 
     def __repr__(self) -> str:
         return f"<Mapping {self.name} from {self.path}>"

@@ -128,6 +128,9 @@ class StateStore(Protocol):
 
     def put(self, name: str, value: str) -> None: ...
 
+    def probe(self) -> None:
+        """A cheap call that raises while the store cannot serve (readiness's periodic check)."""
+
     def close(self) -> None: ...
 
 
@@ -168,6 +171,10 @@ class Stores:
     lease: LeaseStore
     shared_close: Callable[[], None] | None = None
     """Closes what the three stores share (the PostgreSQL pool), after them."""
+
+    def probe(self) -> None:
+        """Raises while the backend cannot serve; all three stores share it."""
+        self.state.probe()
 
     def close(self) -> None:
         self.idempotency.close()

@@ -3,7 +3,9 @@
 Several replicas share one database, so the database decides every race (unique keys,
 ``ON CONFLICT``), never a process. The pool (psycopg_pool) checks a connection before handing
 it out and replaces broken ones, so a restarted or failed-over server is used again without
-restarting silobridge; until it answers, calls fail as retryable ``ProcessingError`` s. Every
+restarting silobridge; until it answers, calls fail as retryable ``ProcessingError`` s, as do
+all other database errors (read-only, disk full, a missing table): a store fault is transient,
+so the messages that needed the call wait and retry, never go to the DLQ for it. Every
 statement runs under ``statement_timeout``, so a locked table or a hung server costs a bounded
 wait, never a stuck worker thread.
 """
@@ -60,9 +62,9 @@ class PostgresBackend:
         except psycopg.OperationalError as exc:  # unreachable, timed out, pool exhausted
             raise ProcessingError(f"{store} store unreachable ({type(exc).__name__}); will "
                                   f"retry", retryable=True) from exc
-        except psycopg.Error as exc:
-            raise ProcessingError(f"{store} store error ({type(exc).__name__})",
-                                  retryable=False) from exc
+        except psycopg.Error as exc:  # read-only, disk full, a dropped table: still the store's
+            raise ProcessingError(f"{store} store error ({type(exc).__name__}); will retry",
+                                  retryable=True) from exc
 
     @contextmanager
     def transaction(self, store: str, *, commit: bool = True

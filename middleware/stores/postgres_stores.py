@@ -110,5 +110,9 @@ class PostgresStateStore:
         self._backend.run("state", "INSERT INTO silobridge_state VALUES (%s, %s) ON CONFLICT"
                           " (name) DO UPDATE SET value = excluded.value", (name, value))
 
+    def probe(self) -> None:
+        """One round trip on a pooled connection: the server answers within the timeouts."""
+        self._backend.run("state", "SELECT 1")
+
     def close(self) -> None:
         """The pool is shared; ``Stores.close`` closes it after every store."""

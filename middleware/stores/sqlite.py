@@ -80,6 +80,13 @@ class SqliteStateStore:
                 (name, value, value),
             )
 
+    def probe(self) -> None:
+        """Take the file's write lock and let it go: fails on a read-only, locked (past the busy
+        timeout), vanished or corrupt file, and writes nothing (a full disk is seen by writes)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("ROLLBACK")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
@@ -112,10 +113,14 @@ def test_consumer_commit_that_fails_nacks_the_batch_and_it_comes_back(
     committed: list[list[Record]] = []
     failures = [RuntimeError("store down")]
 
-    def before_ack(records: list[Record]) -> None:
+    def before_ack(records: list[Record]) -> Future[None]:
+        done: Future[None] = Future()
         if failures:
-            raise failures.pop()
-        committed.append(records)
+            done.set_exception(failures.pop())
+        else:
+            committed.append(records)
+            done.set_result(None)
+        return done
 
     acked = threading.Event()
 

@@ -205,6 +205,7 @@ def test_ops_endpoints_report_health_readiness_and_metrics(
     ready = httpx.get(f"{base}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"started": True, "threads": True, "broker_publish": True,
+                                      "store": True,
                                       "consumers": True, "mappings_loaded": True}
     metrics = httpx.get(f"{base}/metrics").text
     assert f'silobridge_consumers{{route="{prefix}-r"}} 1.0' in metrics

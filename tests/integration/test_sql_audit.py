@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from middleware.broker.rabbitmq.publisher import Publisher
 
 from middleware.broker.ingest import publish_envelopes
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.config.loader import LoadedConfig
 from middleware.config.models import BrokerConfig
 from middleware.daemon import Daemon

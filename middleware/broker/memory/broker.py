@@ -62,7 +62,7 @@ class MemoryBroker:
         handlers: dict[str, Handler],
         *,
         prefetch: int,
-        before_ack: Callable[[list[Record]], None] | None = None,
+        before_ack: Callable[[list[Record]], Future[None]] | None = None,
         name: str = "consume",
     ) -> MemoryConsumer:
         return MemoryConsumer(self, handlers, prefetch, before_ack)

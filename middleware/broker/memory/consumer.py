@@ -13,6 +13,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from middleware.broker.contract import Handler, Record
@@ -55,7 +56,7 @@ class MemoryDelivery:
 
 class MemoryConsumer:
     def __init__(self, broker: MemoryBroker, handlers: dict[str, Handler], prefetch: int,
-                 before_ack: Callable[[list[Record]], None] | None) -> None:
+                 before_ack: Callable[[list[Record]], Future[None]] | None) -> None:
         self._broker = broker
         self._handlers = handlers
         self._prefetch = prefetch
@@ -134,13 +135,31 @@ class MemoryConsumer:
             batch, self._settles = self._settles, []
         current = [item for item in batch if item[0] == self._generation]
         records = [item[3] for item in current if item[3] is not None]
-        if records and self._before_ack is not None:
-            try:
-                self._before_ack(records)
-            except Exception as exc:  # not durable, so not acked: they come back and retry
-                report("settle", exc, messages=len(records))
-                current = [(g, tag, ack and record is None, record)
-                           for g, tag, ack, record in current]
+        if not records or self._before_ack is None:
+            self._apply(current)
+            return
+        # As RabbitMQ's consumer: acks carrying records wait for their commit (made off this
+        # loop); the others go out at once, and a failed commit turns the held acks into nacks.
+        held = [item for item in current if item[3] is not None]
+        self._apply([item for item in current if item[3] is None])
+        try:
+            done = self._before_ack(records)
+        except Exception as exc:
+            report("settle", exc, messages=len(records))
+            self._apply([(g, tag, False, record) for g, tag, _ack, record in held])
+            return
+        done.add_done_callback(lambda finished: self._broker.loop.call_soon(
+            lambda: self._committed(held, finished)))
+
+    def _committed(self, held: list[tuple[int, int, bool, Record | None]],
+                   done: Future[None]) -> None:
+        error = done.exception()
+        if error is not None:  # not durable, so not acked: they come back and retry
+            report("settle", error, messages=len(held))
+            held = [(g, tag, False, record) for g, tag, _ack, record in held]
+        self._apply([item for item in held if item[0] == self._generation])
+
+    def _apply(self, current: list[tuple[int, int, bool, Record | None]]) -> None:
         ready: set[str] = set()
         for _generation, tag, ack, _record in current:
             held = self._unsettled.pop(tag, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from middleware.broker.contract import Handler, Record
 from middleware.broker.rabbitmq.connection import BrokerLoop
@@ -52,7 +53,7 @@ class RabbitBroker:
         handlers: dict[str, Handler],
         *,
         prefetch: int,
-        before_ack: Callable[[list[Record]], None] | None = None,
+        before_ack: Callable[[list[Record]], Future[None]] | None = None,
         name: str = "consume",
     ) -> Consumer:
         return Consumer(self.config, handlers, prefetch=prefetch, prepare=self._prepare(),

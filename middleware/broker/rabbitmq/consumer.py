@@ -3,16 +3,19 @@
 Handlers run on the connection's thread and must not block; they finish a message later, from
 any thread, through ``Delivery.ack`` / ``Delivery.nack``. Acks are queued and sent in batches on
 the connection's thread. An ack may carry a record (the route and envelope id just delivered):
-the records of a batch are committed in one transaction through ``before_ack`` before any ack of
-the batch is sent, so a message is never acked before its idempotency record is durable, and
-commits cost one transaction per batch instead of one per message. Acks that can be combined
+the records of a batch are handed to ``before_ack``, which commits them off this thread (store
+I/O never runs on the I/O loop) and returns a Future; the acks of those messages are sent only
+once it completed, back on the loop, so a message is never acked before its idempotency record
+is durable. Until then their tags stay unsettled, so no ``multiple`` ack covers them. Acks
+without a record (filtered, duplicates, parked copies) go out at once. Acks that can be combined
 go out as one ``multiple`` ack. A delivery from a channel that has since closed cannot be acked
 any more (the broker already requeued it), so such acks are dropped, and idempotency records
 make the redelivery harmless.
 
 Nothing raises out of these callbacks onto the shared I/O loop: a handler that raises gets its
 message nacked (the queue's delivery limit dead-letters it if that repeats), and a batch whose
-records could not be committed is nacked instead of acked, so it comes back and nothing is lost.
+records could not be committed (the commit's Future failed) is nacked instead of acked, so it
+comes back and nothing is lost.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import pika
@@ -75,6 +79,9 @@ class Delivery:
         self._consumer.settle(self._generation, self.tag, False, None)
 
 
+Settle = tuple[int, int, bool, Record | None]  # (channel generation, tag, ack, record)
+
+
 class Consumer:
     """Consumes a set of queues, each with its own handler, on one connection and channel."""
 
@@ -85,7 +92,7 @@ class Consumer:
         *,
         prefetch: int,
         prepare: Callable[[], None] | None = None,
-        before_ack: Callable[[list[Record]], None] | None = None,
+        before_ack: Callable[[list[Record]], Future[None]] | None = None,
         name: str = "consume",
         loop: BrokerLoop | None = None,
     ) -> None:
@@ -96,7 +103,7 @@ class Consumer:
         self._generation = 0
         # delivery tags not yet settled, in delivery order: the first key is the oldest
         self._unsettled: dict[int, None] = {}
-        self._settles: deque[tuple[int, int, bool, Record | None]] = deque()
+        self._settles: deque[Settle] = deque()
         self._flush_scheduled = False
         self._lock = threading.Lock()
         self._consuming = threading.Event()
@@ -203,17 +210,37 @@ class Consumer:
         if channel is None or not channel.is_open:
             return
         current = [item for item in batch if item[0] == self._generation]
-        records = [item[3] for item in current if item[3] is not None]
-        if records and self._before_ack is not None:
-            try:
-                self._before_ack(records)  # durable before any ack of the batch goes out
-            except Exception as exc:  # not durable, so not acked: they come back and retry
-                report("settle", exc, messages=len(records))
-                current = [(g, tag, ack and record is None, record)
-                           for g, tag, ack, record in current]
+        held = [item for item in current if item[3] is not None and item[2]]
+        if held and self._before_ack is not None:
+            generation = self._generation
+            try:  # durable before any ack of these goes out; the commit runs off the loop
+                committing = self._before_ack([item[3] for item in held if item[3]])
+            except Exception as exc:  # not even handed over: not acked, they come back
+                report("settle", exc, messages=len(held))
+                committing = Future()
+                committing.set_exception(exc)
+            committing.add_done_callback(lambda done: self._loop.call_soon(
+                lambda: self._committed(generation, held, done)))
+            current = [item for item in current if not (item[3] is not None and item[2])]
+        self._send(current)
+
+    def _committed(self, generation: int, held: list[Settle], done: Future[None]) -> None:
+        """On the loop: the records of ``held`` are durable (ack) or not (nack, they return)."""
+        if generation != self._generation:
+            return  # that channel closed: the broker requeued them, the records make it harmless
+        error = done.exception()
+        if error is not None:
+            report("settle", error, trace=False, messages=len(held))
+            held = [(g, tag, False, record) for g, tag, _ack, record in held]
+        self._send(held)
+
+    def _send(self, items: list[Settle]) -> None:
+        channel = self._channel
+        if channel is None or not channel.is_open or not items:
+            return
         acks = []
         try:
-            for _generation, tag, ack, _record in current:
+            for _generation, tag, ack, _record in items:
                 self._unsettled.pop(tag, None)
                 if ack:
                     acks.append(tag)
