@@ -11,7 +11,6 @@ import base64
 import hashlib
 import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,9 +249,8 @@ def test_soap_target_timeout_is_retryable_and_deliver_does_not_block(tmp_path: P
         target = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                               address=f"{peer.url}/soap", timeout=0.3)
         try:
-            started = time.perf_counter()
             future = target.deliver(_envelope(), order("R-1"))
-            assert time.perf_counter() - started < 0.1
+            assert not future.done()  # returned at once: before the call could time out
             error = _failure(future)
         finally:
             target.close()
