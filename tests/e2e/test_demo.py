@@ -15,7 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -25,6 +25,7 @@ import pytest
 
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from tests.e2e.conftest import free_port
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -121,14 +122,22 @@ def test_demo_stops_cleanly_on_ctrl_c_with_the_summary(demo_broker: str, tmp_pat
     demo = subprocess.Popen([sys.executable, "-m", "middleware", "demo", "--rate", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=_env(demo_broker), cwd=tmp_path)
+    stdout = demo.stdout
+    assert stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
+    reader.start()
     try:
-        time.sleep(12)  # started, and at least one progress view printed
+        # interrupted once a progress view showed events sent, however long that took
+        wait_until(lambda: any(re.match(r"sent [1-9]", line) for line in lines), 120)
         demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=120)
+        demo.wait(120)
     finally:
         if demo.poll() is None:
             demo.kill()
             demo.wait(10)
+        reader.join(10)
+    output = "".join(lines)
     assert demo.returncode == 0, output
     assert "silobridge demo: " in output and "Ctrl-C: stopping" in output, output
     assert "result: counts match" in output, output

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 import re
-import time
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,9 @@ def test_observability_logs_hold_no_personal_data_from_real_vendor_webhooks(
     assert b"James Glynn (sample)" in peer.calls("/contacts")[0][3]
     log = daemon.log
     assert wait_until(lambda: log.read_text().count('"dead-lettered"') >= 2, 20), log.read_text()
-    time.sleep(1)  # let the last lines of the deliveries be written
+    # (read once the daemon stopped in order: every line it will ever write is there)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
     text = log.read_text()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     assert any(line.get("level") == "debug" for line in lines), "debug level was not on"

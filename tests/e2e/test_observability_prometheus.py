@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,12 +222,15 @@ def test_observability_promtool_check_metrics_passes_on_a_live_scrape(
     traffic: DaemonProcess, prefix: str,
 ) -> None:
     promtool = require_tool("promtool")
-    # Given dead letters, so every labelled series has appeared
-    assert wait_until(lambda: f'route="{prefix}-fail"' in traffic.metrics()
-                      and 'outcome="dead_lettered"' in traffic.metrics(), 30)
-    time.sleep(1)
+    # Given dead letters and deliveries, so every labelled series has appeared
+    def complete() -> bool:
+        scrape = traffic.metrics()
+        return all(series in scrape for series in (
+            f'route="{prefix}-fail"', 'outcome="dead_lettered"',
+            "silobridge_sync_lag_seconds_bucket"))
+
+    assert wait_until(complete, 30)
     scrape = traffic.metrics()
-    assert "silobridge_sync_lag_seconds_bucket" in scrape
     checked = subprocess.run([promtool, "check", "metrics"], input=scrape.encode(),
                              capture_output=True, timeout=30)
     assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,9 +86,17 @@ def test_status_watch_redraws_until_interrupted(
     watch = subprocess.Popen([sys.executable, "-m", "middleware", "status", "-c",
                               str(daemon.config), "--watch", "--interval", "0.3"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    # (interrupted once two redraws of the route were seen, however long they took)
+    stdout, stderr = watch.stdout, watch.stderr
+    assert stdout is not None and stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
+    reader.start()
+    wait_until(lambda: "".join(lines).count("\x1b[H\x1b[2J") >= 2
+               and f"{prefix}-r" in "".join(lines), 60)
     watch.send_signal(signal.SIGINT)
-    out, err = watch.communicate(timeout=20)
-    assert watch.returncode == 0, err
+    assert watch.wait(20) == 0, stderr.read()
+    reader.join(10)
+    out = "".join(lines)
     assert out.count("\x1b[H\x1b[2J") >= 2, out
     assert f"{prefix}-r" in out

@@ -147,9 +147,9 @@ def test_poll_replicas_share_one_lease_and_take_over_from_the_watermark(
             assert query["updated_since"] >= last_before
             survivors = [r for r in replicas if r is not leader]
             second = _leader(survivors, pg_dsn, poller)
+            _wait_sequence(api, at, 5)  # the new leader polls on its schedule too
             # And a leader stopped in order releases the lease: the last replica polls at the
             # next tick, well before the lease would have expired
-            time.sleep(2)
             assert second.stop() == 0
             stopped_at = time.monotonic()
             at, _ = _wait_sequence(api, stopped_at, LEASE)
@@ -157,7 +157,7 @@ def test_poll_replicas_share_one_lease_and_take_over_from_the_watermark(
             assert at - stopped_at < 2.0
             last = next(r for r in survivors if r is not second)
             assert _leader([last], pg_dsn, poller) is last
-            time.sleep(2)
+            _wait_sequence(api, at, 5)  # and the last one on its schedule
             assert last.stop() == 0
             assert _holder(pg_dsn, poller) is None  # released on the orderly stop
         finally:

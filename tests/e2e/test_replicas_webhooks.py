@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from middleware.broker.topology import dlq_name, queue_name, retry_name
 from tests.e2e.replicas import PORTS, Replica
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import wait_until, waiting
 from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 from tests.integration.rest_helpers import Peer, hmac_hex, json_response
 
@@ -150,6 +150,12 @@ class Sender:
         raise AssertionError("unreachable")
 
 
+def _idle(worker: Replica, route: str) -> bool:
+    """Whether a worker has no message of the route in flight (its own metric)."""
+    metrics = httpx.get(f"http://127.0.0.1:{worker.ops_port}/metrics", timeout=5).text
+    return f'silobridge_in_flight{{route="{route}"}} 0.0' in metrics
+
+
 def test_replicas_deliver_every_accepted_webhook_through_kills_without_duplicate_effects(
     amqp_url: str, prefix: str, pg_dsn: str, tmp_path: Path, route: str,  # noqa: F811
 ) -> None:
@@ -201,7 +207,12 @@ def test_replicas_deliver_every_accepted_webhook_through_kills_without_duplicate
             assert wait_until(lambda: keys <= erp.effects.keys(), 300), \
                 f"{len(keys - erp.effects.keys())} accepted events never reached the target"
             delivered = time.monotonic() - started
-            time.sleep(2)  # redeliveries would arrive now
+            # (redeliveries are counted once the route's queues are drained and no worker has
+            # a message in flight, and then the workers are stopped in order: no call can come)
+            assert wait_until(lambda: not waiting(amqp_url, route, 2)
+                              and all(_idle(worker, route) for worker in workers), 120)
+            assert [worker.stop() for worker in workers] == [0] * len(workers)
+            assert waiting(amqp_url, route, 2) == {}
             with erp.lock:
                 calls = list(erp.calls)
             per_key = Counter(key for key, _, _ in calls)

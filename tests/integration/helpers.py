@@ -15,6 +15,7 @@ from pydantic import ConfigDict
 from middleware.adapter import AdapterConfig, AdapterContext, Delivered
 from middleware.broker.ingest import publish_envelopes
 from middleware.broker.rabbitmq.publisher import Publisher
+from middleware.broker.topology import queue_name, retry_name
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
@@ -46,6 +47,17 @@ def queue_count(url: str, queue: str) -> int:
         connection.close()
 
 
+def waiting(url: str, route: str, tiers: int) -> dict[str, int]:
+    """Messages ready in a route's queue and its retry tiers, by queue (empty queues left out).
+
+    Read after a sentinel came through, an empty answer shows no copy is parked in a retry tier,
+    where a late duplicate waits out its delay off the sentinel's path.
+    """
+    names = [queue_name(route), *(retry_name(route, n) for n in range(1, tiers + 1))]
+    counts = {name: queue_count(url, name) for name in names}
+    return {name: count for name, count in counts.items() if count}
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -67,6 +79,47 @@ def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         out.append((props, body))
     connection.close()
     return out
+
+
+def publish_sentinel(url: str, prefix: str, entity: str = "customer") -> str:
+    """Publish one more event, behind everything published so far, and return its id.
+
+    A test that must show something did *not* happen waits for the sentinel to come out instead
+    of sleeping: whatever was queued ahead of it on the same path has been handled by then, so a
+    count taken after it is evidence, where a count taken after a pause only hopes the pause was
+    long enough (and passes when the unwanted message is merely late).
+    """
+    [sentinel] = publish_events(url, prefix, 1, entity)
+    return sentinel
+
+
+def take_until(
+    url: str, queue: str, is_sentinel: Callable[[pika.BasicProperties, bytes], bool],
+    timeout: float = 30,
+) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Take (and ack) messages of a queue up to and including a sentinel; return those before it.
+
+    Fails when the sentinel does not come within ``timeout``. What arrives behind the sentinel
+    stays in the queue, for the test to count.
+    """
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        before: list[tuple[pika.BasicProperties, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            method, props, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                assert time.monotonic() < deadline, (
+                    f"the sentinel did not reach {queue} within {timeout}s "
+                    f"({len(before)} messages before it)")
+                time.sleep(0.05)
+                continue
+            if is_sentinel(props, body):
+                return before
+            before.append((props, body))
+    finally:
+        connection.close()
 
 
 def counter(name: str, **labels: str) -> float:

@@ -8,6 +8,7 @@ many copies raced, and a copy that could not know the outcome was told to retry,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from middleware.broker.topology import queue_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon, Role
-from tests.integration.helpers import counter, queue_count, wait_until
+from tests.integration.helpers import counter, queue_count, take_until, wait_until
 from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 from tests.integration.rest_helpers import catch_all_route, endpoint, hmac_hex
 from tests.integration.soap_helpers import CuttableProxy, broker_proxy
@@ -28,6 +29,7 @@ from tests.integration.soap_helpers import CuttableProxy, broker_proxy
 pytestmark = pytest.mark.integration
 
 SECRET = "dedupe-secret"
+_SENTINELS = itertools.count()
 ORG = "00D000000000001AAA"
 SF_NS = "http://soap.sforce.com/2005/09/outbound"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -81,11 +83,28 @@ def _stored(amqp_url: str, prefix: str) -> int:
     return queue_count(amqp_url, queue_name(f"{prefix}-r"))
 
 
-def _settled(amqp_url: str, prefix: str, expected: int) -> int:
-    """The queue's count once it reached ``expected`` and stayed there for a moment."""
-    wait_until(lambda: _stored(amqp_url, prefix) >= expected, 10)
-    time.sleep(0.5)  # a late duplicate would land now
-    return _stored(amqp_url, prefix)
+def _settled(amqp_url: str, prefix: str, send_sentinel: Callable[[], str]) -> int:
+    """How many messages were stored ahead of a sentinel delivery, sent through the same
+    endpoint once every answer was in; takes them (and the sentinel) off the queue.
+
+    A late duplicate would be published ahead of the sentinel (one publisher, in order), so
+    this count is evidence where a count after a pause only hoped the pause was long enough.
+    """
+    sentinel = send_sentinel()
+    return len(take_until(amqp_url, queue_name(f"{prefix}-r"),
+                          lambda props, _: props.message_id == sentinel, 15))
+
+
+def _github_sentinel(url: str) -> Callable[[], str]:
+    """Sends a new signed delivery to a GitHub-signed endpoint; returns its event id."""
+    def send() -> str:
+        delivery = f"sentinel-{next(_SENTINELS)}"
+        body, headers = _signed(delivery)
+        answer = httpx.post(url, content=body, headers=headers, timeout=15)
+        assert answer.status_code == 202, answer.text
+        return delivery
+
+    return send
 
 
 def _at_once(url: str, body: bytes, headers: dict[str, str], copies: int) -> list[httpx.Response]:
@@ -116,11 +135,11 @@ def test_ingress_50_concurrent_copies_of_one_signed_request_publish_once(
             assert answer.json()["error"] == "delivery in progress", answer.text
         if answer.status_code == 200:
             assert answer.json()["status"] == "duplicate"
-    assert _settled(amqp_url, prefix, 1) == 1
+    assert _settled(amqp_url, prefix, _github_sentinel(url)) == 1
     # And the sender's retry of a 503 learns the outcome: a duplicate, nothing republished
     again = httpx.post(url, content=body, headers=headers)
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
-    assert _stored(amqp_url, prefix) == 1
+    assert _settled(amqp_url, prefix, _github_sentinel(url)) == 0
 
 
 def _notifications(ids: list[str]) -> bytes:
@@ -152,9 +171,15 @@ def test_ingress_20_concurrent_copies_of_a_salesforce_notification_publish_once(
             assert answer.status_code == 500 and b"Server" in answer.content, answer.text
             assert answer.headers["retry-after"]
     # and each notification reached the exchange exactly once
-    assert _settled(amqp_url, prefix, 2) == 2
+    def sentinel() -> str:
+        notification = f"04l{prefix[-8:]}S{next(_SENTINELS)}"
+        answer = httpx.post(url, content=_notifications([notification]), headers=headers)
+        assert answer.status_code == 200 and b"<Ack>true</Ack>" in answer.content, answer.text
+        return notification
+
+    assert _settled(amqp_url, prefix, sentinel) == 2
     assert httpx.post(url, content=body, headers=headers).status_code == 200
-    assert _stored(amqp_url, prefix) == 2
+    assert _settled(amqp_url, prefix, sentinel) == 0
 
 
 def test_ingress_failed_publish_releases_the_claim_so_the_resend_is_published(
@@ -177,7 +202,7 @@ def test_ingress_failed_publish_releases_the_claim_so_the_resend_is_published(
         assert wait_until(lambda: daemon.publisher.connected, 20)
         retried = httpx.post(url, content=body, headers=headers, timeout=15)
         assert retried.status_code == 202, retried.text
-        assert _settled(amqp_url, prefix, 1) == 1
+        assert _settled(amqp_url, prefix, _github_sentinel(url)) == 1
 
 
 def test_ingress_claim_of_a_dead_replica_blocks_until_stale_then_is_taken_over(
@@ -198,7 +223,7 @@ def test_ingress_claim_of_a_dead_replica_blocks_until_stale_then_is_taken_over(
     time.sleep(1.7)
     late = httpx.post(url, content=body, headers=headers)
     assert late.status_code == 202, late.text
-    assert _settled(amqp_url, prefix, 1) == 1
+    assert _settled(amqp_url, prefix, _github_sentinel(url)) == 1
 
 
 def test_ingress_store_outage_is_503_counted_and_heals_without_restart(
@@ -228,6 +253,6 @@ def test_ingress_store_outage_is_503_counted_and_heals_without_restart(
         proxy.restore()
         assert wait_until(lambda: httpx.post(url, content=body, headers=headers,
                                              timeout=15).status_code == 202, 15, step=0.5)
-        assert _settled(amqp_url, prefix, 1) == 1
+        assert _settled(amqp_url, prefix, _github_sentinel(url)) == 1
     finally:
         proxy.close()

@@ -19,7 +19,15 @@ import pytest
 
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
-from tests.integration.helpers import counter, drain, publish_events, queue_count, wait_until
+from tests.integration.helpers import (
+    counter,
+    publish_events,
+    publish_sentinel,
+    queue_count,
+    take_until,
+    wait_until,
+    waiting,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -81,10 +89,12 @@ def test_mapping_hot_reload_keeps_every_message_once_and_rejects_bad_edit(
         stop.set()
         publisher.join()
 
-    # Then every event comes out exactly once, mapped by the version in force
+    # Then every event comes out exactly once (counted ahead of a sentinel published behind
+    # them), mapped by the version in force
     assert wait_until(lambda: queue_count(amqp_url, f"{prefix}.out") >= len(published), 60)
-    time.sleep(0.5)
-    out = drain(amqp_url, f"{prefix}.out")
+    sentinel = publish_sentinel(amqp_url, prefix)
+    out = take_until(amqp_url, f"{prefix}.out", lambda props, _: props.message_id == sentinel)
+    assert waiting(amqp_url, f"{prefix}-r", 3) == {}
     assert sorted(props.message_id for props, _ in out) == sorted(published)
     version = {props.message_id: orjson.loads(body)["data"]["version"] for props, body in out}
     assert set(version.values()) == {1, 2, 3}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,10 +18,12 @@ from middleware.daemon import Daemon
 from tests.integration.helpers import (
     ScriptedTarget,
     counter,
-    drain,
     publish_events,
+    publish_sentinel,
     queue_count,
+    take_until,
     wait_until,
+    waiting,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,16 +58,22 @@ def test_pipeline_delivers_each_of_1000_envelopes_once(
     ids = publish_events(amqp_url, prefix, 1000)
     # Then the target queue receives each envelope id exactly once, and the metrics agree
     assert wait_until(lambda: queue_count(amqp_url, f"{prefix}.out") >= 1000, 60)
-    time.sleep(0.5)
-    out = drain(amqp_url, f"{prefix}.out")
+    # (a sentinel published behind them comes out after any late copy of theirs)
+    sentinel = publish_sentinel(amqp_url, prefix)
+    out = take_until(amqp_url, f"{prefix}.out", lambda props, _: props.message_id == sentinel)
+    assert queue_count(amqp_url, f"{prefix}.out") == 0
+    assert waiting(amqp_url, route, 3) == {}
     received = [props.message_id for props, _ in out]
     assert sorted(received) == sorted(ids)
     event = orjson.loads(out[0][1])
     assert event["type"] == "erp.account" and event["causationid"] == event["id"]
     assert event["hops"] == 1
-    delivered = counter("silobridge_messages_total", route=route, target="amqp",
-                        outcome="delivered")
-    assert delivered - before == 1000
+    def delivered() -> float:
+        return counter("silobridge_messages_total", route=route, target="amqp",
+                       outcome="delivered") - before
+
+    assert wait_until(lambda: delivered() >= 1001, 10)  # the sentinel's count lands last
+    assert delivered() == 1000 + 1
     assert queue_count(amqp_url, queue_name(route)) == 0
 
 
@@ -86,8 +93,12 @@ def test_pipeline_retries_transient_failures_with_backoff_then_delivers_once(
     # tiers are 0.3s, 0.6s, 1.2s; the broker expires TTL messages at the head promptly
     for gap, delay in zip(gaps, [0.3, 0.6, 1.2], strict=True):
         assert gap >= delay * 0.9, gaps
-    time.sleep(0.5)
-    assert target.accepted == [event_id]
+    # a sentinel failing as often goes through the same retry tiers behind any late copy
+    sentinel = publish_sentinel(amqp_url, prefix)
+    assert wait_until(lambda: sentinel in target.accepted, 20)
+    assert target.accepted == [event_id, sentinel]
+    assert [i for i, _ in target.calls].count(event_id) == 4
+    assert waiting(amqp_url, f"{prefix}-r", 3) == {}
     assert queue_count(amqp_url, dlq_name(f"{prefix}-r")) == 0
 
 
@@ -120,8 +131,12 @@ def test_pipeline_dead_letters_permanent_failure_and_replay_delivers_once(
     assert dlq.replay(loaded.config.broker, route, {event_id}) == [event_id]
     assert wait_until(lambda: target.accepted == [event_id], 10)
     assert queue_count(amqp_url, dlq_name(route)) == 0
-    time.sleep(0.5)
-    assert target.accepted == [event_id]
+    # a sentinel behind the replay comes out after any second copy of it
+    target.fail_all = 0
+    sentinel = publish_sentinel(amqp_url, prefix)
+    assert wait_until(lambda: sentinel in target.accepted, 10)
+    assert target.accepted == [event_id, sentinel]
+    assert waiting(amqp_url, route, 3) == {}
 
 
 def test_pipeline_exhausted_retries_end_in_dlq_with_attempt_count(
@@ -187,10 +202,18 @@ def test_pipeline_competing_workers_share_a_route_without_double_delivery(
     first, second = (ScriptedTarget.instances[f"{prefix}-{x}"] for x in "ab")
     ids = publish_events(amqp_url, prefix, 2000)
     assert wait_until(lambda: len(first.accepted) + len(second.accepted) >= 2000, 60)
-    time.sleep(0.5)
+    # (sentinels published behind them until each worker took one: each worker has handled
+    # anything it was given before its sentinel, and the queue anything ahead of them)
+    sentinels: list[str] = []
+    while not (set(sentinels) & set(first.accepted) and set(sentinels) & set(second.accepted)):
+        assert len(sentinels) < 50, "fifty sentinels and one worker took none of them"
+        sentinels.append(publish_sentinel(amqp_url, prefix))
+        assert wait_until(lambda: sentinels[-1] in first.accepted + second.accepted, 10)
+    shares = [[i for i in target.accepted if i not in sentinels] for target in (first, second)]
     # Then each envelope went to exactly one of them, and both took a share
-    assert sorted(first.accepted + second.accepted) == sorted(ids)
-    assert first.accepted and second.accepted
+    assert sorted(shares[0] + shares[1]) == sorted(ids)
+    assert shares[0] and shares[1]
+    assert waiting(amqp_url, f"{prefix}-r", 3) == {}
 
 
 def test_ops_endpoints_report_health_readiness_and_metrics(

@@ -8,7 +8,7 @@ lease time.
 
 from __future__ import annotations
 
-import time
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +115,25 @@ def test_poll_run_whose_lease_was_taken_over_does_not_commit_its_watermark(
             other.close()
 
 
+def _renewed(loaded: LoadedConfig, lease: str, times: int) -> bool:
+    """Whether the lease was seen renewed ``times`` times (its time left went up), within 10 s.
+
+    Evidence, where a pause was a hope: a run per renewal would have started by then.
+    """
+    watch = open_stores(StoreConfig.model_validate(loaded.config.store.model_dump()))
+    left: list[float] = []
+
+    def renewals() -> int:
+        held = watch.lease.holder(lease)
+        left.append(held[1] if held else 0.0)
+        return sum(later > earlier for earlier, later in itertools.pairwise(left))
+
+    try:
+        return wait_until(lambda: renewals() >= times, 10, step=0.05)
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_poll_tick_the_dead_holder_left_unfinished_is_run_by_the_next_holder(
     prefix: str, make_config: Callable[..., LoadedConfig], request: pytest.FixtureRequest,
@@ -138,7 +157,7 @@ def test_poll_tick_the_dead_holder_left_unfinished_is_run_by_the_next_holder(
         try:
             # When this process takes the expired lease over, it runs the missed tick at once
             assert wait_until(lambda: api.requests >= 3, 10), api.requests
-            time.sleep(1)
+            assert _renewed(loaded, f"poll:{prefix}-products", times=3)
             assert api.requests == 3  # one run of three pages, not one per renewal
         finally:
             daemon.stop()

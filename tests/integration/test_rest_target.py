@@ -190,11 +190,13 @@ def test_rest_target_oauth2_caches_refreshes_before_expiry_and_once_on_401(
 def test_rest_target_concurrency_limit_and_deliver_does_not_block() -> None:
     lock = threading.Lock()
     active = {"now": 0, "max": 0}
+    gate = threading.Event()  # no answer before the test opens it
 
     async def slow(request: Request, body: bytes) -> Response:
         with lock:
             active["now"] += 1
             active["max"] = max(active["max"], active["now"])
+        await asyncio.to_thread(gate.wait, 10)
         await asyncio.sleep(0.3)
         with lock:
             active["now"] -= 1
@@ -202,9 +204,12 @@ def test_rest_target_concurrency_limit_and_deliver_does_not_block() -> None:
 
     with Peer(slow) as erp:
         for target in _target(f"{erp.url}/api", concurrency=2):
+            gate.clear()
             started = time.monotonic()
             futures = [target.deliver(_envelope(f"C-{n}"), {}) for n in range(6)]
-            assert time.monotonic() - started < 0.1  # the caller's thread is never blocked
+            # the caller's thread is never blocked: every call returned before any answer could
+            assert not any(future.done() for future in futures)
+            gate.set()
             for future in futures:
                 future.result(10)
             assert active["max"] == 2

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ from middleware.daemon import Daemon
 from middleware.envelope import Envelope
 from middleware.log import configure_logging
 from silobridge_demo.erp_server import DemoErpServer
-from tests.integration.helpers import queue_count, wait_until
+from tests.integration.helpers import queue_count, wait_until, waiting
 from tests.integration.soap_helpers import ERP_WSDL, ROOT, running_erp
 
 pytestmark = pytest.mark.integration
@@ -97,9 +96,14 @@ def test_soap_delivery_client_fault_goes_to_the_dlq_at_once_with_the_fault(
     assert letter.headers["x-sb-detail-fault_string"] == "currency 'XXX' is not accepted"
     assert "<field>Currency</field>" in letter.headers["x-sb-detail-fault_detail"]
     assert letter.headers["x-sb-detail-operation"] == "CreateSalesOrder"
-    time.sleep(0.5)
-    assert erp.state.calls == [("CreateSalesOrder", envelope.id)]  # not retried
-    assert erp.state.orders == {}
+    # (a sentinel order, faulted once as retryable, takes the retry path behind any retry)
+    erp.state.fail_next("CreateSalesOrder", 1)
+    sentinel = publish_order(amqp_url, prefix)
+    assert wait_until(lambda: len(erp.state.orders) == 1, 15)
+    assert erp.state.calls == [("CreateSalesOrder", envelope.id)] + [  # not retried
+        ("CreateSalesOrder", sentinel.id)] * 2
+    assert [order["RequestId"] for order in erp.state.orders.values()] == [sentinel.id]
+    assert waiting(amqp_url, route, 3) == {}
 
 
 def test_soap_delivery_server_fault_is_retried_then_delivered_once(

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import io
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tests.integration.soap_helpers import (
     running_erp,
     start_target,
 )
+from tests.sentinels import nobody_connected
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -250,9 +250,8 @@ def test_soap_target_timeout_is_retryable_and_deliver_does_not_block(tmp_path: P
         target = start_target(tmp_path, wsdl=str(ERP_WSDL), operation="CreateSalesOrder",
                               address=f"{peer.url}/soap", timeout=0.3)
         try:
-            started = time.perf_counter()
             future = target.deliver(_envelope(), order("R-1"))
-            assert time.perf_counter() - started < 0.1
+            assert not future.done()  # returned at once: before the call could time out
             error = _failure(future)
         finally:
             target.close()
@@ -351,7 +350,6 @@ def test_soap_target_never_fetches_a_remote_import(tmp_path: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        listener.settimeout(0.3)
         port = listener.getsockname()[1]
         wsdl = tmp_path / "remote.wsdl"
         wsdl.write_text(
@@ -360,8 +358,7 @@ def test_soap_target_never_fetches_a_remote_import(tmp_path: Path) -> None:
             "</definitions>")
         with pytest.raises(ConfigError, match="cannot load the WSDL"):
             start_target(tmp_path, wsdl=str(wsdl), operation="X")
-        with pytest.raises(TimeoutError):
-            listener.accept()
+        assert nobody_connected(listener)
 
 
 def test_soap_target_upserts_accounts_and_reads_shipments_from_the_demo_erp(
