@@ -13,6 +13,10 @@ back for the route's mapping to capture cross-references (for example the id the
 ``tls``
 (a private CA, a client certificate) is loaded at start, off the target's loop; a handshake
 that fails is retried like any connection error, with a message that says what to set.
+
+``connector`` is a test seam: the unit tier passes a factory of ``aiohttp.UnixConnector`` so
+the target talks to a peer on a unix socket, without TCP (``tests/unit/targets``). The factory
+runs on the target's loop, where aiohttp wants its connectors made.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +54,10 @@ _WHERE = "routes.target.auth"
 
 
 class RestTarget:
-    def __init__(self, config: RestTargetConfig) -> None:
+    def __init__(self, config: RestTargetConfig,
+                 connector: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
         self._config = config
+        self._connector = connector
         self._label = f"{config.method} {urlsplit(config.url).netloc}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -83,7 +89,8 @@ class RestTarget:
 
     async def _open(self) -> aiohttp.ClientSession:
         config = self._config
-        connector = aiohttp.TCPConnector(limit=config.concurrency, ssl=self._ssl)
+        connector = (self._connector() if self._connector is not None
+                     else aiohttp.TCPConnector(limit=config.concurrency, ssl=self._ssl))
         return aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=config.timeout))
 

@@ -16,17 +16,22 @@ certificate and key), checked by loading them once at start, and is set on the c
 adapter rather than the session: requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``
 override a session's ``verify``, which would silently drop the private CA. A failed handshake
 is retried with a message that says what to set.
+
+``transports`` is a test seam: requests transport adapters mounted by URL prefix on the
+target's session, so the unit tier reaches a peer on a unix socket (``http+unix://``, through
+requests-unixsocket2) without TCP (``tests/unit/targets``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import requests
 from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
 from zeep.wsse.username import UsernameToken
@@ -47,8 +52,10 @@ __all__ = ["SoapTarget"]
 
 
 class SoapTarget:
-    def __init__(self, config: SoapTargetConfig) -> None:
+    def __init__(self, config: SoapTargetConfig,
+                 transports: Mapping[str, BaseAdapter] | None = None) -> None:
         self._config = config
+        self._transports = dict(transports or {})
         self._client: Client | None = None
         self._service: ServiceProxy | None = None
         self._session: requests.Session | None = None
@@ -65,6 +72,8 @@ class SoapTarget:
             pool = _TlsAdapter(config.tls, pool_connections=1, pool_maxsize=config.max_workers)
         session.mount("http://", pool)
         session.mount("https://", pool)
+        for prefix, transport in self._transports.items():
+            session.mount(prefix, transport)
         plugins: list[Plugin] = []
         if config.basic is not None:
             session.auth = (config.basic.username,

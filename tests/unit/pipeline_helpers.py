@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from middleware.adapter import Delivered
+from middleware.adapter import Delivered, OutboundAdapter
 from middleware.broker.contract import Consumer, Publisher
 from middleware.broker.ingest import publish_envelopes
 from middleware.broker.memory import MemoryBroker
@@ -57,7 +57,7 @@ class Route:
     publisher: Publisher
     consumer: Consumer
     worker: RouteWorker
-    target: Scripted
+    target: OutboundAdapter
     stores: Stores
     name: str
 
@@ -80,9 +80,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @contextmanager
-def running_route(tmp_path: Path, prefix: str, target: Scripted,
+def running_route(tmp_path: Path, prefix: str, target: OutboundAdapter,
                   **route: Any) -> Iterator[Route]:
-    """A route ``<prefix>`` bound to ``<prefix>.customer.*`` with fast retry tiers."""
+    """A route ``<prefix>`` bound to ``<prefix>.customer.*`` with fast retry tiers; ``target``
+    is started by the caller (a real adapter needs the route's publisher and broker)."""
     config = Config.model_validate({
         "retry": {"attempts": 2, "initial_delay": 0.05, "multiplier": 1},
         "routes": [{"name": prefix, "bind": [f"{prefix}.customer.*"],
