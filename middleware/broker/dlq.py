@@ -18,12 +18,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-import pika
-import pika.exceptions
 
 from middleware import headers as h
-from middleware.broker.factory import BlockingChannel, blocking_channel, queue_depth, to_pika
-from middleware.broker.properties import with_headers
+from middleware.broker.factory import (
+    BlockingChannel,
+    blocking_channel,
+    declare_durable,
+    get_message,
+    publish_message,
+    purge_queue,
+    queue_depth,
+)
+from middleware.broker.properties import Properties, with_headers
 from middleware.broker.topology import DLQ_ARGUMENTS, dlq_name, queue_name, retry_name
 from middleware.config.models import BrokerConfig, Config, RouteConfig
 
@@ -31,7 +37,6 @@ __all__ = ["DeadLetter", "Queues", "browse", "migrate", "purge", "replay", "rout
 
 AGE_SCAN = 1000
 """Dead letters read to find the oldest failure; past that, the age is a lower bound."""
-_PRECONDITION_FAILED = 406
 
 
 @dataclass
@@ -59,8 +64,8 @@ class DeadLetter:
         return self.first_failed_at or self.failed_at
 
 
-def _parse(props: pika.BasicProperties, body: bytes) -> DeadLetter:
-    headers = dict(props.headers or {})
+def _parse(props: Properties, body: bytes) -> DeadLetter:
+    headers = dict(props.headers)
     subject = None
     try:
         event = orjson.loads(body)
@@ -86,13 +91,13 @@ def _time(value: object) -> datetime | None:
         return None
 
 
-def _take(channel: BlockingChannel, queue: str, limit: int) -> Iterator[tuple[int, DeadLetter,
-                                                                             pika.BasicProperties]]:
+def _take(channel: BlockingChannel, queue: str,
+          limit: int) -> Iterator[tuple[int, DeadLetter, Properties]]:
     for _ in range(limit):
-        method, props, body = channel.basic_get(queue, auto_ack=False)
-        if method is None:
+        got = get_message(channel, queue)
+        if got is None:
             return
-        yield method.delivery_tag, _parse(props, body), props
+        yield got.tag, _parse(got.properties, got.body), got.properties
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,8 @@ def replay(
             if h.FIRST_FAILURE in letter.headers:
                 new_headers[h.FIRST_FAILURE] = letter.headers[h.FIRST_FAILURE]
             new_headers[h.REPLAYS] = int(letter.headers.get(h.REPLAYS, 0) or 0) + 1
-            properties = to_pika(with_headers(props, new_headers))
-            channel.basic_publish("", queue_name(route), letter.body, properties, mandatory=True)
+            publish_message(channel, "", queue_name(route), letter.body,
+                            with_headers(props, new_headers))
             channel.basic_ack(tag)
     return replayed
 
@@ -177,7 +182,7 @@ def replay(
 def purge(broker: BrokerConfig, route: str) -> int:
     """Delete every dead letter of a route; returns how many there were."""
     with blocking_channel(broker, "cli") as channel:
-        return int(channel.queue_purge(dlq_name(route)).method.message_count)
+        return purge_queue(channel, dlq_name(route))
 
 
 def migrate(broker: BrokerConfig, route: str) -> int | None:
@@ -195,7 +200,7 @@ def migrate(broker: BrokerConfig, route: str) -> int | None:
     moved: int | None = None
     with blocking_channel(broker, "cli") as channel:
         channel.confirm_delivery()
-        if not _declare_classic(channel, dlq):
+        if not declare_durable(channel, dlq, DLQ_ARGUMENTS):
             channel.queue_declare(side, durable=True, arguments=DLQ_ARGUMENTS)
             while _move(channel, dlq, side) or queue_depth(channel, dlq):
                 pass  # quorum queues refuse an if-empty delete: empty it right before deleting
@@ -215,28 +220,14 @@ def migrate(broker: BrokerConfig, route: str) -> int | None:
     return moved
 
 
-def _declare_classic(channel: BlockingChannel, queue: str) -> bool:
-    """Declare ``queue`` as this release's DLQ; False when it exists as another type."""
-    probe = channel.connection.channel()
-    try:
-        probe.queue_declare(queue, durable=True, arguments=DLQ_ARGUMENTS)
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code != _PRECONDITION_FAILED:
-            raise
-        return False
-    probe.close()
-    return True
-
-
 def _move(channel: BlockingChannel, source: str, sink: str) -> int:
     """Every message of ``source`` to ``sink``, each acked after its copy was confirmed."""
     count = 0
     while True:
-        method, props, body = channel.basic_get(source, auto_ack=False)
-        if method is None:
+        got = get_message(channel, source)
+        if got is None:
             return count
-        headers = {k: v for k, v in (props.headers or {}).items() if k != "x-delivery-count"}
-        channel.basic_publish("", sink, body, to_pika(with_headers(props, headers)),
-                              mandatory=True)
-        channel.basic_ack(method.delivery_tag)
+        headers = {k: v for k, v in got.properties.headers.items() if k != "x-delivery-count"}
+        publish_message(channel, "", sink, got.body, with_headers(got.properties, headers))
+        channel.basic_ack(got.tag)
         count += 1
