@@ -32,8 +32,11 @@ from middleware.health import ops_app
 from middleware.http import ServerThread
 from middleware.ingress import Ingress
 from middleware.mapping import Mapping, MappingSet
-from middleware.monitor import QueueMonitor
+from middleware.monitor import QueueGauges
+from middleware.periodic import Periodic
 from middleware.pipeline import RouteWorker
+from middleware.pruning import StorePruning
+from middleware.reload import MappingReloads
 from middleware.storecalls import all_done
 from middleware.storehealth import StoreHealth
 from middleware.stores import Stores, open_stores
@@ -77,7 +80,7 @@ class Daemon:
         self.ops = ServerThread(self.console.around(ops) if self.console else ops,
                                 self.config.ops.host, self.config.ops.port, "ops",
                                 tls=self.config.ops.tls, limits=self.config.ingress.http)
-        self.monitor: QueueMonitor | None = None
+        self.chores: list[Periodic] = []  # queue gauges, mapping reloads, store pruning
         self.started = False  # readiness stays false until every component has started
 
     @property
@@ -104,12 +107,26 @@ class Daemon:
             self._start_workers(context)
         if self.runs_ingress:
             self._start_ingress(context)
-        self.monitor = QueueMonitor(self.config, self.mappings, self.stores.idempotency)
-        self.monitor.start()
+        self._start_chores()
         self.started = True
         log.info("silobridge started", role=self.role.value, routes=len(self.workers),
                  inbound=len(self.inbound), ops_port=self.ops.port,
                  ingress_port=self.ingress.port if self.ingress else None)
+
+    def _start_chores(self) -> None:
+        """The background chores, each on a thread named for its job."""
+        gauges = QueueGauges(self.config)
+        self.chores = [
+            Periodic("queue-gauges", 5.0, gauges.measure, at_start=True, on_stop=gauges.close),
+            Periodic("store-pruning", 3600.0,
+                     StorePruning(self.config.store, self.stores.idempotency).prune,
+                     at_start=True),
+        ]
+        if self.mappings is not None:
+            self.chores.append(Periodic("mapping-reloads", 2.0,
+                                        MappingReloads(self.mappings).reload))
+        for chore in self.chores:
+            chore.start()
 
     def _wait_for_broker(self) -> None:
         """Block until the publisher is connected; a topology conflict is fatal."""
@@ -256,8 +273,8 @@ class Daemon:
             target.close()
         if self.audit is not None:
             self.audit.close()
-        if self.monitor is not None:
-            self.monitor.stop()
+        for chore in self.chores:
+            chore.stop()
         self.publisher.stop()
         self.store_health.stop()
         self.stores.close()

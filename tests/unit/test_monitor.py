@@ -1,12 +1,21 @@
-"""The daemon's monitor thread outlives a failing idempotency store."""
+"""The daemon's chores, each on a thread named for its job, outlive a bad turn: a failing
+store prune, a job that raises; a broken mapping edit is logged and the old mapping kept."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from middleware.config.models import Config
-from middleware.monitor import QueueMonitor
+from structlog.testing import capture_logs
+
+from middleware.config.models import StoreConfig
+from middleware.mapping import MappingSet
+from middleware.periodic import Periodic
+from middleware.pruning import StorePruning
+from middleware.reload import MappingReloads
 
 
 class LockedStore:
@@ -18,17 +27,70 @@ class LockedStore:
         raise sqlite3.OperationalError("database is locked")
 
 
-def test_monitor_keeps_running_when_pruning_fails() -> None:
-    config = Config.model_validate({"broker": {"url": "amqp://guest:guest@127.0.0.1:9/"},
-                                    "routes": []})
+class CountingStore:
+    def __init__(self) -> None:
+        self.cutoffs: list[float] = []
+
+    def prune(self, before: float) -> int:
+        self.cutoffs.append(before)
+        return 1
+
+
+def _until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_store_pruning_keeps_running_when_the_store_fails() -> None:
     store = LockedStore()
-    monitor = QueueMonitor(config, None, store,  # type: ignore[arg-type]
-                           interval=60, reload_interval=0.01, prune_interval=0.01)
-    monitor.start()
+    chore = Periodic("store-pruning", 0.01, StorePruning(  # type: ignore[arg-type]
+        StoreConfig(), store).prune, at_start=True)
+    chore.start()
     try:
-        deadline = time.monotonic() + 5
-        while store.prunes < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert store.prunes >= 3 and monitor.is_alive()  # failed, tried again, still there
+        assert _until(lambda: store.prunes >= 3)
+        assert chore.is_alive()  # failed, tried again, still there
     finally:
-        monitor.stop()
+        chore.stop()
+
+
+def test_store_pruning_forgets_records_older_than_the_retention() -> None:
+    store = CountingStore()
+    StorePruning(StoreConfig(retention_days=2), store).prune()  # type: ignore[arg-type]
+    (cutoff,) = store.cutoffs
+    assert abs(cutoff - (time.time() - 2 * 86400)) < 5
+
+
+def test_periodic_runs_again_after_a_job_raises_and_closes_on_stop() -> None:
+    calls: list[int] = []
+    stopped = threading.Event()
+
+    def job() -> None:
+        calls.append(1)
+        raise RuntimeError("a bug in a chore")
+
+    chore = Periodic("gauges", 0.01, job, on_stop=stopped.set)
+    with capture_logs() as logs:
+        chore.start()
+        assert _until(lambda: chore.runs >= 3)
+        assert chore.is_alive()
+        chore.stop()
+    assert len(calls) >= 3 and not chore.is_alive() and stopped.is_set()
+    assert any(entry["event"] == "background chore failed" and entry["chore"] == "gauges"
+               for entry in logs)
+
+
+def test_mapping_reloads_log_a_broken_edit_once(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("mapping: t\nfields: {a: x}\n")
+    mappings = MappingSet([path])
+    old = mappings.get(path)
+    reloads = MappingReloads(mappings)
+    path.write_text("mapping: t\nfields: {a: {from: x, transform: [uper]}}\n")
+    with capture_logs() as logs:
+        for _ in range(4):  # settle: loaded once unchanged since the previous poll
+            reloads.reload()
+    rejected = [entry for entry in logs if entry["event"] == "mapping reload rejected"]
+    assert len(rejected) == 1 and "fields.a.transform.0" in rejected[0]["problem"]
+    assert mappings.get(path) is old
