@@ -3,13 +3,17 @@ client-certificate rules, certificate reload and the explanation of handshake fa
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import os
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -25,6 +29,7 @@ from middleware.config.models import (
 )
 from middleware.errors import ConfigError
 from middleware.ingress import Ingress
+from middleware.log import configure_logging
 from middleware.tls import (
     ClientCertCheck,
     ReloadingContext,
@@ -163,13 +168,35 @@ def test_reloading_context_swaps_in_new_files_and_keeps_the_old_on_a_broken_set(
     other_cert, _ = pki.issue("other")
     Path(config.cert_file).write_bytes(Path(other_cert).read_bytes())
     _touch(config.cert_file)
-    with structlog.testing.capture_logs() as logs:
+    with _json_logs() as logs:
         assert reloader.check() is False
         assert reloader.check() is False  # reported once, not at every interval
     assert reloader._current is renewed and reloader.reloads == 1
     assert [e["event"] for e in logs] == [
         "TLS certificate reload failed; the previous certificate stays in use"]
-    assert logs[0]["log_level"] == "error"
+    assert logs[0]["level"] == "error"
+
+
+@contextlib.contextmanager
+def _json_logs() -> Iterator[list[dict[str, Any]]]:
+    """The JSON lines logged inside the block, through the daemon's own logging setup.
+
+    (structlog's ``capture_logs`` misses loggers cached by earlier tests, so the result would
+    depend on the order tests run in.)"""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging(json=True, stream=stream)
+    found: list[dict[str, Any]] = []
+    try:
+        yield found
+    finally:
+        found.extend(json.loads(line) for line in stream.getvalue().splitlines() if line)
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
 
 
 def test_reloading_context_with_broken_files_at_start_is_a_config_error(
