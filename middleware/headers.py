@@ -12,6 +12,7 @@ from typing import Any
 from middleware.errors import ProcessingError
 
 __all__ = [
+    "ACCEPTED",
     "ATTEMPTS",
     "ERROR",
     "FIRST_FAILURE",
@@ -35,6 +36,8 @@ LAST_FAILURE = "x-sb-last-failure"
 ROUTE = "x-sb-route"
 TARGET = "x-sb-target"
 REPLAYS = "x-sb-replays"
+ACCEPTED = "x-sb-target-accepted"
+"""On a dead letter the target already accepted (only storing its answer failed): "true"."""
 DETAIL = "x-sb-detail-"
 _MAX_TEXT = 500
 

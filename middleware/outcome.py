@@ -18,5 +18,9 @@ class Outcome(StrEnum):
     """Already delivered earlier (idempotency record); acked without a second delivery."""
     FILTERED = "filtered"
     """The route's filter expression did not match; acked and not delivered."""
+    CAPTURE_PARKED = "capture_parked"
+    """The target accepted, but the cross-references of its answer could not be stored: the
+    delivery stands (its idempotency record is kept, so it is never delivered again) and the
+    message waits in the DLQ marked as accepted until an operator fixes the link."""
     REQUEUED = "requeued"
     """Neither delivery nor the retry/DLQ publish succeeded; nacked back to the route queue."""

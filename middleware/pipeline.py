@@ -261,8 +261,8 @@ class RouteWorker:
             result = done.result()
             links = ([] if mapping is None or result.response is None
                      else mapping.capture(envelope.data, result.response))
-        except Exception as exc:  # delivered but not captured: a retry re-sends the same key
-            self._fail(delivery, envelope, exc)
+        except Exception as exc:  # accepted, but its answer holds no usable link
+            self._park_capture(delivery, envelope, exc)
             return
         if not links:
             self._accepted(delivery, envelope)
@@ -278,16 +278,50 @@ class RouteWorker:
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return
-        except Exception as exc:  # delivered but not captured: a retry re-sends the same key
-            self._fail(delivery, envelope, exc)
+        except Exception as exc:  # e.g. a conflicting link: the delivery stands, the link waits
+            self._park_capture(delivery, envelope, exc)
             return
         self._accepted(delivery, envelope)
 
-    def _accepted(self, delivery: Delivery, envelope: Envelope) -> None:
+    def _accepted(self, delivery: Delivery, envelope: Envelope,
+                  outcome: Outcome = Outcome.DELIVERED,
+                  failure: dict[str, Any] | None = None) -> None:
         if envelope.time is not None:
             self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
         self._recent.add(envelope.id)
-        self._finish(delivery, Outcome.DELIVERED, (self.route.name, envelope.id))
+        self._finish(delivery, outcome, (self.route.name, envelope.id), failure=failure)
+
+    def _park_capture(self, delivery: Delivery, envelope: Envelope, error: Exception) -> None:
+        """The target accepted; storing what its answer links failed for good.
+
+        Delivery and bookkeeping are separate outcomes: the message counts as delivered (its
+        idempotency record is committed, so neither a redelivery nor a replay reaches the target
+        again), and a copy marked as accepted goes to the DLQ, where the operator sees the
+        reason, fixes the link (``silobridge xref``) and drops the letter; ``dlq replay``
+        refuses it. Should even that copy fail to publish, the delivery still stands and the
+        log keeps the reason.
+        """
+        failure = headers.failure_headers(
+            dict(delivery.headers), error, attempts=0, route=self.route.name,
+            target=self._target_name, now=datetime.now(UTC))
+        failure[headers.STAGE] = "capture"
+        failure[headers.ACCEPTED] = "true"
+        failure[headers.REASON] = (f"target accepted; capture failed: {failure[headers.REASON]}"
+                                   )[:1000]
+        log.error("capture parked", route=self.route.name, message_id=envelope.id,
+                  correlation_id=envelope.correlationid, reason=failure[headers.REASON])
+        properties = with_headers(delivery.properties, failure, envelope.id)
+        parked = self._publisher.publish("", dlq_name(self.route.name), delivery.body,
+                                         properties, purpose="dlq")
+
+        def settled(done: Future[None]) -> None:
+            if done.exception() is not None:
+                log.error("could not park the capture failure; the delivery stands",
+                          route=self.route.name, message_id=envelope.id,
+                          error=type(done.exception()).__name__)
+            self._accepted(delivery, envelope, Outcome.CAPTURE_PARKED, failure)
+
+        parked.add_done_callback(settled)
 
     def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
         retryable = bool(getattr(error, "retryable", False))

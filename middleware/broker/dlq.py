@@ -33,7 +33,17 @@ from middleware.broker.properties import Properties, with_headers
 from middleware.broker.topology import DLQ_ARGUMENTS, dlq_name, queue_name, retry_name
 from middleware.config.models import BrokerConfig, Config, RouteConfig
 
-__all__ = ["DeadLetter", "Queues", "browse", "migrate", "purge", "replay", "route_counts"]
+__all__ = [
+    "DeadLetter",
+    "Queues",
+    "Replayed",
+    "browse",
+    "drop",
+    "migrate",
+    "purge",
+    "replay",
+    "route_counts",
+]
 
 AGE_SCAN = 1000
 """Dead letters read to find the oldest failure; past that, the age is a lower bound."""
@@ -143,6 +153,16 @@ def browse(broker: BrokerConfig, queue: str, limit: int = 1000) -> list[DeadLett
         return [letter for _tag, letter, _props in _take(channel, queue, limit)]
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay sent back (or would, on a dry run) and what it refused."""
+
+    ids: list[str]
+    accepted: list[str]
+    """Letters the target already accepted (only storing its answer failed): never replayed,
+    since the delivery stands; fix the link, then ``drop`` them."""
+
+
 def replay(
     broker: BrokerConfig,
     route: str,
@@ -150,14 +170,16 @@ def replay(
     *,
     dry_run: bool = False,
     limit: int = 100_000,
-) -> list[str]:
+) -> Replayed:
     """Send dead letters back to the route queue (all when ``ids`` is None).
 
     The envelope id is kept (so idempotency still applies), failure headers are dropped so the
     message gets a fresh set of retries, except the first-failure time (how long the record
     has been out of sync does not restart with a replay), and the replay count is incremented.
+    A letter marked as accepted by the target stays where it is (``Replayed.accepted``).
     """
     replayed: list[str] = []
+    refused: list[str] = []
     with blocking_channel(broker, "cli") as channel:
         channel.confirm_delivery()
         # Only the letters there now: one that fails again while we scan comes back at the tail
@@ -165,6 +187,9 @@ def replay(
         present = min(limit, queue_depth(channel, dlq_name(route)) or 0)
         for tag, letter, props in _take(channel, dlq_name(route), present):
             if ids is not None and letter.message_id not in ids:
+                continue
+            if letter.headers.get(h.ACCEPTED) == "true":
+                refused.append(letter.message_id or "")
                 continue
             replayed.append(letter.message_id or "")
             if dry_run:
@@ -176,7 +201,19 @@ def replay(
             publish_message(channel, "", queue_name(route), letter.body,
                             with_headers(props, new_headers))
             channel.basic_ack(tag)
-    return replayed
+    return Replayed(replayed, refused)
+
+
+def drop(broker: BrokerConfig, route: str, ids: set[str]) -> list[str]:
+    """Delete the named dead letters of a route (parked captures the operator resolved)."""
+    dropped: list[str] = []
+    with blocking_channel(broker, "cli") as channel:
+        present = queue_depth(channel, dlq_name(route)) or 0
+        for tag, letter, _props in _take(channel, dlq_name(route), present):
+            if letter.message_id in ids:
+                channel.basic_ack(tag)
+                dropped.append(letter.message_id or "")
+    return dropped
 
 
 def purge(broker: BrokerConfig, route: str) -> int:

@@ -48,6 +48,13 @@ def register(sub: Any) -> None:
     replay.add_argument("--dry-run", action="store_true", help="only say what would be replayed")
     replay.set_defaults(handler=_replay)
 
+    drop = commands.add_parser("drop", help="delete named dead letters (e.g. a parked capture "
+                                            "whose link was fixed)")
+    drop.add_argument("route", help="route name (as in the config)")
+    drop.add_argument("--id", action="append", dest="ids", required=True,
+                      help="envelope id (repeatable)")
+    drop.set_defaults(handler=_drop)
+
     purge = commands.add_parser("purge", help="delete every dead letter of a route")
     purge.add_argument("route", help="route name (as in the config)")
     purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -67,7 +74,7 @@ def register(sub: Any) -> None:
     add_json_argument(peek)
     peek.set_defaults(handler=_peek)
 
-    for parser in (listing, show, replay, purge, migrate, peek):
+    for parser in (listing, show, replay, drop, purge, migrate, peek):
         add_config_argument(parser, required=False)
 
 
@@ -154,12 +161,30 @@ def _replay(args: argparse.Namespace) -> int:
     if not _check_route(config, args.route):
         return 2
     ids = None if args.all else set(args.ids)
-    done = dlq.replay(config.broker, args.route, ids, dry_run=args.dry_run)
+    result = dlq.replay(config.broker, args.route, ids, dry_run=args.dry_run)
     verb = "would replay" if args.dry_run else "replayed"
-    for message_id in done:
+    for message_id in result.ids:
         print(f"{verb} {message_id}")
-    print(f"{verb} {len(done)} message(s) to route {args.route}")
-    missing = (ids or set()) - set(done)
+    print(f"{verb} {len(result.ids)} message(s) to route {args.route}")
+    for message_id in result.accepted:
+        print(f"error: not replayed: the target already accepted {message_id} (only storing its "
+              f"answer failed; see 'silobridge dlq show {message_id}'): fix the link with "
+              f"'silobridge xref', then 'silobridge dlq drop {args.route} --id {message_id}'",
+              file=sys.stderr)
+    missing = (ids or set()) - set(result.ids) - set(result.accepted)
+    if missing:
+        print(f"error: not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
+    return 1 if missing or result.accepted else 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    if not _check_route(config, args.route):
+        return 2
+    dropped = dlq.drop(config.broker, args.route, set(args.ids))
+    for message_id in dropped:
+        print(f"dropped {message_id}")
+    missing = set(args.ids) - set(dropped)
     if missing:
         print(f"error: not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
         return 1

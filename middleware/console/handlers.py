@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from middleware import headers as h
 from middleware.broker import dlq
 from middleware.console import deadletters as letters
 from middleware.console.api import ApiError, Context, Handler
@@ -142,10 +143,11 @@ async def _find(context: Context, route: str, message_id: str) -> dlq.DeadLetter
 async def replay(request: Request, principal: Principal | None, context: Context) -> Response:
     name, body = request.path_params["route"], await read(request, ReplayBody)
     ids = None if body.all else set(body.ids or ())
-    done = await run_in_threadpool(dlq.replay, context.config.broker, name, ids)
+    result = await run_in_threadpool(dlq.replay, context.config.broker, name, ids)
     await run_in_threadpool(record, context.store, _who(principal).name, "dlq.replay", name,
-                            None, {"ids": done, "all": body.all})
-    return JSONResponse({"replayed": len(done), "ids": done})
+                            None, {"ids": result.ids, "all": body.all})
+    return JSONResponse({"replayed": len(result.ids), "ids": result.ids,
+                         "refused_accepted": result.accepted})
 
 
 async def edit_replay(request: Request, principal: Principal | None, context: Context
@@ -161,6 +163,9 @@ async def edit_replay(request: Request, principal: Principal | None, context: Co
         raise ApiError(422, f"the event id must stay {message_id!r} so that idempotency at the "
                             f"target still applies; edit the data, not the id")
     before = await _find(context, name, message_id)
+    if before.headers.get(h.ACCEPTED) == "true":
+        raise ApiError(409, f"the target already accepted {message_id!r} (only storing its answer "
+                            f"failed): fix the link under cross-references, then drop the letter")
     try:
         await run_in_threadpool(letters.edit_replay, context.config.broker, name, message_id,
                                 raw)

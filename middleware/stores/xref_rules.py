@@ -39,12 +39,14 @@ def _clashes(lookup: Lookup, ns_a: str, key_a: str, ns_b: str, key_b: str) -> li
 
 def conflict(lookup: Lookup, ns_a: str, key_a: str, ns_b: str, key_b: str) -> ProcessingError:
     """A link that contradicts a stored one; permanent. The message names both keys, the link
-    in the way and the command that removes it (then replay the dead letter)."""
+    in the way, the command that removes it and the one that stores the new link (a capture
+    that hits it is parked: the target already accepted, so the message is not replayed)."""
     clashes = _clashes(lookup, ns_a, key_a, ns_b, key_b) or [
         "the stored link changed while this one was written; look with 'silobridge xref show'"]
     return ProcessingError(
         f"cross-reference conflict linking {ns_a}:{key_a} <-> {ns_b}:{key_b} (links are "
-        f"one-to-one): {'; '.join(clashes)}, then replay; or correct the source data",
+        f"one-to-one): {'; '.join(clashes)}, then 'silobridge xref link {ns_a}:{key_a} "
+        f"{ns_b}:{key_b}'; or correct the source data",
         retryable=False,
         details={"ns_a": ns_a, "key_a": key_a, "ns_b": ns_b, "key_b": key_b},
     )

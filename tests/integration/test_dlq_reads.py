@@ -89,7 +89,7 @@ def test_dlq_replay_keeps_the_first_failure_time(
 ) -> None:
     first = datetime.now(UTC) - timedelta(days=3)
     _dead_letter(amqp_url, dlq_name(f"{prefix}-r"), f"{prefix}-1", first)
-    assert dlq.replay(route.config.broker, f"{prefix}-r", None) == [f"{prefix}-1"]
+    assert dlq.replay(route.config.broker, f"{prefix}-r", None).ids == [f"{prefix}-1"]
     ((props, _body),) = drain(amqp_url, queue_name(f"{prefix}-r"))
     assert props.headers[h.FIRST_FAILURE] == first.isoformat()
     assert props.headers[h.REPLAYS] == 1
@@ -175,7 +175,7 @@ def test_dlq_replay_takes_each_letter_once_even_when_it_fails_again_during_the_s
         for n in range(3):
             _dead_letter(amqp_url, dlq_name(route), f"{prefix}-{n}", first)
         # When every dead letter is replayed
-        replayed = dlq.replay(BrokerConfig(url=amqp_url), route, None)
+        replayed = dlq.replay(BrokerConfig(url=amqp_url), route, None).ids
         # Then each was replayed once, though each came back to the DLQ during the scan
         assert sorted(replayed) == [f"{prefix}-{n}" for n in range(3)]
         assert queue_count(amqp_url, dlq_name(route)) == 3

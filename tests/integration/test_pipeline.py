@@ -128,7 +128,7 @@ def test_pipeline_dead_letters_permanent_failure_and_replay_delivers_once(
     assert letter.headers[h.FIRST_FAILURE] and letter.headers[h.LAST_FAILURE]
     # When the cause is fixed and the dead letter replayed
     assert target.fail_all == 1 and target.failures[event_id] == 0
-    assert dlq.replay(loaded.config.broker, route, {event_id}) == [event_id]
+    assert dlq.replay(loaded.config.broker, route, {event_id}).ids == [event_id]
     assert wait_until(lambda: target.accepted == [event_id], 10)
     assert queue_count(amqp_url, dlq_name(route)) == 0
     # a sentinel behind the replay comes out after any second copy of it
