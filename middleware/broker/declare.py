@@ -11,7 +11,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 
-from middleware.broker.connection import connection_parameters
+from middleware.broker.connection import CONNECT_ERRORS, node_parameters
 from middleware.broker.manifest import declared_routes, read_manifest, write_manifest
 from middleware.broker.topology import Topology
 from middleware.config.models import BrokerConfig
@@ -25,8 +25,8 @@ _PRECONDITION_FAILED = 406
 def declare(broker: BrokerConfig, topology: Topology) -> None:
     """Create exchanges, queues and bindings; existing equal ones are left as they are."""
     try:
-        connection = pika.BlockingConnection(connection_parameters(broker, "declare"))
-    except (pika.exceptions.AMQPError, OSError) as exc:
+        connection = pika.BlockingConnection(node_parameters(broker, "declare"))
+    except CONNECT_ERRORS as exc:
         raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
     try:
         channel = connection.channel()
