@@ -119,7 +119,7 @@ class RouteWorker:
             self._process(delivery)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
             log.exception("unexpected error while processing", route=self.route.name)
-            self._fail(delivery, None, exc)
+            self._guarded(delivery, lambda: self._fail(delivery, None, exc))
 
     def _process(self, delivery: Delivery) -> None:
         try:
@@ -146,9 +146,8 @@ class RouteWorker:
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
-        future.add_done_callback(
-            lambda done: self._delivered(delivery, envelope, mapping, done, started)
-        )
+        future.add_done_callback(lambda done: self._guarded(
+            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started)))
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?
@@ -234,7 +233,8 @@ class RouteWorker:
         future = self._publisher.publish(
             "", queue, delivery.body, properties, purpose="dlq" if dead else "retry"
         )
-        future.add_done_callback(lambda done: self._parked(delivery, done, outcome))
+        future.add_done_callback(
+            lambda done: self._guarded(delivery, lambda: self._parked(delivery, done, outcome)))
 
     def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome) -> None:
         if done.exception() is None:
@@ -244,6 +244,20 @@ class RouteWorker:
                       route=self.route.name, error=str(done.exception()))
             self._finish(delivery, Outcome.REQUEUED)
 
+    def _guarded(self, delivery: Delivery, callback: Callable[[], None]) -> None:
+        """Run a Future's done callback so that a bug in it still settles the delivery.
+
+        concurrent.futures logs and swallows what a done callback raises, so an exception
+        there left the message unacked (held until the connection closed) and the in-flight
+        count raised for good. Here it returns the message to its queue instead.
+        """
+        try:
+            callback()
+        except Exception:
+            log.exception("unexpected error in a delivery callback", route=self.route.name)
+            if not delivery.settled:
+                self._finish(delivery, Outcome.REQUEUED)
+
     def _begin(self) -> None:
         with self._count_lock:
             self._in_flight += 1
@@ -252,12 +266,14 @@ class RouteWorker:
         self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None
     ) -> None:
         """Settle; a delivered message's idempotency record is committed before its ack."""
-        if outcome is Outcome.REQUEUED:
-            delivery.nack()
-        else:
-            delivery.ack(record)
-        self._messages[outcome].inc()
-        self._processing.observe(time.monotonic() - delivery.received)
-        with self._count_lock:
-            self._in_flight -= 1
+        try:
+            if outcome is Outcome.REQUEUED:
+                delivery.nack()
+            else:
+                delivery.ack(record)
+            self._messages[outcome].inc()
+            self._processing.observe(time.monotonic() - delivery.received)
+        finally:  # counted down once, even when settling raised
+            with self._count_lock:
+                self._in_flight -= 1
 
