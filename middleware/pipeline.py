@@ -8,6 +8,7 @@ that fails it is nacked back to its queue, where the broker's delivery limit sto
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
@@ -119,7 +120,7 @@ class RouteWorker:
             self._process(delivery)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
             log.exception("unexpected error while processing", route=self.route.name)
-            self._guarded(delivery, lambda: self._fail(delivery, None, exc))
+            self._guarded(delivery, functools.partial(self._fail, delivery, None, exc))
 
     def _process(self, delivery: Delivery) -> None:
         try:
