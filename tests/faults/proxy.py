@@ -188,6 +188,10 @@ class FaultProxy:
         await self._close_listener()
         for link in list(self._links):
             self._drop(link, "reset")
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # none is left pending at stop
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -243,14 +247,18 @@ class FaultProxy:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._flowing.wait()
-            if not link.stalled and data:
-                writer.write(data)
+            while data:  # a cap switched on mid-chunk applies to the rest of the chunk
+                await self._flowing.wait()
+                rate = self._rate
+                piece = data if rate is None else data[:max(1, int(rate / 20))]
+                data = data[len(piece):]
+                if link.stalled:
+                    continue
+                writer.write(piece)
                 with contextlib.suppress(OSError):
                     await writer.drain()
-                rate = self._rate
                 if rate is not None:
-                    await asyncio.sleep(len(data) / rate)
+                    await asyncio.sleep(len(piece) / rate)
             queue.task_done()
 
     def _drop(self, link: _Link, how: How) -> None:

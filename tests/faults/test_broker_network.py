@@ -17,7 +17,9 @@ import httpx
 import orjson
 import structlog
 
+from middleware.broker.publisher import Publisher
 from middleware.config.loader import LoadedConfig
+from middleware.config.models import BrokerConfig
 from middleware.daemon import Daemon, Role
 from middleware.errors import SilobridgeError
 from tests.faults.conftest import proxied, size
@@ -216,3 +218,14 @@ def test_cuts_in_the_middle_of_frames_lose_nothing(
            f"over {len(ids)} messages; {duplicates_caught:.0f} redeliveries acked as duplicates "
            "by the idempotency check", lost=len(lost), duplicates=extra,
            recovery_seconds=None)
+
+
+def test_stopped_publisher_closes_its_socket(amqp_url: str, broker_proxy: FaultProxy) -> None:
+    # Given publishers that connect through the proxy and are stopped again
+    for n in range(5):
+        publisher = Publisher(BrokerConfig(url=proxied(amqp_url, broker_proxy)), name=f"stop-{n}")
+        assert publisher.start(wait=10)
+        publisher.stop()
+    # Then none of their connections stays open (before: one socket leaked per publisher)
+    assert broker_proxy.accepted == 5
+    assert wait_until(lambda: broker_proxy.open == 0, 5), f"{broker_proxy.open} still open"

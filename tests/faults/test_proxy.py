@@ -167,3 +167,16 @@ def test_proxy_reset_all_resets_open_connections(proxy: FaultProxy) -> None:
         with pytest.raises(ConnectionResetError):
             sock.sendall(b"x")
             sock.recv(1)
+
+
+def test_proxy_bandwidth_switched_on_mid_connection_caps_the_next_chunk(
+    proxy: FaultProxy,
+) -> None:
+    with _client(proxy, timeout=10) as sock:
+        sock.sendall(b"warm")
+        assert _recv_exactly(sock, 4) == b"warm"  # both pumps now wait in a large read
+        proxy.bandwidth(2000)
+        began = time.monotonic()
+        sock.sendall(b"y" * 3000)
+        assert _recv_exactly(sock, 3000) == b"y" * 3000
+        assert time.monotonic() - began >= 1.4  # 3000 bytes at 2000 B/s, not one write
