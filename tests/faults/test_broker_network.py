@@ -170,7 +170,8 @@ def test_blackholed_listener_fails_startup_within_connect_timeout(
     assert broker_proxy.accepted >= 1  # the fault was in the path: TCP was accepted
     assert http_seconds < 1
     record("blackhole_listener", observed=f"first attempt failed after {failures[0]:.1f} s "
-           f"(connect_timeout 2 s): \"{failure['error'][:80]}\"; /readyz answered 503 in "
+           f"(connect_timeout 2 s), logged as 'broker unreachable: "
+           f"{failure['error'].split('(')[0]}'; /readyz answered 503 in "
            f"{http_seconds * 1000:.0f} ms meanwhile", lost=0, duplicates=0,
            recovery_seconds=None)
 

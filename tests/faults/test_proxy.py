@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -15,8 +16,9 @@ from tests.faults.proxy import FaultProxy
 
 class _Echo(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        while data := self.request.recv(65536):
-            self.request.sendall(data)
+        with contextlib.suppress(ConnectionResetError):  # the reset toxics reset it
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
 
 
 @pytest.fixture
