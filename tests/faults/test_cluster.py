@@ -34,7 +34,7 @@ RECOVERY = 30.0
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("FAULTS_CLUSTER"),
-    reason="set FAULTS_CLUSTER=1: starts three RabbitMQ nodes (~40 s), and failed 2 of 8 runs "
+    reason="set FAULTS_CLUSTER=1: starts three RabbitMQ nodes (~40 s), and failed 1 of 4 runs "
     "(target publishes nacked for over 30 s after the queue leader was killed; see "
     "docs/reliability.md)")
 
