@@ -149,7 +149,7 @@ class RouteWorker:
             self._process(delivery)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
             log.exception("unexpected error while processing", route=self.route.name)
-            self._fail(delivery, None, exc)
+            self._guarded(delivery, functools.partial(self._fail, delivery, None, exc))
 
     def _process(self, delivery: Delivery) -> None:
         try:
@@ -208,9 +208,8 @@ class RouteWorker:
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
-        future.add_done_callback(
-            lambda done: self._delivered(delivery, envelope, mapping, done, started)
-        )
+        future.add_done_callback(lambda done: self._guarded(
+            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started)))
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?
@@ -321,7 +320,7 @@ class RouteWorker:
                           error=type(done.exception()).__name__)
             self._accepted(delivery, envelope, Outcome.CAPTURE_PARKED, failure)
 
-        parked.add_done_callback(settled)
+        parked.add_done_callback(lambda done: self._guarded(delivery, lambda: settled(done)))
 
     def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
         retryable = bool(getattr(error, "retryable", False))
@@ -352,7 +351,8 @@ class RouteWorker:
         future = self._publisher.publish(
             "", queue, delivery.body, properties, purpose="dlq" if dead else "retry"
         )
-        future.add_done_callback(lambda done: self._parked(delivery, done, outcome, new_headers))
+        future.add_done_callback(lambda done: self._guarded(
+            delivery, lambda: self._parked(delivery, done, outcome, new_headers)))
 
     def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
                 failure: dict[str, Any]) -> None:
@@ -363,6 +363,20 @@ class RouteWorker:
                       route=self.route.name, error=str(done.exception()))
             self._finish(delivery, Outcome.REQUEUED)
 
+    def _guarded(self, delivery: Delivery, callback: Callable[[], None]) -> None:
+        """Run a Future's done callback so that a bug in it still settles the delivery.
+
+        concurrent.futures logs and swallows what a done callback raises, so an exception
+        there left the message unacked (held until the connection closed) and the in-flight
+        count raised for good. Here it returns the message to its queue instead.
+        """
+        try:
+            callback()
+        except Exception:
+            log.exception("unexpected error in a delivery callback", route=self.route.name)
+            if not delivery.settled:
+                self._finish(delivery, Outcome.REQUEUED)
+
     def _begin(self) -> None:
         with self._count_lock:
             self._in_flight += 1
@@ -372,14 +386,16 @@ class RouteWorker:
         failure: dict[str, Any] | None = None,
     ) -> None:
         """Settle; a delivered message's idempotency record is committed before its ack."""
-        if outcome is Outcome.REQUEUED:
-            delivery.nack()
-        else:
-            delivery.ack(record)
-        self._messages[outcome].inc()
-        if self._listener is not None:
-            self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))
-        self._processing.observe(time.monotonic() - delivery.received)
-        with self._count_lock:
-            self._in_flight -= 1
+        try:
+            if outcome is Outcome.REQUEUED:
+                delivery.nack()
+            else:
+                delivery.ack(record)
+            self._messages[outcome].inc()
+            if self._listener is not None:
+                self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))
+            self._processing.observe(time.monotonic() - delivery.received)
+        finally:  # counted down once, even when settling raised
+            with self._count_lock:
+                self._in_flight -= 1
 

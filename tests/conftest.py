@@ -18,7 +18,9 @@ import pika.exceptions
 import pytest
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
-_TIERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+_TIERS = {"integration": (pytest.mark.integration,), "e2e": (pytest.mark.e2e,),
+          # the fault catalogue needs real brokers and servers: outside the fast loop too
+          "faults": (pytest.mark.integration, pytest.mark.faults)}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,9 +29,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     nothing, and tier folders' tests without a mark of their own ran in the fast loop.)"""
     root = Path(__file__).parent
     for item in items:
-        tier = _TIERS.get(item.path.relative_to(root).parts[0])
-        if tier is not None:
-            item.add_marker(tier)
+        for mark in _TIERS.get(item.path.relative_to(root).parts[0], ()):
+            item.add_marker(mark)
 
 
 def _reachable(url: str) -> bool:

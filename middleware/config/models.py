@@ -178,7 +178,10 @@ class BrokerConfig(_Strict):
     url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/%2F",
         description="AMQP URL; amqp:// or amqps://. Usually '${AMQP_URL:-amqp://...}'; a "
-        "password from a file: 'amqp://user:${file:/run/secrets/amqp-password}@host/'.",
+        "password from a file: 'amqp://user:${file:/run/secrets/amqp-password}@host/'. "
+        "For a RabbitMQ cluster, the URLs of several nodes separated by commas "
+        "('amqp://u:p@node1/,amqp://u:p@node2/'): a connection that fails or is lost moves "
+        "on to the next node and re-declares the topology there (see docs/reliability.md).",
         examples=["${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"],
         repr=False,  # it holds the broker password
     )
@@ -192,7 +195,18 @@ class BrokerConfig(_Strict):
         30.0, gt=0,
         description="Seconds a broker resource alarm may block us before the connection is reset.",
     )
-    heartbeat: int = Field(30, ge=0, description="AMQP heartbeat seconds (0 disables).")
+    heartbeat: int = Field(
+        30, ge=0,
+        description="AMQP heartbeat seconds (0 disables). A connection on which nothing "
+        "arrived for 1.5 times this long (the broker sends a heartbeat every half interval) "
+        "is dropped as silent and reconnected: a silent broker is detected within twice the "
+        "heartbeat, even when the network lost it without a FIN or an RST.",
+    )
+    connect_timeout: float = Field(
+        10.0, gt=0,
+        description="Seconds a connection attempt may take, TCP and AMQP handshake together; "
+        "a broker that accepts the TCP connection but never answers fails within this time.",
+    )
     reconnect_max_delay: float = Field(
         30.0, gt=0, description="Cap of the exponential reconnect backoff, seconds."
     )
@@ -201,9 +215,21 @@ class BrokerConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
+        for number, url in enumerate(_split_urls(value), 1):
+            if not url.startswith(("amqp://", "amqps://")):
+                where = f"URL {number} of the list" if "," in value else "it"
+                raise ValueError(f"{where} must start with amqp:// or amqps://")
         return value
+
+    @property
+    def urls(self) -> list[str]:
+        """The node URLs, in the order connections try them."""
+        return _split_urls(self.url)
+
+
+def _split_urls(value: str) -> list[str]:
+    """Comma-separated URLs; a comma inside a password must be written %2C, as in any URL."""
+    return [part.strip() for part in value.split(",")]
 
 
 class OpsConfig(_Strict):

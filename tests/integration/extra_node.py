@@ -36,7 +36,7 @@ from types import TracebackType
 
 import pytest
 
-__all__ = ["ExtraNode", "NodeError", "NodeTls", "require_node_tools"]
+__all__ = ["ExtraCluster", "ExtraNode", "NodeError", "NodeTls", "require_node_tools"]
 
 BIN_DIR = Path("/usr/lib/rabbitmq/bin")
 """The real scripts (Debian); elsewhere the ones on PATH are used."""
@@ -265,6 +265,56 @@ class ExtraNode:
         if watcher is not None:
             watcher.kill()
             watcher.wait()
+
+
+class ExtraCluster:
+    """Several extra nodes joined into one RabbitMQ cluster (``join_cluster`` to the first).
+
+    Each node keeps its own name, ports, config file and data directory; the machine's node is
+    not part of it. ``url`` lists every node's URL, comma-separated, as ``broker.url`` takes it.
+    """
+
+    def __init__(self, base_dir: Path, size: int = 3) -> None:
+        self.nodes = [ExtraNode(base_dir) for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self) -> None:
+        first, *others = self.nodes
+        for node in self.nodes:
+            node.start()
+        for node in others:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.name)
+            node.ctl("start_app")
+        running = first.ctl("cluster_status", "--formatter", "json")
+        missing = [node.name for node in self.nodes if node.name not in running]
+        if missing:
+            raise NodeError(f"nodes not in the cluster after join_cluster: {missing}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.kill()  # a clean stop of a cluster waits on its peers; the data is the test's
+
+    def node(self, name: str) -> ExtraNode:
+        return next(node for node in self.nodes if node.name == name)
+
+    def running(self) -> list[ExtraNode]:
+        return [node for node in self.nodes if _alive(node.pid())]
+
+    def __enter__(self) -> ExtraCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 def _alive(pid: int | None) -> bool:

@@ -28,6 +28,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pika
+import structlog
 from pika.channel import Channel
 from pika.spec import Basic
 
@@ -39,6 +40,8 @@ from middleware.broker.rabbitmq.convert import from_pika
 from middleware.config.models import BrokerConfig
 
 __all__ = ["Consumer", "Delivery", "Handler", "Record"]
+
+log = structlog.get_logger(__name__)
 
 
 class Delivery:
@@ -156,6 +159,7 @@ class Consumer:
         if self._paused:
             return
         channel.basic_qos(prefetch_count=self._prefetch)
+        channel.add_on_cancel_callback(guarded("channel", self._cancelled_by_broker))
         for queue, handler in self._handlers.items():
             channel.basic_consume(queue, guarded("deliver", self._dispatcher(queue, handler)),
                                   consumer_tag=queue)
@@ -176,6 +180,22 @@ class Consumer:
                     delivery.nack()
 
         return on_message
+
+    def _cancelled_by_broker(self, frame: Any) -> None:
+        """The broker cancelled a consumer: its queue was deleted (by an operator, say).
+
+        Left alone, the channel would stay open and consume nothing from that queue while
+        readiness said "consuming". Closing the channel makes the connection reconnect, and
+        every reconnect re-declares the topology first, so the queue exists again and every
+        consumer resumes. Deliveries in flight finish: their acks are dropped with the old
+        channel, and what they carried was delivered already.
+        """
+        log.warning("the broker cancelled a consumer; reconnecting to declare and consume again",
+                    queue=frame.method.consumer_tag)
+        self._consuming.clear()
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            channel.close()
 
     def _on_lost(self) -> None:
         self._channel = None

@@ -19,7 +19,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from middleware.broker.properties import Properties
-from middleware.broker.rabbitmq.connection import connection_parameters
+from middleware.broker.rabbitmq.connection import CONNECT_ERRORS, connection_parameters
 from middleware.broker.rabbitmq.convert import from_pika, to_pika
 from middleware.config.models import BrokerConfig
 from middleware.errors import BrokerUnavailable
@@ -47,7 +47,7 @@ class Session:
                 self._connection = pika.BlockingConnection(
                     connection_parameters(self._broker, self._name))
             channel = self._connection.channel()
-        except (pika.exceptions.AMQPError, OSError) as exc:
+        except CONNECT_ERRORS as exc:
             self.close()
             raise BrokerUnavailable(f"cannot connect to the broker: {exc!r}") from exc
         try:
