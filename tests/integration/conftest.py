@@ -14,6 +14,7 @@ from middleware.broker.topology import dlq_name, queue_name, retry_name
 from middleware.config.loader import LoadedConfig, load_config
 from middleware.daemon import Daemon, Role
 from tests.integration.helpers import wait_until
+from tests.integration.pg_helpers import opener, pg_dsn  # noqa: F401  (fixtures for every test here)
 
 
 @pytest.fixture

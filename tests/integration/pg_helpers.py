@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
+
+from middleware.config.models import StoreConfig
+from middleware.stores import Stores, open_stores
 
 __all__ = ["ADMIN_DSN", "pg_dsn", "schema_dsn"]
 
@@ -42,3 +46,26 @@ def pg_dsn() -> Iterator[str]:
     yield schema_dsn(schema)
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+
+
+Opener = Callable[[], Stores]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens another Stores on the same database (another process or replica), on each
+    backend; every one is closed afterwards."""
+    if request.param == "sqlite":
+        config = StoreConfig(path=str(tmp_path / "store.db"))
+    else:
+        config = StoreConfig(kind="postgres", dsn=request.getfixturevalue("pg_dsn"),
+                             pool_size=4)
+    opened: list[Stores] = []
+
+    def open_one() -> Stores:
+        opened.append(open_stores(config))
+        return opened[-1]
+
+    yield open_one
+    for stores in opened:
+        stores.close()

@@ -6,35 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import pytest
-
-from middleware.config.models import StoreConfig
-from middleware.stores import Stores, open_stores
-from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
-
-Opener = Callable[[], Stores]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens another Stores on the same database (another replica); all closed afterwards."""
-    if request.param == "sqlite":
-        config = StoreConfig(path=str(tmp_path / "store.db"))
-    else:
-        config = StoreConfig(kind="postgres", dsn=request.getfixturevalue("pg_dsn"),
-                             pool_size=4)
-    opened: list[Stores] = []
-
-    def open_one() -> Stores:
-        opened.append(open_stores(config))
-        return opened[-1]
-
-    yield open_one
-    for stores in opened:
-        stores.close()
+from tests.integration.pg_helpers import Opener
 
 
 def test_lease_has_one_holder_until_it_expires_then_another_takes_it(opener: Opener) -> None:
