@@ -80,6 +80,9 @@ class FaultProxy:
         self.accepted = 0
         self.cuts = 0
         self._links: set[_Link] = set()
+        # a cut armed for connections not open yet (a client reconnecting right then), until
+        # one fires: otherwise a cut armed in that gap never happens
+        self._armed: dict[Direction, tuple[int, How]] = {}
         self._latency = 0.0
         self._rate: float | None = None
         self._refusing = False
@@ -129,8 +132,10 @@ class FaultProxy:
 
     def cut_after(self, nbytes: int, direction: Direction = "downstream",
                   how: How = "reset") -> int:
-        """Arm a cut on every open connection; returns how many connections were armed."""
+        """Arm a cut on every open connection, and on any opened before one fires; returns how
+        many open connections were armed."""
         async def arm() -> int:
+            self._armed[direction] = (nbytes, how)
             for link in self._links:
                 link.cuts[direction] = _Cut(nbytes, how)
             return len(self._links)
@@ -156,6 +161,7 @@ class FaultProxy:
         self._latency, self._rate = 0.0, None
 
         async def heal() -> None:
+            self._armed.clear()
             for link in self._links:
                 link.cuts.clear()
             self._flowing.set()
@@ -201,6 +207,8 @@ class FaultProxy:
             writer.transport.abort()
             return
         link = _Link(writer, up_writer)
+        for direction, (nbytes, how) in self._armed.items():
+            link.cuts[direction] = _Cut(nbytes, how)
         self._links.add(link)
         link.tasks = [asyncio.create_task(self._pump(link, reader, up_writer, "upstream")),
                       asyncio.create_task(self._pump(link, up_reader, writer, "downstream"))]
@@ -229,6 +237,7 @@ class FaultProxy:
                     await queue.put((time.monotonic() + self._latency, data))
                     await queue.join()
                     self.cuts += 1
+                    self._armed.pop(direction, None)
                     if cut.how == "stall":
                         link.stalled = True
                         await asyncio.Event().wait()  # until the connection is dropped

@@ -123,6 +123,23 @@ def test_proxy_cut_after_resets_in_the_middle(proxy: FaultProxy) -> None:
     assert proxy.cuts == 1 and proxy.open == 0
 
 
+def test_proxy_cut_armed_with_no_connection_open_hits_the_next_one_once(proxy: FaultProxy) -> None:
+    # Given a cut armed while the client is between connections (reconnecting)
+    assert proxy.cut_after(3, "downstream", "reset") == 0
+    with _client(proxy) as sock:
+        sock.sendall(b"12345678")
+        got = b""
+        with pytest.raises(ConnectionResetError):
+            while data := sock.recv(100):
+                got += data
+        assert got == b"123"
+    # and once it fired, the next connection is left alone
+    with _client(proxy) as sock:
+        sock.sendall(b"12345678")
+        assert _recv_exactly(sock, 8) == b"12345678"
+    assert proxy.cuts == 1
+
+
 def test_proxy_cut_after_close_ends_with_a_fin(proxy: FaultProxy) -> None:
     with _client(proxy) as sock:
         sock.sendall(b"0")
