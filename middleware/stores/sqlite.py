@@ -27,13 +27,26 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def migrate_sqlite(path: Path) -> MigrationReport:
+def migrate_sqlite(path: Path, attempts: int = 20) -> MigrationReport:
     """Apply the missing migrations in one ``BEGIN IMMEDIATE`` transaction.
 
     The immediate transaction takes the file's write lock before the version is read, so a
     second process starting at the same moment waits (busy timeout) and then finds nothing to
-    do; a failing step rolls everything back, leaving the previous version intact.
+    do; a failing step rolls everything back, leaving the previous version intact. Switching a
+    new file to WAL needs the file to itself and can answer "database is locked" at once, without
+    waiting for the busy timeout, when processes start together: that is retried.
     """
+    for attempt in range(1, attempts):
+        try:
+            return _migrate_sqlite(path)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05 * attempt)
+    return _migrate_sqlite(path)
+
+
+def _migrate_sqlite(path: Path) -> MigrationReport:
     db = connect(path)
     try:
         db.execute("BEGIN IMMEDIATE")

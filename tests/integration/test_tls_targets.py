@@ -119,7 +119,11 @@ def test_tls_soap_target_trusts_a_private_ca_and_sends_its_client_certificate(
     with _soap_peer(pki, client_ca=ours.ca_file) as erp:
         refused = _soap_outcome(tmp_path, erp.url, tls={"ca_file": pki.ca_file})
         assert isinstance(refused, DeliveryError) and refused.retryable
-        assert "set tls.cert_file and tls.key_file" in str(refused)
+        # Under TLS 1.3 the server refuses the missing certificate after the client thinks the
+        # handshake is done: the client reads either the alert (and the hint names the setting)
+        # or, when the server's close wins the race, a reset connection (seen in a CI run).
+        assert ("set tls.cert_file and tls.key_file" in str(refused)
+                or str(refused).endswith("failed: ConnectionError")), str(refused)
         assert erp.requests == []
         delivered = _soap_outcome(tmp_path, erp.url, tls={
             "ca_file": pki.ca_file, "cert_file": cert, "key_file": key})
