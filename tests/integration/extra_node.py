@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -35,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
+
+from tests.ports import free_port
 
 __all__ = ["ExtraCluster", "ExtraNode", "NodeError", "NodeTls", "require_node_tools"]
 
@@ -87,12 +88,6 @@ def require_node_tools() -> None:
         pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class ExtraNode:
     """One RabbitMQ node of a test; ``start`` may be called again after ``stop`` or ``kill``."""
 
@@ -102,9 +97,9 @@ class ExtraNode:
         self.short = f"sbtest-{uuid.uuid4().hex[:8]}"
         self.name = f"{self.short}@localhost"
         self.dir = base_dir / self.short
-        self.amqp_port = _free_port()
-        self.amqps_port = _free_port() if tls is not None else None
-        self.dist_port = _free_port()
+        self.amqp_port = free_port()
+        self.amqps_port = free_port() if tls is not None else None
+        self.dist_port = free_port()
         self.tls = tls
         self._extra_conf = extra_conf
         self.start_seconds: float | None = None

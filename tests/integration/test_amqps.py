@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from middleware.daemon import Daemon, Role
 from tests.integration.extra_node import ExtraNode, NodeError, NodeTls, require_node_tools
 from tests.integration.helpers import wait_until
 from tests.integration.rest_helpers import endpoint
+from tests.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -98,12 +98,6 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Ext
 def mtls_node(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[ExtraNode]:
     """A node that refuses TLS clients without a certificate signed by the test CA."""
     yield from _node(tmp_path_factory.mktemp("mtls-node"), pki, require_client_cert=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_config(path: Path, url: str, tls: dict[str, str], prefix: str,
@@ -238,7 +232,7 @@ def _refused_daemon(tmp_path: Path, url: str, tls: dict[str, str], prefix: str,
                     expected: str) -> tuple[int, str]:
     """Run ``silobridge run`` against a broker that refuses it; (readyz status, log) once the
     log says ``expected``."""
-    ops = _free_port()
+    ops = free_port()
     config = _write_config(tmp_path / "config.yaml", url, tls, prefix, ops_port=ops)
     log_path = tmp_path / "daemon.log"
     with log_path.open("wb") as log:
