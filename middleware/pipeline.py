@@ -32,6 +32,7 @@ from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
+from middleware.enrich import Enrichment
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
 from middleware.lineage import delivery_for
@@ -92,8 +93,10 @@ class RouteWorker:
         health: StoreHealth | None = None,
         listener: OutcomeListener | None = None,
         store_threads: int = 4,
+        enrichment: Enrichment | None = None,
     ) -> None:
         self.route = route
+        self._enrichment = enrichment  # the route's enrich steps (middleware/enrich), if any
         self._listener = listener  # the audit: told every outcome, must not block
         self._policy = policy
         self._deliver = delivery_for(route.name, target)
@@ -199,9 +202,15 @@ class RouteWorker:
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
-            payload = self._map(mapping, envelope.data)
-            started = time.perf_counter()
-            future = self._deliver(envelope, payload, mapping)
+            if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
+                started = time.perf_counter()
+                future = self._enrichment.process(
+                    envelope, functools.partial(self._map_later, mapping),
+                    lambda payload: self._deliver(envelope, payload, mapping))
+            else:
+                payload = self._map(mapping, envelope.data)
+                started = time.perf_counter()
+                future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return
@@ -241,6 +250,23 @@ class RouteWorker:
         mapping.validate_target(result)
         return result
 
+    def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
+        """Map an enriched payload. The answer arrives on the system's thread, which must not
+        wait for the store: a mapping with xref lookups runs on a store thread instead."""
+        result: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                result.set_result(self._map(mapping, data))
+            except BaseException as exc:  # handed to _delivered like a failed delivery
+                result.set_exception(exc)
+
+        if mapping is None or not mapping.uses_xref:
+            run()
+        elif not self._calls.submit(run):
+            result.set_exception(StoreUnavailable("the worker is stopping"))
+        return result
+
     # -- any thread -------------------------------------------------------------------------
 
     def _delivered(
@@ -253,6 +279,9 @@ class RouteWorker:
     ) -> None:
         self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
+        if isinstance(error, StoreUnavailable):  # an enriched mapping's lookups gave up
+            self._finish(delivery, Outcome.REQUEUED)
+            return
         if error is not None:
             self._fail(delivery, envelope, error)
             return
