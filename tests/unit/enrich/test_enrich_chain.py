@@ -1,0 +1,78 @@
+"""The pieces of a route's enrichment: merging copies, selecting, the bounded TTL cache, and a
+Future chain that hands every failure on instead of raising in a callback."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from middleware.enrich.cache import AnswerCache
+from middleware.enrich.chain import merged, selected, then
+from middleware.errors import EnrichError
+
+
+def test_enrich_merged_copies_the_path_and_leaves_the_original_alone() -> None:
+    original = {"Customer": {"No": "C1", "Name": "Ada"}, "other": {"x": 1}}
+    result = merged(original, "Customer.Key", "12;abc")
+    assert result == {"Customer": {"No": "C1", "Name": "Ada", "Key": "12;abc"},
+                      "other": {"x": 1}}
+    assert original == {"Customer": {"No": "C1", "Name": "Ada"}, "other": {"x": 1}}
+    assert merged({}, "a.b.c", 1) == {"a": {"b": {"c": 1}}}
+
+
+@pytest.mark.parametrize(("payload", "into", "says"), [
+    ([1, 2], "contact", "the payload is list, not an object"),
+    ("text", "contact", "the payload is str, not an object"),
+    ({"contact": "x"}, "contact.id", "payload.contact is str, not an object"),
+])
+def test_enrich_merged_refuses_what_cannot_hold_the_answer(payload: Any, into: str,
+                                                           says: str) -> None:
+    with pytest.raises(EnrichError, match=says) as caught:
+        merged(payload, into, 1)
+    assert caught.value.retryable is False
+
+
+def test_enrich_selected_follows_objects_and_list_indexes() -> None:
+    answer = {"results": [{"id": "a"}, {"id": "b"}], "total": 2}
+    assert selected(answer, "results.1.id") == "b"
+    assert selected(answer, "results.-1.id") == "b"
+    assert selected(answer, "results.5.id") is None
+    assert selected(answer, "total.x") is None
+    assert selected(answer, None) is answer
+
+
+def test_enrich_cache_forgets_after_ttl_and_keeps_at_most_max_entries() -> None:
+    now = [0.0]
+    cache = AnswerCache(ttl=10, max_entries=2, clock=lambda: now[0])
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == (True, 1)
+    cache.put("c", 3)  # "b" was used least recently: it goes
+    assert cache.get("b") == (False, None)
+    assert len(cache) == 2
+    now[0] = 10.5
+    assert cache.get("a") == (False, None) and cache.get("c") == (False, None)
+    assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_enrich_then_hands_on_results_and_every_failure() -> None:
+    start: Future[int] = Future()
+    doubled = then(start, lambda value: _done(value * 2))
+
+    def broken(value: int) -> Future[int]:
+        raise RuntimeError("a bug in a stage")
+
+    failing = then(doubled, broken)
+    after_failure = then(failing, lambda value: _done(value + 1))
+    start.set_result(21)
+    assert doubled.result(1) == 42
+    assert isinstance(failing.exception(1), RuntimeError)
+    assert isinstance(after_failure.exception(1), RuntimeError)  # later stages never ran
+
+
+def _done(value: int) -> Future[int]:
+    future: Future[int] = Future()
+    future.set_result(value)
+    return future
