@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ class NavPage:
 
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    slow: dict[str, float] = field(default_factory=dict)
+    """Seconds a Read of these numbers takes (a service that hangs)."""
+    busy: dict[str, int] = field(default_factory=dict)
+    """Reads of these numbers answered with a Server fault, this many times."""
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -55,8 +60,12 @@ class NavPage:
                                 "Phone_No": None}
 
     def read(self, no: str | None) -> dict[str, Any] | None:
+        time.sleep(self.slow.get(no or "", 0.0))
         with self._lock:
             self.calls.append("Read")
+            if self.busy.get(no or ""):
+                self.busy[no or ""] -= 1
+                raise Fault("Server", "The service is busy; try again later")
             record = self.records.get(no or "")
             return None if record is None else dict(record)
 

@@ -13,6 +13,7 @@ from middleware.broker.memory import MemoryBroker
 from middleware.broker.topology import queue_name, topology_for
 from middleware.config.models import BrokerConfig, Config, StoreConfig
 from middleware.enrich import Enrichment, Step, System
+from middleware.mapping import Mapping
 from middleware.pipeline import RouteWorker
 from middleware.stores import Stores, open_stores
 from tests.unit.pipeline_helpers import Route, Scripted
@@ -34,7 +35,8 @@ def system_context(tmp_path: Path, stores: Stores | None = None) -> AdapterConte
 @contextmanager
 def enriched_route(tmp_path: Path, prefix: str, system: System, steps: list[dict[str, Any]],
                    target: Scripted | None = None,
-                   retry: dict[str, Any] | None = None) -> Iterator[Enriched]:
+                   retry: dict[str, Any] | None = None,
+                   mapping: Mapping | None = None) -> Iterator[Enriched]:
     """Route ``<prefix>`` (bound to ``<prefix>.customer.*``) whose steps call ``system``
     (started here, closed after) and whose mapped payload goes to a scripted target."""
     config = Config.model_validate({
@@ -52,7 +54,7 @@ def enriched_route(tmp_path: Path, prefix: str, system: System, steps: list[dict
     publisher = broker.publisher()
     publisher.start()
     worker = RouteWorker(route_config, config.retry_for(route_config), target, publisher,
-                         stores, lambda: None, enrichment=enrichment)
+                         stores, lambda: mapping, enrichment=enrichment)
     consumer = broker.consumer({queue_name(prefix): worker.handle}, prefetch=10,
                                before_ack=stores.idempotency.record_many)
     consumer.start()
