@@ -122,7 +122,8 @@ def running_nav(wsdl: Path) -> Iterator[tuple[NavPage, str]]:
     page = NavPage()
     server = make_server("127.0.0.1", 0, _application(page), server_class=_Threading,
                          handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, name="nav-page", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="nav-page", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from adapters.soap.enrich import SoapSystem
 from middleware.config.loader import load_config
+from middleware.envelope import Envelope
 from middleware.errors import ConfigError
+from tests.unit.enrich.helpers import system_context
 
 TARGET = {"type": "amqp", "exchange": "x.out", "routing_key": "k"}
 SYSTEMS = {"hubspot": {"type": "rest", "base_url": "https://api.hubapi.com"},
@@ -112,3 +115,20 @@ def test_enrich_config_unknown_system_type_is_named(tmp_path: Path) -> None:
     [problem] = problems(tmp_path, [], systems={"erp": {"type": "sopa", "wsdl": "x"}})
     assert "systems.erp.type" in problem
     assert "no system adapter of type 'sopa' (did you mean 'soap'?)" in problem
+
+
+def test_enrich_example_config_loads_and_its_nav_step_binds_to_the_shipped_wsdl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NAV_PASSWORD", "not-used-offline")
+    example = Path(__file__).resolve().parents[3] / "mappings" / "examples" / "enrich"
+    loaded = load_config(example / "silobridge.yaml")
+    nav = SoapSystem(loaded.config.systems["nav"])  # type: ignore[arg-type]
+    nav.start(system_context(example))
+    try:
+        [step] = loaded.config.routes[1].enrich
+        prepared = nav.bind(step, "routes.1.enrich.0").prepare(
+            Envelope.new(source="crm/x", type="crm.customer.updated", data={}),
+            {"Customer": {"No": "C-1001"}})
+        assert prepared.request == {"No": "C-1001"}
+    finally:
+        nav.close()
