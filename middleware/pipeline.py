@@ -203,14 +203,11 @@ class RouteWorker:
                 self._finish(delivery, Outcome.FILTERED)
                 return
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
-                started = time.perf_counter()
-                future = self._enrichment.process(
-                    envelope, functools.partial(self._map_later, mapping),
-                    lambda payload: self._deliver(envelope, payload, mapping))
-            else:
-                payload = self._map(mapping, envelope.data)
-                started = time.perf_counter()
-                future = self._deliver(envelope, payload, mapping)
+                self._start_enriched(self._enrichment, delivery, envelope, mapping)
+                return
+            payload = self._map(mapping, envelope.data)
+            started = time.perf_counter()
+            future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return
@@ -250,6 +247,22 @@ class RouteWorker:
         mapping.validate_target(result)
         return result
 
+    def _start_enriched(self, enrichment: Enrichment, delivery: Delivery, envelope: Envelope,
+                        mapping: Mapping | None) -> None:
+        """The route's enrich steps around the mapping, then the delivery, chained through
+        Futures (``middleware.enrich``): this thread only starts the first call."""
+        sent: list[float] = []  # when the target was called: its histogram times only that
+
+        def deliver(payload: Any) -> Future[Delivered]:
+            sent.append(time.perf_counter())
+            return self._deliver(envelope, payload, mapping)
+
+        future = enrichment.process(envelope, functools.partial(self._map_later, mapping),
+                                    deliver)
+        future.add_done_callback(lambda done: self._guarded(
+            delivery, lambda: self._delivered(delivery, envelope, mapping, done,
+                                              sent[0] if sent else None)))
+
     def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
         """Map an enriched payload. The answer arrives on the system's thread, which must not
         wait for the store: a mapping with xref lookups runs on a store thread instead."""
@@ -275,9 +288,10 @@ class RouteWorker:
         envelope: Envelope,
         mapping: Mapping | None,
         done: Future[Delivered],
-        started: float,
+        started: float | None,
     ) -> None:
-        self._delivery.observe(time.perf_counter() - started)
+        if started is not None:  # None: an enrich step or the mapping failed before delivery
+            self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
         if isinstance(error, StoreUnavailable):  # an enriched mapping's lookups gave up
             self._finish(delivery, Outcome.REQUEUED)

@@ -18,10 +18,12 @@ mapping reads what they added, so its schema describes the enriched payload.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from middleware import metrics
 from middleware.config.enrich import EnrichStep
 from middleware.enrich.cache import AnswerCache
 from middleware.enrich.contract import Prepared, StepCall
@@ -118,34 +120,41 @@ def merged(payload: Any, into: str, value: Any) -> dict[str, Any]:
 class Step:
     """One configured step bound to its system's call."""
 
-    def __init__(self, config: EnrichStep, call: StepCall, number: int) -> None:
+    def __init__(self, config: EnrichStep, call: StepCall, number: int, route: str) -> None:
         self.config = config
         self.number = number
         self._call = call
         self.cache = (None if config.cache is None
                       else AnswerCache(config.cache.ttl, config.cache.max_entries))
+        self._calls = {result: metrics.ENRICH_CALLS.labels(route, config.system, result)
+                       for result in ("fetched", "cached", "failed")}
+        self._seconds = metrics.ENRICH_SECONDS.labels(route, config.system)
 
     def run(self, envelope: Envelope, payload: Any) -> Future[Any]:
         """A Future of the payload with this step's answer merged in."""
         try:
             prepared = self._call.prepare(envelope, payload)
         except ProcessingError as exc:  # a template value that cannot be used: permanent
+            self._calls["failed"].inc()
             return failed(self.error(exc))
         if self.cache is not None:
             hit, value = self.cache.get(prepared.key)
             if hit:
+                self._calls["cached"].inc()
                 try:
                     return completed(self._merged(payload, value))
                 except EnrichError as exc:
                     return failed(self.error(exc))
         result: Future[Any] = Future()
-        self._call.fetch(prepared).add_done_callback(
-            functools.partial(self._answered, payload, prepared, result))
+        self._call.fetch(prepared).add_done_callback(functools.partial(
+            self._answered, payload, prepared, result, time.perf_counter()))
         return result
 
     def _answered(self, payload: Any, prepared: Prepared, result: Future[Any],
-                  done: Future[Any]) -> None:
+                  started: float, done: Future[Any]) -> None:
+        self._seconds.observe(time.perf_counter() - started)
         error = done.exception()
+        self._calls["failed" if error is not None else "fetched"].inc()
         if error is not None:
             result.set_exception(self.error(error))
             return

@@ -38,7 +38,7 @@ class Systems:
             return None
         return Enrichment([
             Step(step, self._started[step.system].bind(step, f"routes.{index}.enrich.{n}"),
-                 n + 1)
+                 n + 1, route.name)
             for n, step in enumerate(route.enrich)])
 
     def close(self) -> None:

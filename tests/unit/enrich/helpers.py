@@ -47,8 +47,8 @@ def enriched_route(tmp_path: Path, prefix: str, system: System, steps: list[dict
     (route_config,) = config.routes
     stores = open_stores(StoreConfig(path=str(tmp_path / "store.db")))
     system.start(system_context(tmp_path, stores))
-    enrichment = Enrichment([Step(step, system.bind(step, f"routes.0.enrich.{n}"), n + 1)
-                             for n, step in enumerate(route_config.enrich)])
+    enrichment = Enrichment([Step(step, system.bind(step, f"routes.0.enrich.{n}"), n + 1,
+                                  prefix) for n, step in enumerate(route_config.enrich)])
     target = target or Scripted()
     broker = MemoryBroker(topology_for(config))
     publisher = broker.publisher()

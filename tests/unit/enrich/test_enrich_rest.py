@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -36,6 +37,11 @@ def hook(prefix: str, object_id: Any, n: int = 1) -> Envelope:
                         subject=str(object_id),
                         data={"objectId": object_id, "subscriptionType": "contact.creation",
                               "eventId": n})
+
+
+def calls(route: str, result: str) -> float:
+    return REGISTRY.get_sample_value("silobridge_enrich_calls_total",
+                                     {"route": route, "system": "crm", "result": result}) or 0.0
 
 
 def system(url: str, **extra: Any) -> RestSystem:
@@ -109,6 +115,7 @@ def test_enrich_rest_404_dead_letters_with_stage_enrich_and_no_delivery(
         assert "resource not found" in letter.headers[f"{h.DETAIL}body"]
         assert len(peer.requests) == 1  # a 404 is not asked again
         assert r.target.calls == []
+        assert calls(prefix, "failed") == 1 and calls(prefix, "fetched") == 0
 
 
 def test_enrich_rest_404_with_required_false_goes_on_without_the_answer(
@@ -137,6 +144,9 @@ def test_enrich_rest_cache_answers_the_same_request_once_per_ttl(
         assert all(call[1]["contact"]["id"] in ("123", "124") for call in r.target.calls)
         cache = r.enrichment.steps[0].cache
         assert cache is not None and (cache.hits, cache.misses) == (1, 2)
+        assert [calls(prefix, result) for result in ("fetched", "cached", "failed")] == [2, 1, 0]
+        assert REGISTRY.get_sample_value("silobridge_enrich_seconds_count",
+                                         {"route": prefix, "system": "crm"}) == 2
 
 
 @pytest.mark.parametrize(("object_id", "path"), [
