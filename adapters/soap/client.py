@@ -31,7 +31,13 @@ from zeep.wsse.username import UsernameToken
 from adapters.soap.classify import classify
 from adapters.soap.config import SoapClientConfig
 from adapters.soap.values import plain
-from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load_client
+from adapters.soap.wsdl import (
+    LocalTransport,
+    MaskedLogPlugin,
+    ResponseTooLarge,
+    WssePlugin,
+    load_client,
+)
 from middleware.config.models import TargetTlsConfig
 from middleware.errors import ConfigError, DeliveryError, Problem
 from middleware.secrets import require_secret
@@ -45,13 +51,14 @@ class SoapService:
     """Calls operations of the bound port; every failure comes out as a DeliveryError."""
 
     def __init__(self, client: Client, service: ServiceProxy, session: requests.Session,
-                 operations: dict[str, Any], wsdl: Path) -> None:
+                 operations: dict[str, Any], wsdl: Path, binding: str) -> None:
         self._client = client
         self._service = service
         self._session = session
         self.operations = operations
         """The binding's operations by name (zeep objects; ``argument_names`` reads them)."""
         self.wsdl = wsdl
+        self.binding = binding
         transport = client.transport
         assert isinstance(transport, LocalTransport)
         self._transport = transport
@@ -60,7 +67,7 @@ class SoapService:
         """A ConfigError naming what the port has, when it has no such operation."""
         if operation not in self.operations:
             raise ConfigError([Problem(str(self.wsdl), None, where,
-                                       f"no operation {operation!r}"
+                                       f"no operation {operation!r} in {self.binding}"
                                        f"{did_you_mean(operation, self.operations)}; has "
                                        f"{', '.join(sorted(self.operations))}")])
 
@@ -78,6 +85,10 @@ class SoapService:
         try:
             with self._client.settings(extra_http_headers=headers or {}):
                 result = self._service[operation](**arguments)
+        except ResponseTooLarge as exc:
+            raise DeliveryError(f"{operation} answered more than {exc.limit} bytes; raise "
+                                f"max_response_bytes if the record really is that large",
+                                retryable=False, details={"operation": operation}) from exc
         except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
             problem = describe_tls_failure(exc)
             if problem is not None:  # retried: a peer's certificate can be fixed in time
@@ -91,8 +102,11 @@ class SoapService:
 
 
 def open_service(config: SoapClientConfig, base_dir: Path, where: str,
-                 transports: Mapping[str, BaseAdapter] | None = None) -> SoapService:
-    """Load the WSDL, read the secrets and certificates, bind the port; ConfigError if not."""
+                 transports: Mapping[str, BaseAdapter] | None = None,
+                 max_response_bytes: int | None = None) -> SoapService:
+    """Load the WSDL, read the secrets and certificates, bind the port; ConfigError if not.
+
+    ``max_response_bytes`` bounds what a call reads (enrich steps; a target reads it all)."""
     wsdl = resolve(base_dir, config.wsdl)
     session = requests.Session()
     pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
@@ -113,10 +127,11 @@ def open_service(config: SoapClientConfig, base_dir: Path, where: str,
             use_digest=config.wsse.digest)))
     plugins.append(MaskedLogPlugin())
     client = load_client(wsdl, session=session, plugins=plugins,
-                         operation_timeout=(config.connect_timeout, config.timeout))
+                         operation_timeout=(config.connect_timeout, config.timeout),
+                         max_response_bytes=max_response_bytes)
     binding, address, operations = _select(client, config, wsdl)
     return SoapService(client, client.create_service(binding, address), session, operations,
-                       wsdl)
+                       wsdl, binding)
 
 
 class _TlsAdapter(HTTPAdapter):

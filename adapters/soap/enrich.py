@@ -19,8 +19,8 @@ WSDL, auth, TLS, timeouts and the classification of faults are the SOAP target's
 (``adapters.soap.client``): a Server fault or a 5xx is retried, a Client fault dead-letters.
 Operation and argument names are checked against the WSDL at start. Calls block (zeep), so they
 run on the system's own pool of ``max_workers`` threads and a slow service holds only those.
-An argument that is one placeholder alone (``"{payload.qty}"``) keeps its value's type; any
-other string is a template filled as text.
+An answer is read up to ``max_response_bytes``. An argument that is one placeholder alone
+(``"{payload.qty}"``) keeps its value's type; any other string is a template filled as text.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ class SoapSystemConfig(SoapClientConfig):
     STEP: ClassVar[str] = "call"
 
     type: Literal["soap"] = Field("soap", description="Selects this adapter.")
+    max_response_bytes: int = Field(
+        1_048_576, ge=1, le=64 * 1_048_576,
+        description="Largest answer read; a larger one fails the step for good (unread).",
+    )
 
 
 class SoapSystem:
@@ -67,7 +71,8 @@ class SoapSystem:
         self.executor: ThreadPoolExecutor | None = None
 
     def start(self, context: AdapterContext) -> None:
-        self.service = open_service(self.config, context.base_dir, "systems", self._transports)
+        self.service = open_service(self.config, context.base_dir, "systems", self._transports,
+                                    self.config.max_response_bytes)
         self.executor = ThreadPoolExecutor(max_workers=self.config.max_workers,
                                            thread_name_prefix="soap-enrich")
 

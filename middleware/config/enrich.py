@@ -111,6 +111,10 @@ class EnrichCache(_Strict):
     max_entries: int = Field(
         1000, ge=1, le=1_000_000,
         description="Answers kept at most; the least recently used goes first.")
+    max_bytes: int = Field(
+        8 * 1_048_576, ge=1024, le=1024 * 1_048_576,
+        description="Size the kept answers may take together (request and answer as JSON); "
+        "the least recently used go first, and a larger answer is not kept.")
 
 
 class EnrichStep(_Strict):

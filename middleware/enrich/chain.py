@@ -125,7 +125,8 @@ class Step:
         self.number = number
         self._call = call
         self.cache = (None if config.cache is None
-                      else AnswerCache(config.cache.ttl, config.cache.max_entries))
+                      else AnswerCache(config.cache.ttl, config.cache.max_entries,
+                                       config.cache.max_bytes))
         self._calls = {result: metrics.ENRICH_CALLS.labels(route, config.system, result)
                        for result in ("fetched", "cached", "failed")}
         self._seconds = metrics.ENRICH_SECONDS.labels(route, config.system)

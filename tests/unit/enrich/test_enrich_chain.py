@@ -45,7 +45,7 @@ def test_enrich_selected_follows_objects_and_list_indexes() -> None:
 
 def test_enrich_cache_forgets_after_ttl_and_keeps_at_most_max_entries() -> None:
     now = [0.0]
-    cache = AnswerCache(ttl=10, max_entries=2, clock=lambda: now[0])
+    cache = AnswerCache(ttl=10, max_entries=2, max_bytes=1_000_000, clock=lambda: now[0])
     cache.put("a", 1)
     cache.put("b", 2)
     assert cache.get("a") == (True, 1)
@@ -76,3 +76,14 @@ def _done(value: int) -> Future[int]:
     future: Future[int] = Future()
     future.set_result(value)
     return future
+
+
+def test_enrich_cache_bounds_the_bytes_it_keeps_whatever_the_count() -> None:
+    cache = AnswerCache(ttl=60, max_entries=1000, max_bytes=10_000)
+    for n in range(50):  # 50 answers of ~1 KB: only the last ~9 fit
+        cache.put(f"k{n}", "x" * 1000)
+    assert cache.size <= 10_000 and 5 <= len(cache) <= 10
+    assert cache.get("k49") == (True, "x" * 1000)
+    assert cache.get("k0") == (False, None)
+    cache.put("huge", "x" * 20_000)  # larger than the whole budget: not kept, nothing lost
+    assert cache.get("huge") == (False, None) and cache.get("k49")[0]

@@ -110,7 +110,8 @@ def test_enrich_soap_operations_and_arguments_are_checked_against_the_wsdl(
         with pytest.raises(ConfigError) as wrong_operation:
             nav_system.bind(EnrichStep.model_validate(
                 {**READ_KEY, "call": {"operation": "Raed"}}), "routes.0.enrich.0")
-        assert ("routes.0.enrich.0.call.operation: no operation 'Raed' (did you mean "
+        assert ("routes.0.enrich.0.call.operation: no operation 'Raed' in "
+                "{urn:microsoft-dynamics-schemas/page/customer}Customer_Service (did you mean "
                 "'Read'?); has Read, Update") in str(wrong_operation.value)
         with pytest.raises(ConfigError) as wrong_argument:
             nav_system.bind(EnrichStep.model_validate(
@@ -146,3 +147,18 @@ def test_enrich_soap_then_mapping_with_xref_lookups_runs_off_the_pool_thread(
         assert wait_until(lambda: len(r.target.calls) == 1)
         assert r.target.calls[0][1] == {"account": "A-77", "nav_name": "Ada"}
         assert len(threads) == 1 and threads[0].startswith(f"store-{prefix}")
+
+
+def test_enrich_soap_answer_past_the_size_limit_dead_letters(
+        tmp_path: Path, prefix: str, nav: tuple[NavPage, Path, str]) -> None:
+    page, wsdl, url = nav
+    page.add("BIG", "x" * 200_000)
+    with enriched_route(tmp_path, prefix, system(wsdl, url, max_response_bytes=10_000),
+                        [READ_KEY]) as r:
+        r.route.send(update(prefix, "BIG"), update(prefix, "C1", n=2))
+        (letter,) = take(r.route.broker, dlq_name(prefix), 1)
+        assert letter.headers[h.STAGE] == "enrich"
+        assert letter.headers[h.REASON].startswith(
+            "permanent: enrich step 1 (nav): Read answered more than 10000 bytes")
+        assert wait_until(lambda: len(r.target.calls) == 1)  # a normal answer still fits
+        assert r.target.calls[0][1]["Customer"]["No"] == "C1"
