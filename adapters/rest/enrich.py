@@ -16,12 +16,14 @@ The client (auth, TLS, proxy, timeouts, error translation) is the REST target's
 a 503 or 429 is retried honouring Retry-After, a 404 dead-letters (or, with ``required:
 false``, leaves the payload as it was). Every template value is URL-encoded, so an id holding
 ``/`` or ``?`` stays inside its path segment; a value that makes a whole segment ``.`` or ``..``
-is refused, since a server would read it as a step up the path. An answer must be JSON and at
+is refused, since a server would read it as a step up the path, and so is an empty value in the
+path, which would ask for a whole collection. An answer must be JSON and at
 most ``max_response_bytes`` long: anything else is a permanent failure naming what came.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ClassVar, Literal
@@ -31,6 +33,7 @@ import aiohttp
 import orjson
 from pydantic import ConfigDict, Field
 
+from adapters._derive import resolve_path
 from adapters._http import status_error
 from adapters.rest.client import render
 from adapters.rest.outbound_config import ClientAuth
@@ -44,6 +47,7 @@ from middleware.errors import ConfigError, DeliveryError, Problem
 
 __all__ = ["MAX_URL", "RestSystem", "RestSystemConfig"]
 
+_PLACEHOLDER = re.compile(r"\{(envelope|payload)\.([^{}]+)\}")
 MAX_URL = 8192
 """Longest URL a step sends; a longer one means a template took a payload, not an id."""
 
@@ -108,6 +112,9 @@ class _Get:
         self._step = step
         self._template = system.config.base_url.rstrip("/") + template
         self._uses_envelope = "{envelope." in template
+        path = template.split("?", 1)[0]
+        self._in_path = [(match.group(0), match.group(1), match.group(2))
+                         for match in _PLACEHOLDER.finditer(path)]
 
     def prepare(self, envelope: Envelope, payload: Any) -> Prepared:
         values = {
@@ -115,6 +122,12 @@ class _Get:
                          else None),
             "payload": payload,
         }
+        for placeholder, root, path in self._in_path:
+            if resolve_path(values.get(root), path) == "":
+                raise DeliveryError(
+                    f"placeholder {placeholder} of 'get' is empty; the request would ask for "
+                    f"the collection instead of one record", retryable=False,
+                    details={"template": self._step.get})
         url = render(self._template, values, in_url=True)
         if len(url) > MAX_URL:
             raise DeliveryError(

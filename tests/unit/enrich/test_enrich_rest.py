@@ -170,6 +170,7 @@ def test_enrich_rest_odd_ids_stay_inside_their_path_segment(
     ("..", "path segment '.' or '..'"),
     (".", "path segment '.' or '..'"),
     ("9" * 100_000, "characters long"),
+    ("", "is empty; the request would ask for the collection"),
     (None, "has no scalar value"),
     ({"nested": 1}, "has no scalar value"),
 ])
