@@ -252,16 +252,20 @@ class RouteWorker:
         """The route's enrich steps around the mapping, then the delivery, chained through
         Futures (``middleware.enrich``): this thread only starts the first call."""
         sent: list[float] = []  # when the target was called: its histogram times only that
+        enriched: list[Envelope] = []  # what the mapping read: its captures read it too
+
+        def map_payload(data: Any) -> Future[Any]:
+            enriched.append(envelope.model_copy(update={"data": data}))
+            return self._map_later(mapping, data)
 
         def deliver(payload: Any) -> Future[Delivered]:
             sent.append(time.perf_counter())
             return self._deliver(envelope, payload, mapping)
 
-        future = enrichment.process(envelope, functools.partial(self._map_later, mapping),
-                                    deliver)
-        future.add_done_callback(lambda done: self._guarded(
-            delivery, lambda: self._delivered(delivery, envelope, mapping, done,
-                                              sent[0] if sent else None)))
+        future = enrichment.process(envelope, map_payload, deliver)
+        future.add_done_callback(lambda done: self._guarded(delivery, lambda: self._delivered(
+            delivery, enriched[0] if enriched else envelope, mapping, done,
+            sent[0] if sent else None)))
 
     def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
         """Map an enriched payload. The answer arrives on the system's thread, which must not

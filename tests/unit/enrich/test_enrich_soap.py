@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from adapters.soap.enrich import SoapSystem, SoapSystemConfig
 from middleware import headers as h
+from middleware.adapter import Delivered
 from middleware.broker.topology import dlq_name
 from middleware.config.enrich import EnrichStep
 from middleware.envelope import Envelope
@@ -23,7 +25,7 @@ from middleware.errors import ConfigError
 from middleware.mapping import load_mapping
 from tests.integration.nav_page import NavPage, running_nav
 from tests.unit.enrich.helpers import enriched_route, system_context
-from tests.unit.pipeline_helpers import take, wait_until
+from tests.unit.pipeline_helpers import Scripted, take, wait_until
 
 READ_KEY = {"system": "nav", "after_mapping": True, "select": "Key", "into": "Customer.Key",
             "call": {"operation": "Read", "arguments": {"No": "{payload.Customer.No}"}}}
@@ -162,3 +164,33 @@ def test_enrich_soap_answer_past_the_size_limit_dead_letters(
             "permanent: enrich step 1 (nav): Read answered more than 10000 bytes")
         assert wait_until(lambda: len(r.target.calls) == 1)  # a normal answer still fits
         assert r.target.calls[0][1]["Customer"]["No"] == "C1"
+
+
+class Answering(Scripted):
+    """A target that accepts and answers the id it created."""
+
+    def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:
+        self.calls.append((envelope.id, payload))
+        future: Future[Delivered] = Future()
+        future.set_result(Delivered(response={"account_id": "A-9"}))
+        return future
+
+
+def test_enrich_soap_captures_read_what_the_steps_added(
+        tmp_path: Path, prefix: str, nav: tuple[NavPage, Path, str]) -> None:
+    _page, wsdl, url = nav
+    (tmp_path / "m.yaml").write_text(
+        "mapping: capture-enriched\nsource: {system: crm}\ntarget: {system: erp}\nfields:\n"
+        "  name: current.Name\ncapture:\n"
+        "  - {xref: nav.customer -> erp.account, source: current.No, response: account_id}\n")
+    step = {"system": "nav", "into": "current",
+            "call": {"operation": "Read", "arguments": {"No": "{payload.nav_no}"}}}
+    with enriched_route(tmp_path, prefix, system(wsdl, url), [step], target=Answering(),
+                        mapping=load_mapping(tmp_path / "m.yaml")) as r:
+        envelope = Envelope.new(source="crm/test", type=f"{prefix}.customer.updated",
+                                data={"nav_no": "C1"})
+        r.route.send(envelope)
+        assert wait_until(lambda: r.route.stores.idempotency.seen(prefix, envelope.id))
+        assert r.target.calls[0][1] == {"name": "Ada"}
+        # the link's source key came from the Read's answer, not from the event
+        assert r.route.stores.xref.lookup("nav.customer", "C1", "erp.account") == "A-9"
