@@ -24,6 +24,7 @@ from middleware.envelope import Envelope
 from middleware.errors import ConfigError
 from middleware.mapping import load_mapping
 from tests.integration.nav_page import NavPage, running_nav
+from tests.integration.soap_helpers import realworld
 from tests.unit.enrich.helpers import enriched_route, system_context
 from tests.unit.pipeline_helpers import Scripted, take, wait_until
 
@@ -194,3 +195,27 @@ def test_enrich_soap_captures_read_what_the_steps_added(
         assert r.target.calls[0][1] == {"name": "Ada"}
         # the link's source key came from the Read's answer, not from the event
         assert r.route.stores.xref.lookup("nav.customer", "C1", "erp.account") == "A-9"
+
+
+def test_enrich_soap_real_nav_codeunit_wsdl_binds_with_its_quirks(tmp_path: Path) -> None:
+    # Given the real NAV codeunit WSDL (default namespace switched on the binding elements,
+    # _Result wrappers; see realworld/SOURCES.md), started offline as an enrich system
+    wsdl = realworld("erp-wsdl/nav-codeunit-ServiceProg.wsdl")
+    nav_system = SoapSystem(SoapSystemConfig.model_validate({"type": "soap", "wsdl": str(wsdl)}))
+    nav_system.start(system_context(tmp_path))
+    try:
+        # Then a step's operation and argument are checked against it, with its own names
+        call = nav_system.bind(EnrichStep.model_validate({
+            "system": "nav", "into": "stock", "select": "return_value",
+            "call": {"operation": "GetItemStock", "arguments": {"itemNo2_TM": "{payload.sku}"}},
+        }), "routes.0.enrich.0")
+        prepared = call.prepare(Envelope.new(source="s", type="a.b.c", data={}), {"sku": 4711})
+        assert prepared.request == {"itemNo2_TM": 4711}  # a lone placeholder keeps its type
+        with pytest.raises(ConfigError, match=r"GetItemStock has no argument 'itemNo'.*"
+                                              r"did you mean 'itemNo2_TM'"):
+            nav_system.bind(EnrichStep.model_validate({
+                "system": "nav", "into": "stock",
+                "call": {"operation": "GetItemStock", "arguments": {"itemNo": "1"}},
+            }), "routes.0.enrich.0")
+    finally:
+        nav_system.close()
