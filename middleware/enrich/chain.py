@@ -146,8 +146,13 @@ class Step:
                     return completed(self._merged(payload, value))
                 except EnrichError as exc:
                     return failed(self.error(exc))
+        try:
+            fetching = self._call.fetch(prepared)
+        except Exception as exc:  # e.g. a pool closed under it: retried, never a lost message
+            self._calls["failed"].inc()
+            return failed(self.error(exc))
         result: Future[Any] = Future()
-        self._call.fetch(prepared).add_done_callback(functools.partial(
+        fetching.add_done_callback(functools.partial(
             self._answered, payload, prepared, result, time.perf_counter()))
         return result
 

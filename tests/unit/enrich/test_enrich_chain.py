@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from middleware.config.enrich import EnrichStep
 from middleware.enrich.cache import AnswerCache
-from middleware.enrich.chain import merged, selected, then
+from middleware.enrich.chain import Step, merged, selected, then
+from middleware.enrich.contract import Prepared
+from middleware.envelope import Envelope
 from middleware.errors import EnrichError
 
 
@@ -87,3 +90,21 @@ def test_enrich_cache_bounds_the_bytes_it_keeps_whatever_the_count() -> None:
     assert cache.get("k0") == (False, None)
     cache.put("huge", "x" * 20_000)  # larger than the whole budget: not kept, nothing lost
     assert cache.get("huge") == (False, None) and cache.get("k49")[0]
+
+
+class _Refusing:
+    """A step call whose system cannot take work any more (its pool was shut down)."""
+
+    def prepare(self, envelope: Envelope, payload: Any) -> Prepared:
+        return Prepared("k", None)
+
+    def fetch(self, prepared: Prepared) -> Future[Any]:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+
+def test_enrich_step_whose_system_refuses_work_fails_retryable() -> None:
+    step = Step(EnrichStep.model_validate({"system": "crm", "get": "/x", "into": "c"}),
+                _Refusing(), 1, "r")
+    error = step.run(Envelope.new(source="s", type="a.b.c", data={}), {}).exception(1)
+    assert isinstance(error, EnrichError) and error.retryable is True
+    assert str(error) == "enrich step 1 (crm) failed: RuntimeError"
