@@ -135,9 +135,9 @@ class Step:
         """A Future of the payload with this step's answer merged in."""
         try:
             prepared = self._call.prepare(envelope, payload)
-        except ProcessingError as exc:  # a template value that cannot be used: permanent
+        except Exception as exc:  # rendering is deterministic: trying again cannot help
             self._calls["failed"].inc()
-            return failed(self.error(exc))
+            return failed(self.error(exc, retryable=False))
         if self.cache is not None:
             hit, value = self.cache.get(prepared.key)
             if hit:
@@ -187,8 +187,9 @@ class Step:
             f"answered nothing{at}; the record may not exist (yet): replay the message once it "
             f"does, or set required: false to go on without it", retryable=False)
 
-    def error(self, cause: BaseException) -> EnrichError:
-        """The cause as an EnrichError naming this step and its system, classified as it was."""
+    def error(self, cause: BaseException, retryable: bool = True) -> EnrichError:
+        """The cause as an EnrichError naming this step and its system, classified as it was
+        (an unclassified cause as ``retryable``)."""
         system = self.config.system
         where = f"enrich step {self.number} ({system})"
         details = {**getattr(cause, "details", {}), "system": system, "step": str(self.number)}
@@ -197,7 +198,7 @@ class Step:
             prefix = "" if message.startswith(where) else f"{where}: "
             return EnrichError(f"{prefix}{message}", retryable=bool(cause.retryable),
                                retry_after=getattr(cause, "retry_after", None), details=details)
-        return EnrichError(f"{where} failed: {type(cause).__name__}", retryable=True,
+        return EnrichError(f"{where} failed: {type(cause).__name__}", retryable=retryable,
                            details=details)
 
 
