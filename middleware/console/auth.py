@@ -144,8 +144,12 @@ class Authenticator:
             return None
         assert user is not None
         self.limiter.succeeded(keys[0])
+        return self.new_session(user.name, now)
+
+    def new_session(self, user: str, now: float) -> tuple[str, str]:
+        """A session (cookie value, CSRF token) for a user already authenticated."""
         session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self.store.add_credential(digest(session), "session", user.name, csrf=csrf,
+        self.store.add_credential(digest(session), "session", user, csrf=csrf,
                                   expires=now + self.config.session_ttl)
         return session, csrf
 

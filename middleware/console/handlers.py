@@ -37,6 +37,7 @@ from middleware.console.bodies import (
 )
 from middleware.console.openapi import document
 from middleware.console.rbac import GRANTS, Role, body_view
+from middleware.console.signin import SIGNIN_HANDLERS
 from middleware.console.store import User, XrefLink
 from middleware.console.studio import Link, with_links
 from middleware.envelope import Envelope
@@ -377,5 +378,5 @@ HANDLERS: dict[str, Handler] = {
     "xref_fix": xref_fix, "users": users, "user_add": user_add, "user_update": user_update,
     "user_remove": user_remove, "token_add": token_add, "audit": audit, "mapping": mapping,
     "mapping_preview": mapping_preview, "mapping_test": mapping_test,
-    "mapping_save": mapping_save,
+    "mapping_save": mapping_save, **SIGNIN_HANDLERS,
 }

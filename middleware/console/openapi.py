@@ -23,6 +23,8 @@ _QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
                      ("reason", _TEXT), ("subject", _TEXT)],
     "xref_search": [("namespace", _TEXT), ("key", _TEXT), ("limit", _range(1, 500)),
                     ("offset", _range(0, 1_000_000))],
+    "oidc_callback": [(name, {"type": "string", "maxLength": 4096})
+                      for name in ("code", "state", "error", "error_description")],
     "audit": [("limit", _range(1, 10_000)), ("offset", _range(0, 10_000_000)),
               ("actor", _TEXT), ("action", _TEXT),
               ("format", {"type": "string", "enum": ["json", "ndjson"]})],
@@ -60,6 +62,9 @@ def document() -> dict[str, Any]:
         if endpoint.name in ("user_add", "token_add"):
             operation["responses"]["201"] = {"description": "Created", "content": {
                 "application/json": {"schema": {"type": "object"}}}}
+        if endpoint.name in ("oidc_start", "oidc_callback"):
+            operation["responses"]["303"] = {"description": "Redirect (to the provider, the "
+                                             "console, or the sign-in page with the reason)"}
         if endpoint.name == "audit":
             operation["responses"]["200"]["content"]["application/x-ndjson"] = {
                 "schema": {"type": "string"}}

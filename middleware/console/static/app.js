@@ -80,11 +80,19 @@ function showLogin() {
         { name: form.elements.name.value, password: form.elements.password.value });
       state.csrf = answer.csrf_token;
       await loadMe();
-      if (!location.hash || location.hash === "#/login") location.hash = "#/overview";
+      if (!location.hash || /^#\/(login|signin-error)/.test(location.hash)) location.hash = "#/overview";
       else route();
     } catch (error) { fail(error.message); }
   });
   $("#page").replaceChildren(form);
+  const signinError = location.hash.match(/^#\/signin-error\/(.*)$/);
+  if (signinError) fail(`Single sign-on failed: ${decodeURIComponent(signinError[1])}`);
+  api("GET", "/api/v1/login").then((options) => {
+    if (options.oidc) {
+      form.append(el("p", { class: "or" }, "or"),
+        el("a", { class: "button", id: "oidc-start", href: options.oidc.start }, `Sign in with ${options.oidc.label}`));
+    }
+  }).catch(() => { /* password sign-in still works */ });
   form.elements.name.focus();
 }
 
