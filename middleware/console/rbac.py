@@ -126,9 +126,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("routes", "GET", "/api/v1/routes", Permission.ROUTES_READ,
              "Every route with its live state: queues, DLQ and oldest age, rates, sync lag"),
     Endpoint("route", "GET", "/api/v1/routes/{route}", Permission.ROUTES_READ,
-             "One route's live state and configuration"),
+             "One route: live state, retry tier depths, recent failures, the mapping in use"),
     Endpoint("errors", "GET", "/api/v1/errors", Permission.ERRORS_READ,
-             "Recent failures across routes (newest first), without bodies"),
+             "Failures across routes (newest first), without bodies: searched by text, "
+             "route, stage and error class, paged"),
     Endpoint("dead_letters", "GET", _DL, Permission.DLQ_READ,
              "A route's dead letters, filtered and paged"),
     Endpoint("dead_letter", "GET", _DL + "/{id}", Permission.DLQ_READ,

@@ -28,6 +28,8 @@ from middleware.console.oidc import FLOW_COOKIE, FLOW_SECONDS, Identity, OidcCli
 __all__ = ["SIGNIN_HANDLERS", "sync_user"]
 
 _HOME = "/console/#/overview"
+_PARAM_MAX = 2048
+"""Longest callback parameter (the OpenAPI document says the same)."""
 
 
 def _client(context: Context) -> OidcClient:
@@ -85,7 +87,11 @@ def sync_user(context: Context, identity: Identity) -> None:
 
 async def oidc_callback(request: Request, _p: Principal | None, context: Context) -> Response:
     client = _client(context)
-    params = {key: value[:4096] for key, value in request.query_params.items()}
+    params = dict(request.query_params.items())
+    long = sorted(key for key, value in params.items() if len(value) > _PARAM_MAX)
+    if long:
+        raise ApiError(400, f"query parameter(s) {', '.join(long)} longer than {_PARAM_MAX} "
+                            f"characters: not an answer of an OpenID Connect provider")
 
     def finish() -> tuple[str, str]:
         identity = client.finish(params, request.cookies.get(FLOW_COOKIE))

@@ -157,10 +157,23 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
                    'X-CSRF-Token': me.csrf_token}, body: JSON.stringify({ids: [id]})});
                  return answer.status; }""", [route, ids[0]])
         assert status == 403
-        page.goto(f"{url}/console/#/errors")
-        page.get_by_role("table", name="Recent errors").wait_for()
+        page.goto(f"{url}/console/#/route/{route}")
+        page.get_by_role("table", name="Retry tiers").wait_for()
+        page.get_by_role("table", name="Recent failures of this route").wait_for()
+        _axe(page, axe_source, "route detail")
+        _shot(page, "route-detail", tmp_path)
+        # the errors page: searched from the keyboard, a failure opens its dead letter
+        page.get_by_role("link", name="Search its failures").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("2 failure(s); showing 1-2").wait_for()
+        page.get_by_label("Text", exact=True).fill(ids[1])
+        page.get_by_label("Text", exact=True).press("Enter")
+        page.get_by_text("1 failure(s); showing 1-1").wait_for()
         _axe(page, axe_source, "errors")
         _shot(page, "errors", tmp_path)
+        page.get_by_role("link", name=ids[1]).focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name=f"Dead letter {ids[1]}").wait_for()
         page.close()
 
         # an operator replays one dead letter, from the keyboard only

@@ -129,14 +129,14 @@ async function overview(page) {
         data.routes.map((r) => {
           const q = r.queues || {};
           return el("tr", {},
-            el("th", { scope: "row" }, el("a", { href: `#/dead-letters/${encodeURIComponent(r.route)}` }, r.route)),
+            el("th", { scope: "row" }, el("a", { href: `#/route/${encodeURIComponent(r.route)}` }, r.route)),
             el("td", { class: "num" }, fmtNum(r.rate_in, 1)),
             el("td", { class: "num" }, fmtNum(r.delivered_rate, 1)),
             el("td", { class: "num" }, fmtNum(r.failed_rate, 1)),
             el("td", { class: "num" }, fmtAge(r.lag_p95)),
             el("td", { class: "num" }, fmtNum(q.ready)),
             el("td", { class: "num" }, fmtNum(q.retry)),
-            el("td", { class: "num" }, fmtNum(q.dlq)),
+            el("td", { class: "num" }, q.dlq ? el("a", { href: `#/dead-letters/${encodeURIComponent(r.route)}`, "aria-label": `${q.dlq} dead letters of ${r.route}` }, fmtNum(q.dlq)) : fmtNum(q.dlq)),
             el("td", { class: "num" }, fmtAge(q.dlq_age)),
             el("td", { class: "num" }, fmtNum(r.in_flight)),
             el("td", { class: "num" }, fmtNum(r.consumers)));
@@ -147,7 +147,7 @@ async function overview(page) {
   state.timer = setInterval(refresh, 5000);
 }
 
-async function deadLetters(page, routeName) {
+async function deadLetters(page, routeName, openId) {
   const routes = (await api("GET", "/api/v1/routes")).routes.map((r) => r.route);
   const chosen = routeName && routes.includes(routeName) ? routeName : routes[0];
   const select = el("select", { id: "dl-route" }, routes.map((r) =>
@@ -270,6 +270,7 @@ async function deadLetters(page, routeName) {
   }
 
   await load();
+  if (openId) await show(openId);
 }
 
 async function studio(page, routeName) {
@@ -348,17 +349,6 @@ async function studio(page, routeName) {
   if (data.problems.length) fail(data.problems.map((p) => p.text).join("\n"));
 }
 
-async function errors(page) {
-  const data = await api("GET", "/api/v1/errors?limit=200");
-  page.append(el("h1", {}, "Errors"),
-    el("p", { class: "muted" }, "The newest failures across your routes (dead letters), newest first."),
-    table("Recent errors", ["When", "Route", "Id", "Type", "Stage", "Reason", "Error"],
-      data.errors.map((e) => el("tr", {},
-        el("td", {}, e.failed_at || "-"), el("td", {}, e.route), el("th", { scope: "row" }, e.id),
-        el("td", {}, e.type), el("td", {}, e.stage || "-"), el("td", {}, e.reason),
-        el("td", {}, e.error || "-")))));
-}
-
 async function xref(page) {
   const ns = el("input", { id: "xr-ns", placeholder: "crm.customer" });
   const key = el("input", { id: "xr-key" });
@@ -427,13 +417,13 @@ async function users(page) {
       el("th", { scope: "row" }, u.name), el("td", {}, u.role), el("td", {}, u.routes.join(", ") || "all")))));
 }
 
-const PAGES = { overview, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
+const PAGES = { overview, route: routeDetail, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
 
 async function route() {
   stopTimer();
   clearMessages();
   if (!state.me) { showLogin(); return; }
-  const [name, arg] = location.hash.replace(/^#\//, "").split("/");
+  const [name, arg, arg2] = location.hash.replace(/^#\//, "").split("/");
   const render = PAGES[name] || overview;
   for (const link of document.querySelectorAll("nav a")) {
     if (link.getAttribute("href") === `#/${name || "overview"}`) link.setAttribute("aria-current", "page");
@@ -441,7 +431,7 @@ async function route() {
   }
   const page = el("div", {});
   $("#page").replaceChildren(page);
-  try { await render(page, arg && decodeURIComponent(arg)); } catch (error) { fail(error.message); }
+  try { await render(page, arg && decodeURIComponent(arg), arg2 && decodeURIComponent(arg2)); } catch (error) { fail(error.message); }
   $("#main").focus();
 }
 
