@@ -22,6 +22,7 @@ from middleware.console.audit import as_json, record
 from middleware.console.auth import SESSION_COOKIE, LoginThrottled, Principal, hash_password
 from middleware.console.bodies import (
     EditReplayBody,
+    LinkBody,
     LoginBody,
     MappingPreviewBody,
     MappingSaveBody,
@@ -206,6 +207,12 @@ async def purge(request: Request, principal: Principal | None, context: Context)
     return JSONResponse({"purged": count})
 
 
+def _link(body: LinkBody) -> Link:
+    lookup = {} if body.remove_lookup else (body.lookup.model_dump() if body.lookup else None)
+    return Link(body.target, body.source, body.transform, body.map, lookup, body.when,
+                body.else_)
+
+
 def _studio_route(request: Request, context: Context) -> str:
     name = str(request.path_params["route"])
     if context.studio.path(name) is None:
@@ -240,8 +247,7 @@ async def mapping_save(request: Request, principal: Principal | None, context: C
         if text is None:
             current = context.studio.read(name)["yaml"]
             try:
-                text = with_links(current, [Link(link.target, link.source)
-                                            for link in body.links or ()])
+                text = with_links(current, [_link(link) for link in body.links or ()])
             except (ConfigError, YAMLError) as exc:
                 return current, current, [{"message": f"cannot write the links: {exc}"}]
         before, problems = context.studio.save(name, text)

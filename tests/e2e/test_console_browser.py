@@ -22,7 +22,11 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from middleware.broker.ingest import publish_envelopes
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.broker.topology import dlq_name
+from middleware.config.models import BrokerConfig
+from middleware.envelope import Envelope
 from tests.e2e.conftest import DaemonProcess, free_port
 from tests.integration.console.test_mapping_studio_api import write_studio
 from tests.integration.helpers import drain, publish_events, queue_count, wait_until
@@ -81,6 +85,17 @@ class Target:
             self.accepted.append(request.headers.get("idempotency-key", "")
                                  or orjson.loads(body).get("n", ""))
         return json_response({"id": "ERP-1"})
+
+
+def _publish(amqp_url: str, type_: str, data: dict[str, Any]) -> list[str]:
+    publisher = Publisher(BrokerConfig(url=amqp_url))
+    assert publisher.start(wait=10)
+    envelope = Envelope.new(source="crm/test", type=type_, subject="S-1", data=data)
+    try:
+        publish_envelopes(publisher, [envelope], timeout=30)
+    finally:
+        publisher.stop()
+    return [envelope.id]
 
 
 def _add_user(config: Path, name: str, role: str) -> None:
@@ -197,16 +212,36 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
         assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
         assert len(target.accepted) == 1  # exactly once; the other dead letter stayed
 
-        # an integrator links three fields in the mapping studio and saves
+        # an order event the mapped route refuses (customer_no is no text): a dead letter there
+        [refused] = _publish(amqp_url, f"{prefix}.order.updated", {"customer_no": 7, "n": 1})
+        assert wait_until(lambda: queue_count(amqp_url, dlq_name(mapped)) == 1, 20)
+
+        # an integrator links three fields in the mapping studio (one by dragging, two from the
+        # keyboard), gives one a transform, previews on the dead letter and saves
         page = browser.new_page()
         _sign_in(page, url, "ivy")
         page.goto(f"{url}/console/#/mapping/{mapped}")
         page.get_by_role("heading", name="Source fields").wait_for()
-        for source, field in (("name", "full_name"), ("n", "number"), ("email", "mail")):
+        page.get_by_role("button", name="name", exact=True).drag_to(
+            page.locator("li[data-target='full_name']"))
+        page.get_by_text("name → full_name").wait_for()
+        for source, field in (("n", "number"), ("email", "mail")):
             page.get_by_role("button", name=source, exact=True).focus()
             page.keyboard.press("Enter")
             page.get_by_role("button", name=f"Link to {field}").focus()
             page.keyboard.press("Enter")
+        page.get_by_role("button", name="Details of full_name").focus()
+        page.keyboard.press("Enter")
+        page.get_by_label("Transform", exact=True).select_option("trim")
+        page.get_by_role("button", name="Add step").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Apply to link").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("name → full_name (1 transform(s))").wait_for()
+        page.get_by_label("Sample from a dead letter of this route").select_option(refused)
+        page.get_by_role("button", name="Preview on it").click()
+        page.get_by_text(f"Previewed on dead letter {refused}").wait_for()
+        assert "customer_no" in page.locator("#st-sample").input_value()
         _axe(page, axe_source, "mapping studio")
         page.get_by_role("button", name="Save links").click()
         page.get_by_text("Saved 3 link(s)").wait_for()
@@ -219,6 +254,7 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
                                str(mapping.parent)], capture_output=True,
                               timeout=60).returncode == 0
         assert "# the business key" in mapping.read_text()
+        assert "transform: [trim]" in mapping.read_text() or "- trim" in mapping.read_text()
         deadline_ok = wait_until(lambda: "mapping.reloaded" in daemon.log.read_text(), 15)
         assert deadline_ok, daemon.log.read_text()[-2000:]
         publish_events(amqp_url, prefix, 1, entity="order")
