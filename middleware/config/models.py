@@ -341,7 +341,8 @@ class ConsoleConfig(_Strict):
     )
     login_attempts: int = Field(
         5, ge=1, description="Failed logins allowed per user name and per client address "
-                             "within 'login_window' before 429."
+                             "within 'login_window' before 429 (counted in the store: "
+                             "replicas share the count)."
     )
     login_window: float = Field(
         300.0, gt=0, description="Seconds over which failed logins are counted."
