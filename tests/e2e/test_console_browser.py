@@ -31,6 +31,7 @@ from tests.e2e.conftest import DaemonProcess, free_port
 from tests.integration.console.test_mapping_studio_api import write_studio
 from tests.integration.helpers import drain, publish_events, queue_count, wait_until
 from tests.integration.rest_helpers import Peer, json_response
+from tests.unit.console.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 pytestmark = pytest.mark.e2e
 
@@ -135,8 +136,13 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
     target = Target()
     route, mapped = f"{prefix}-crm", f"{prefix}-map"
     mapping = write_studio(tmp_path / "studio")
-    with Peer(target) as peer:
+    with Peer(target) as peer, Provider() as provider:
         port = free_port()
+        provider.user = {"sub": "u-7", "preferred_username": "sso-sam", "groups": ["sales"]}
+        oidc = {"issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "redirect_url": f"http://127.0.0.1:{port}/api/v1/oidc/callback",
+                "label": "Test SSO", "roles": [{"value": "sales", "role": "viewer",
+                                                "routes": [route]}]}
         daemon = daemon_process(
             [{"name": route, "bind": [f"{prefix}.customer.*"],
               "target": {"type": "rest", "method": "POST", "url": f"{peer.url}/accounts",
@@ -144,7 +150,7 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
              {"name": mapped, "bind": [f"{prefix}.order.*"], "mapping": str(mapping),
               "target": {"type": "amqp", "exchange": out_queue, "routing_key": "erp.order",
                          "queue": out_queue}}],
-            console={"enabled": True, "port": port, "secure_cookies": False})
+            console={"enabled": True, "port": port, "secure_cookies": False, "oidc": oidc})
         for name, role in (("vera", "viewer"), ("otto", "operator"), ("ivy", "integrator"),
                            ("ada", "admin")):
             _add_user(daemon.config, name, role)
@@ -235,6 +241,9 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
         page.get_by_label("Transform", exact=True).select_option("trim")
         page.get_by_role("button", name="Add step").focus()
         page.keyboard.press("Enter")
+        page.get_by_role("button", name="Remove step trim").wait_for()
+        _axe(page, axe_source, "mapping studio, link editor")
+        _shot(page, "mapping-studio", tmp_path)
         page.get_by_role("button", name="Apply to link").focus()
         page.keyboard.press("Enter")
         page.get_by_text("name → full_name (1 transform(s))").wait_for()
@@ -247,7 +256,7 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
         page.get_by_text("Saved 3 link(s)").wait_for()
         page.get_by_role("button", name="Run tests").click()
         page.get_by_text("1 of 1 test case(s) passed").wait_for()
-        _shot(page, "mapping-studio", tmp_path)
+        page.get_by_text("(now: name, trim)").wait_for()  # the saved rule, as the page shows it
         page.close()
         # the saved YAML passes the CLI's test, and the daemon maps the next event with it
         assert subprocess.run([sys.executable, "-m", "middleware", "mapping", "test",
@@ -278,4 +287,18 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
             page.get_by_role("heading", name=heading, exact=True).wait_for()
             _axe(page, axe_source, name)
             _shot(page, name, tmp_path)
+        page.close()
+
+        # single sign-on: the provider's "sales" group is a viewer limited to one route
+        page = browser.new_page()
+        page.goto(f"{url}/console/")
+        sso = page.get_by_role("link", name="Sign in with Test SSO")
+        sso.wait_for()
+        _axe(page, axe_source, "sign-in")
+        _shot(page, "sign-in", tmp_path)
+        sso.focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("oidc:sso-sam (viewer)").wait_for()
+        page.get_by_role("link", name=route, exact=True).wait_for()
+        assert page.get_by_role("link", name=mapped, exact=True).count() == 0
         page.close()

@@ -131,7 +131,17 @@ async function studio(page, routeName) {
     drawLinks();
     say(`Linked ${from} to ${target}. Add details or save to write it into the YAML.`);
   }
-  const rule = (name) => { const r = data.fields[name]; return r === undefined ? "unmapped" : (typeof r === "string" ? r : (r.from || JSON.stringify(r))); };
+  const rule = (name) => {
+    const r = data.fields[name];
+    if (r === undefined) return "unmapped";
+    if (typeof r === "string") return r;
+    const parts = [r.from ? [].concat(r.from).join(" + ") : (r.expr ? `expr ${r.expr}` : JSON.stringify(r))];
+    if (r.transform) parts.push(r.transform.map((s) => (typeof s === "string" ? s : JSON.stringify(s))).join(" | "));
+    if (r.map) parts.push("value map");
+    if (r.lookup) parts.push(`lookup ${r.lookup.xref}`);
+    if (r.when) parts.push(`when ${r.when}`);
+    return parts.join(", ");
+  };
   const sourceItem = (f) => {
     const button = el("button", { type: "button", class: "secondary", draggable: "true", "data-source": f, "aria-pressed": "false", on: {
       click: (e) => pick(e.currentTarget, f),
