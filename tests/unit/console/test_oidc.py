@@ -214,3 +214,20 @@ def test_oidc_does_not_take_over_a_local_user(provider: Provider, store: Console
     store.add_user("oidc:ana", "argon2-hash-of-a-local-user", "admin")
     with _console(provider, store) as client:
         assert "a local user named" in _refused(_sign_in(client), client)
+
+
+def test_oidc_hostile_callbacks_are_refused_with_a_reason(
+        provider: Provider, store: ConsoleStore) -> None:
+    with _console(provider, store) as client:
+        for garbage in ("%%%", "e30=", "x" * 5000, "eyJzdGF0ZSI6IDF9"):
+            client.cookies.set(FLOW_COOKIE, garbage)
+            assert "not started in this browser" in _refused(
+                client.get("/api/v1/oidc/callback?code=c&state=s"), client)
+            client.cookies.clear()
+        too_long = client.get("/api/v1/oidc/callback", params={"code": "c" * 3000})
+        assert too_long.status_code == 400 and "longer than 2048" in too_long.json()["error"]
+        # the provider's own text is shown as text by the page, and stays bounded here
+        script = "<script>alert(1)</script>" * 20
+        reason = _refused(client.get("/api/v1/oidc/callback",
+                                     params={"error": "x", "error_description": script}), client)
+        assert len(reason) < 300 and reason.startswith("the identity provider did not sign")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from middleware.console.studio import TRANSFORMS, Link, with_links
+from middleware.console.studio import TRANSFORMS, Link, Studio, with_links
 from middleware.mapping.loader import load_mapping
 
 TEXT = """# keep me
@@ -58,3 +58,17 @@ def test_studio_offers_every_registered_transform_with_its_argument_need() -> No
     by_name = {t["name"]: t for t in TRANSFORMS}
     assert by_name["trim"]["argument"] is False and by_name["prefix"]["argument"] is True
     assert by_name["prefix"]["example"]
+
+
+def test_studio_refuses_a_link_the_engine_cannot_run_and_keeps_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(TEXT)
+    studio = Studio({"r": path})
+    for link, expected in (
+            (Link("name", "full_name", lookup={"xref": "not a direction"}),
+             "lookup.xref: bad format"),
+            (Link("name", "full_name", transform=["uppercase"]), "unknown transform 'uppercase'")):
+        before, problems = studio.save("r", with_links(TEXT, [link]))
+        assert before == TEXT and path.read_text() == TEXT
+        texts = " ".join(str(p["text"]) for p in problems)
+        assert expected in texts, texts
