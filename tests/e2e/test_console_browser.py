@@ -287,6 +287,22 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
             page.get_by_role("heading", name=heading, exact=True).wait_for()
             _axe(page, axe_source, name)
             _shot(page, name, tmp_path)
+        # the admin adds a user, changes its role, issues it a token and removes it
+        page.get_by_label("Name", exact=True).fill("uma")
+        page.get_by_label("Role", exact=True).select_option("viewer")
+        page.get_by_label("Name", exact=True).press("Enter")
+        page.get_by_text("Added uma (viewer)").wait_for()
+        page.get_by_label("Role of uma").select_option("operator")
+        page.get_by_role("button", name="Save uma").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("Saved uma: operator").wait_for()
+        page.once("dialog", lambda dialog: dialog.accept("ci"))
+        page.get_by_role("button", name="New token for uma").click()
+        assert page.locator("#new-token").inner_text().startswith("sbt_")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Remove uma").click()
+        page.get_by_text("Removed uma.").wait_for()
+        assert page.get_by_role("row").filter(has_text="uma").count() == 0
         page.close()
 
         # single sign-on: the provider's "sales" group is a viewer limited to one route

@@ -333,14 +333,6 @@ async function audit(page) {
   await load();
 }
 
-async function users(page) {
-  const data = await api("GET", "/api/v1/users");
-  page.append(el("h1", {}, "Users"),
-    el("p", { class: "muted" }, "Add and change users here or with 'silobridge users'."),
-    table("Users", ["Name", "Role", "Routes"], data.users.map((u) => el("tr", {},
-      el("th", { scope: "row" }, u.name), el("td", {}, u.role), el("td", {}, u.routes.join(", ") || "all")))));
-}
-
 const PAGES = { overview, route: routeDetail, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
 
 async function route() {
