@@ -129,7 +129,8 @@ class Authenticator:
             return None
         assert user is not None
         self.limiter.succeeded(keys[0])
-        return self.new_session(user.name, now)
+        return self.new_session(user.name, time.time())  # the TTL runs from issue, not from
+        # the start of a request whose argon2 check can take seconds on a busy host
 
     def new_session(self, user: str, now: float) -> tuple[str, str]:
         """A session (cookie value, CSRF token) for a user already authenticated."""
