@@ -8,11 +8,12 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from middleware.config.models import Config, StoreConfig
+from middleware.config.models import Config, RouteConfig, StoreConfig
 from middleware.console.api import Context, api_routes
 from middleware.console.auth import Authenticator
 from middleware.console.handlers import HANDLERS
 from middleware.console.livestate import LiveState
+from middleware.console.routedetail import mapping_in_use
 from middleware.console.store import open_console_store
 from middleware.console.studio import Studio
 from tests.ports import free_port
@@ -38,3 +39,19 @@ def test_route_detail_without_a_broker_answers_with_unknowns(tmp_path: Path) -> 
     detail = answer.json()
     assert detail["recent_failures"] is None and detail["mapping"] is None
     assert [(t["tier"], t["depth"]) for t in detail["retry"]["tiers"]] == [(1, None), (2, None)]
+
+
+def test_route_detail_mapping_in_use_shows_rules_only_to_roles_that_read_mappings(
+        tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("mapping: m\nfields:\n  code: customer_no\n"
+                    "  name: {from: n, transform: [trim]}\n")
+    route = RouteConfig.model_validate({"name": "crm", "bind": ["crm.#"], "mapping": "m.yaml",
+                                        "target": {"type": "amqp", "exchange": "o",
+                                                   "routing_key": "x"}})
+    studio = Studio({"crm": path})
+    assert mapping_in_use(studio, route, rules=False) == {"file": "m.yaml"}
+    shown = mapping_in_use(studio, route, rules=True)
+    assert shown is not None and shown["problems"] == []
+    assert shown["rules"] == {"code": {"from": "customer_no"},
+                              "name": {"from": "n", "transform": ["trim"]}}
