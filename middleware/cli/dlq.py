@@ -1,4 +1,9 @@
-"""``silobridge dlq list|show|replay|purge`` and ``silobridge peek``: operating dead letters."""
+"""``silobridge dlq list|show|replay|purge`` and ``silobridge peek``: operating dead letters.
+
+``list``, ``show``, ``replay`` and ``purge`` go through a running daemon's admin API when one
+is named and a token is given (``adminapi``), so roles and the audit log apply; otherwise, or
+when the API cannot be reached, straight to the broker as before.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ import orjson
 
 from middleware.broker import dlq
 from middleware.broker.topology import dlq_name
+from middleware.cli.adminapi import add_api_argument
 from middleware.cli.common import (
     add_config_argument,
     add_json_argument,
     config_from_args,
     print_json,
 )
+from middleware.cli.dlq_api import list_via, purge_via, replay_via, show_via, through_api
 from middleware.config.models import Config
 
 __all__ = ["register"]
@@ -76,6 +83,8 @@ def register(sub: Any) -> None:
 
     for parser in (listing, show, replay, drop, purge, migrate, peek):
         add_config_argument(parser, required=False)
+    for parser in (listing, show, replay, purge):
+        add_api_argument(parser)
 
 
 def _check_route(config: Config, route: str) -> bool:
@@ -91,6 +100,9 @@ def _list(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if not _check_route(config, args.route):
         return 2
+    via = through_api(args, config, list_via)
+    if via is not None:
+        return via
     letters = dlq.browse(config.broker, dlq_name(args.route), args.limit)
     if args.json:
         print_json([_summary(letter) for letter in letters])
@@ -126,6 +138,9 @@ def _age(seconds: float | None) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    via = through_api(args, config, show_via)
+    if via is not None:
+        return via
     routes = [args.route] if args.route else [r.name for r in config.routes]
     for route in routes:
         for letter in dlq.browse(config.broker, dlq_name(route)):
@@ -160,6 +175,9 @@ def _replay(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if not _check_route(config, args.route):
         return 2
+    via = through_api(args, config, replay_via)
+    if via is not None:
+        return via
     ids = None if args.all else set(args.ids)
     result = dlq.replay(config.broker, args.route, ids, dry_run=args.dry_run)
     verb = "would replay" if args.dry_run else "replayed"
@@ -204,6 +222,9 @@ def _purge(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
+    via = through_api(args, config, purge_via)
+    if via is not None:
+        return via
     print(f"purged {dlq.purge(config.broker, args.route)} dead letter(s)")
     return 0
 

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from middleware.config.models import Config
 from middleware.console.auth import SESSION_COOKIE, Authenticator, Principal
 from middleware.console.livestate import LiveState
+from middleware.console.oidc import OidcClient
 from middleware.console.rbac import ENDPOINTS, Endpoint, allowed
 from middleware.console.store import ConsoleStore
 from middleware.console.studio import Studio
@@ -56,6 +57,8 @@ class Context:
     live: LiveState
     secure_cookies: bool
     studio: Studio
+    oidc: OidcClient | None = None
+    """The OpenID Connect provider, when ``console.oidc`` is configured."""
 
     @property
     def route_names(self) -> list[str]:

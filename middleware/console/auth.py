@@ -6,8 +6,8 @@ request on a session must also carry the session's CSRF token in ``X-CSRF-Token`
 sends ``Authorization: Bearer <token>`` instead: nothing ambient, so no CSRF token is needed.
 Sessions and tokens are stored as SHA-256 digests and die with their user.
 
-Failed logins are counted per user name and per client address over a sliding window, in this
-process (each replica counts its own; a password of argon2 cost makes guessing slow anyway).
+Failed logins are counted per user name and per client address over a sliding window, in the
+console store, so replicas sharing it share the count.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -77,40 +75,27 @@ class Principal:
 
 
 class LoginLimiter:
-    """Sliding-window count of failed logins per key (a user name, a client address)."""
+    """Failed logins per key (a user name, a client address) over a sliding window, counted in
+    the console store, so every replica sharing the store sees the same count (a guesser
+    cannot multiply the allowance by the number of replicas)."""
 
-    def __init__(self, attempts: int, window: float) -> None:
-        self._attempts, self._window = attempts, window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, store: ConsoleStore, attempts: int, window: float) -> None:
+        self._store, self._attempts, self._window = store, attempts, window
 
     def retry_after(self, keys: list[str], now: float) -> int | None:
         """Seconds until one more attempt is allowed, or None when it is allowed now."""
-        with self._lock:
-            waits = []
-            for key in keys:
-                failures = self._recent(key, now)
-                if len(failures) >= self._attempts:
-                    waits.append(failures[0] + self._window - now)
-            return max(1, int(max(waits)) + 1) if waits else None
+        waits = []
+        for key in keys:
+            count, oldest_ends = self._store.login_failures(key, now)
+            if count >= self._attempts and oldest_ends is not None:
+                waits.append(oldest_ends - now)
+        return max(1, int(max(waits)) + 1) if waits else None
 
     def failed(self, keys: list[str], now: float) -> None:
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
+        self._store.add_login_failure(keys, now, self._window)
 
     def succeeded(self, name_key: str) -> None:
-        with self._lock:
-            self._failures.pop(name_key, None)
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self._window:
-            failures.popleft()
-        if not failures and len(self._failures) > 100_000:  # bound memory under a spray
-            self._failures.clear()
-            failures = self._failures.setdefault(key, deque())
-        return failures
+        self._store.clear_login_failures(name_key)
 
 
 class LoginThrottled(Exception):
@@ -125,7 +110,7 @@ class Authenticator:
     def __init__(self, store: ConsoleStore, config: ConsoleConfig) -> None:
         self.store = store
         self.config = config
-        self.limiter = LoginLimiter(config.login_attempts, config.login_window)
+        self.limiter = LoginLimiter(store, config.login_attempts, config.login_window)
 
     def login(self, name: str, password: str, client: str) -> tuple[str, str] | None:
         """A new session (cookie value, CSRF token) for good credentials, else None.
@@ -135,17 +120,22 @@ class Authenticator:
         """
         now = time.time()
         keys = [f"user:{name}", f"client:{client}"]
-        wait = self.limiter.retry_after(keys, time.monotonic())
+        wait = self.limiter.retry_after(keys, now)
         if wait is not None:
             raise LoginThrottled(wait)
         user = self.store.user(name)
         if not _verify(user.password if user else None, password):
-            self.limiter.failed(keys, time.monotonic())
+            self.limiter.failed(keys, time.time())
             return None
         assert user is not None
         self.limiter.succeeded(keys[0])
+        return self.new_session(user.name, time.time())  # the TTL runs from issue, not from
+        # the start of a request whose argon2 check can take seconds on a busy host
+
+    def new_session(self, user: str, now: float) -> tuple[str, str]:
+        """A session (cookie value, CSRF token) for a user already authenticated."""
         session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self.store.add_credential(digest(session), "session", user.name, csrf=csrf,
+        self.store.add_credential(digest(session), "session", user, csrf=csrf,
                                   expires=now + self.config.session_ttl)
         return session, csrf
 

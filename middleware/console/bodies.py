@@ -3,7 +3,7 @@ schemas) and the readers that turn bad input into 400/413/422 answers naming the
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,7 +21,7 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class LoginBody(_Body):
@@ -57,9 +57,26 @@ class MappingTestBody(_Body):
                              description="A candidate mapping text; none: the saved file.")
 
 
+class LookupBody(_Body):
+    xref: str = Field(min_length=1, max_length=255,
+                      description="Link direction, e.g. 'crm.customer -> erp.account'.")
+    on_missing: Literal["fail", "retry", "default", "passthrough"] = Field(
+        "fail", description="What a miss does.")
+
+
 class LinkBody(_Body):
     target: str = Field(min_length=1, max_length=255, description="Target field name.")
     source: str = Field(min_length=1, max_length=255, description="Source path, e.g. a.b[0].c.")
+    transform: list[str | dict[str, Any]] | None = Field(
+        None, max_length=50, description="Transform steps in order, as in the YAML (e.g. "
+        "'trim' or {'prefix': 'CRM-'}); [] removes them; none: keep the rule's.")
+    map: dict[str, Any] | None = Field(
+        None, max_length=1000, description="Value map (source value -> target value); {} "
+        "removes it; none: keep the rule's.")
+    lookup: LookupBody | None = Field(None, description="Cross-reference lookup to set.")
+    remove_lookup: bool = Field(False, description="Remove the rule's lookup.")
+    when: str | None = Field(None, max_length=2000, description="CEL condition; '' removes it.")
+    else_: Any = Field(None, alias="else", description="Value when the condition is false.")
 
 
 class MappingSaveBody(_Body):

@@ -23,8 +23,8 @@ from middleware.config.models import BrokerConfig
 from middleware.console.rbac import BodyView
 from middleware.log import mask_sensitive
 
-__all__ = ["MASK", "NotFound", "edit_replay", "filtered", "find", "masked", "recent_errors",
-           "summary", "view"]
+__all__ = ["MASK", "NotFound", "edit_replay", "filtered", "find", "masked", "matching",
+           "recent_errors", "summary", "view"]
 
 MASK = "***"
 BROWSE_LIMIT = 1000
@@ -126,11 +126,28 @@ def edit_replay(broker: BrokerConfig, route: str, message_id: str, body: bytes) 
     raise NotFound(message_id)
 
 
-def recent_errors(broker: BrokerConfig, routes: list[str], limit: int) -> list[dict[str, Any]]:
-    """The newest failures across ``routes``' DLQs, summaries only."""
+def recent_errors(broker: BrokerConfig, routes: list[str], limit: int | None
+                  ) -> list[dict[str, Any]]:
+    """The newest failures across ``routes``' DLQs, summaries only (all of them: None)."""
     found: list[dict[str, Any]] = []
     for route in routes:
         found.extend(summary(letter, route)
                      for letter in browse(broker, dlq_name(route), BROWSE_LIMIT))
     found.sort(key=lambda item: item["failed_at"] or "", reverse=True)
-    return found[:limit]
+    return found if limit is None else found[:limit]
+
+
+_SEARCHED = ("id", "type", "subject", "reason", "error", "stage", "route")
+
+
+def matching(found: list[dict[str, Any]], text: str | None, stage: str | None,
+             error: str | None) -> list[dict[str, Any]]:
+    """Summaries containing ``text`` (any case) in a searched field, at a stage, of an error
+    class. The search runs over the summaries as every role sees them (masked), so a search
+    cannot reveal a masked value by whether it matches."""
+    needle = text.casefold() if text else None
+    return [item for item in found
+            if (stage is None or item["stage"] == stage)
+            and (error is None or item["error"] == error)
+            and (needle is None or any(needle in str(item[key] or "").casefold()
+                                       for key in _SEARCHED))]

@@ -16,11 +16,13 @@ from starlette.responses import JSONResponse, Response
 from middleware import headers as h
 from middleware.broker import dlq
 from middleware.console import deadletters as letters
+from middleware.console import routedetail as detail
 from middleware.console.api import ApiError, Context, Handler
 from middleware.console.audit import as_json, record
 from middleware.console.auth import SESSION_COOKIE, LoginThrottled, Principal, hash_password
 from middleware.console.bodies import (
     EditReplayBody,
+    LinkBody,
     LoginBody,
     MappingPreviewBody,
     MappingSaveBody,
@@ -36,7 +38,8 @@ from middleware.console.bodies import (
     read,
 )
 from middleware.console.openapi import document
-from middleware.console.rbac import GRANTS, Role, body_view
+from middleware.console.rbac import GRANTS, Permission, Role, allowed, body_view
+from middleware.console.signin import SIGNIN_HANDLERS
 from middleware.console.store import User, XrefLink
 from middleware.console.studio import Link, with_links
 from middleware.envelope import Envelope
@@ -97,19 +100,37 @@ async def routes(_request: Request, principal: Principal | None, context: Contex
     return JSONResponse({"routes": rows})
 
 
-async def route(request: Request, _p: Principal | None, context: Context) -> Response:
+async def route(request: Request, principal: Principal | None, context: Context) -> Response:
     name = request.path_params["route"]
-    rows = await run_in_threadpool(context.live.routes, [name])
     config = next(r for r in context.config.routes if r.name == name)
-    return JSONResponse({**rows[0], "bind": config.bind, "mapping": config.mapping,
-                         "reverse": config.reverse, "target": config.target.type})
+    may_read_rules = allowed(_who(principal).role, Permission.MAPPING_READ)
+
+    def gather() -> dict[str, object]:
+        row = context.live.routes([name])[0]
+        return {**row, "bind": config.bind, "reverse": config.reverse,
+                "target": config.target.type,
+                "retry": detail.retry_tiers(context.config, config),
+                "recent_failures": detail.recent_failures(context.config, name),
+                "mapping": detail.mapping_in_use(context.studio, config, may_read_rules)}
+
+    return JSONResponse(await run_in_threadpool(gather))
 
 
 async def errors(request: Request, principal: Principal | None, context: Context) -> Response:
-    limit = query_int(request, "limit", 100, 1, 500)
+    limit, offset = query_int(request, "limit", 100, 1, 500), query_int(request, "offset", 0, 0,
+                                                                         100_000)
+    visible = _visible(_who(principal), context)
+    wanted = query_text(request, "route")
+    if wanted is not None and wanted not in visible:
+        raise ApiError(404, f"no route {wanted!r} among yours; GET /api/v1/routes lists them")
     found = await run_in_threadpool(letters.recent_errors, context.config.broker,
-                                    _visible(_who(principal), context), limit)
-    return JSONResponse({"errors": found})
+                                    [wanted] if wanted else visible, None)
+    hits = letters.matching(found, query_text(request, "q"), query_text(request, "stage"),
+                            query_text(request, "error"))
+    return JSONResponse({"total": len(hits), "offset": offset, "limit": limit,
+                         "errors": hits[offset:offset + limit], "routes": visible,
+                         "stages": sorted({e["stage"] for e in found if e["stage"]}),
+                         "error_classes": sorted({e["error"] for e in found if e["error"]})})
 
 
 async def dead_letters(request: Request, _p: Principal | None, context: Context) -> Response:
@@ -186,6 +207,12 @@ async def purge(request: Request, principal: Principal | None, context: Context)
     return JSONResponse({"purged": count})
 
 
+def _link(body: LinkBody) -> Link:
+    lookup = {} if body.remove_lookup else (body.lookup.model_dump() if body.lookup else None)
+    return Link(body.target, body.source, body.transform, body.map, lookup, body.when,
+                body.else_)
+
+
 def _studio_route(request: Request, context: Context) -> str:
     name = str(request.path_params["route"])
     if context.studio.path(name) is None:
@@ -220,8 +247,7 @@ async def mapping_save(request: Request, principal: Principal | None, context: C
         if text is None:
             current = context.studio.read(name)["yaml"]
             try:
-                text = with_links(current, [Link(link.target, link.source)
-                                            for link in body.links or ()])
+                text = with_links(current, [_link(link) for link in body.links or ()])
             except (ConfigError, YAMLError) as exc:
                 return current, current, [{"message": f"cannot write the links: {exc}"}]
         before, problems = context.studio.save(name, text)
@@ -377,5 +403,5 @@ HANDLERS: dict[str, Handler] = {
     "xref_fix": xref_fix, "users": users, "user_add": user_add, "user_update": user_update,
     "user_remove": user_remove, "token_add": token_add, "audit": audit, "mapping": mapping,
     "mapping_preview": mapping_preview, "mapping_test": mapping_test,
-    "mapping_save": mapping_save,
+    "mapping_save": mapping_save, **SIGNIN_HANDLERS,
 }

@@ -18,11 +18,14 @@ def _range(low: int, high: int) -> dict[str, Any]:
 
 
 _QUERIES: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "errors": [("limit", _range(1, 500))],
+    "errors": [("limit", _range(1, 500)), ("offset", _range(0, 100_000)), ("q", _TEXT),
+               ("route", _TEXT), ("stage", _TEXT), ("error", _TEXT)],
     "dead_letters": [("limit", _range(1, 500)), ("offset", _range(0, 1000)), ("type", _TEXT),
                      ("reason", _TEXT), ("subject", _TEXT)],
     "xref_search": [("namespace", _TEXT), ("key", _TEXT), ("limit", _range(1, 500)),
                     ("offset", _range(0, 1_000_000))],
+    "oidc_callback": [(name, {"type": "string", "maxLength": 2048})
+                      for name in ("code", "state", "error", "error_description")],
     "audit": [("limit", _range(1, 10_000)), ("offset", _range(0, 10_000_000)),
               ("actor", _TEXT), ("action", _TEXT),
               ("format", {"type": "string", "enum": ["json", "ndjson"]})],
@@ -40,6 +43,7 @@ _ANSWERS = {
     "413": "Body too large",
     "422": "The body is invalid (details name each field)",
     "429": "Too many failed logins (Retry-After)",
+    "431": "The request head (address and headers) is too large",
     "503": "Broker or store unavailable (Retry-After)",
 }
 
@@ -60,6 +64,9 @@ def document() -> dict[str, Any]:
         if endpoint.name in ("user_add", "token_add"):
             operation["responses"]["201"] = {"description": "Created", "content": {
                 "application/json": {"schema": {"type": "object"}}}}
+        if endpoint.name in ("oidc_start", "oidc_callback"):
+            operation["responses"]["303"] = {"description": "Redirect (to the provider, the "
+                                             "console, or the sign-in page with the reason)"}
         if endpoint.name == "audit":
             operation["responses"]["200"]["content"]["application/x-ndjson"] = {
                 "schema": {"type": "string"}}

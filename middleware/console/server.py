@@ -22,6 +22,7 @@ from middleware.console.api import Context, api_routes
 from middleware.console.auth import Authenticator
 from middleware.console.handlers import HANDLERS
 from middleware.console.livestate import LiveState
+from middleware.console.oidc import OidcClient
 from middleware.console.store import open_console_store
 from middleware.console.studio import Studio
 from middleware.http import ServerThread
@@ -82,7 +83,8 @@ class Console:
         now = time.time()
         self.store.prune(now, now - settings.audit_retention_days * 86400)
         self.context = Context(config, self.store, Authenticator(self.store, settings),
-                               LiveState(config), settings.secure_cookies, Studio(files))
+                               LiveState(config), settings.secure_cookies, Studio(files),
+                               OidcClient(settings.oidc) if settings.oidc else None)
         self.server: ServerThread | None = None
         if settings.port is not None:
             self.server = ServerThread(console_app(self.context), settings.host, settings.port,

@@ -10,6 +10,7 @@ on its event loop.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sqlite3
 import threading
 import time
@@ -227,6 +228,31 @@ class ConsoleStore:
         rows = self._sql.run(f"SELECT label, created FROM {self._cred} WHERE user_name = ?"
                              " AND kind = 'token' ORDER BY created", (user,))
         return [(str(label or ""), float(created)) for label, created in rows]
+
+    # failed sign-ins ----------------------------------------------------------------------
+    # Rows of kind 'login_failure' in the credential table: the key ('user:NAME' or
+    # 'client:ADDRESS') in user_name, a random digest, 'expires' at the end of the window. So
+    # replicas sharing the store share the count, without a table (and migration) of its own;
+    # such a row never resolves as a credential (kind and digest differ from any asked for).
+    def login_failures(self, key: str, now: float) -> tuple[int, float | None]:
+        """Failures of ``key`` still inside their window, and when the oldest one ends."""
+        rows = self._sql.run(f"SELECT COUNT(*), MIN(expires) FROM {self._cred}"
+                             " WHERE kind = 'login_failure' AND user_name = ? AND expires > ?",
+                             (key, now))
+        count, ends = rows[0] if rows else (0, None)
+        return int(count or 0), None if ends is None else float(ends)
+
+    def add_login_failure(self, keys: Sequence[str], now: float, window: float) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (f"DELETE FROM {self._cred} WHERE kind = 'login_failure' AND expires <= ?", (now,))]
+        statements += [(f"INSERT INTO {self._cred} VALUES (?, 'login_failure', ?, NULL, NULL,"
+                         " ?, ?)", (f"failure:{secrets.token_hex(16)}", key, now + window, now))
+                       for key in keys]
+        self._sql.run_many(statements)
+
+    def clear_login_failures(self, key: str) -> None:
+        self._sql.run(f"DELETE FROM {self._cred} WHERE kind = 'login_failure' AND user_name = ?",
+                      (key,))
 
     def prune(self, now: float, audit_before: float) -> None:
         """Forget expired sessions and audit records past their retention."""

@@ -27,16 +27,41 @@ from ruamel.yaml.comments import CommentedMap
 
 from middleware.errors import ConfigError, Problem, ProcessingError
 from middleware.mapping import Mapping
+from middleware.mapping.functions import REGISTRY
 from middleware.mapping.loader import load_mapping
 from middleware.mapping.testing import run_file
 
-__all__ = ["Link", "Studio", "schema_fields", "with_links"]
+__all__ = ["TRANSFORMS", "Link", "Studio", "schema_fields", "with_links"]
+
+TRANSFORMS = [{"name": t.name, "summary": t.summary, "example": t.example,
+               "argument": t.arg is not None} for t in REGISTRY.values()]
+"""The transforms the studio offers for a link, from the one registry the engine uses."""
 
 
 @dataclass(frozen=True)
 class Link:
+    """A target field taking a source field, and what the studio chose to do on the way.
+
+    For ``transform``, ``map``, ``lookup`` and ``when``: None leaves what the rule has, an empty
+    value removes it, anything else replaces it.
+    """
+
     target: str
     source: str
+    transform: list[str | dict[str, Any]] | None = None
+    map: dict[str, Any] | None = None
+    lookup: dict[str, Any] | None = None
+    when: str | None = None
+    else_: Any = None
+
+    def extras(self) -> dict[str, Any]:
+        """The rule keys this link sets (a falsy value: the key is removed)."""
+        chosen: dict[str, Any] = {"transform": self.transform, "map": self.map,
+                                  "lookup": self.lookup, "when": self.when}
+        found = {key: value for key, value in chosen.items() if value is not None}
+        if self.when is not None:  # a condition removed takes its 'else' with it
+            found["else"] = self.else_ if self.when else None
+        return found
 
 
 def schema_fields(schema: Any, prefix: str = "") -> list[str]:
@@ -58,7 +83,8 @@ def with_links(text: str, links: list[Link]) -> str:
     """``text`` with each link written as a field rule, comments and order kept.
 
     A target without a rule gets a plain copy (``target: source``); a target with a rule keeps
-    its transforms and gets the new ``from``.
+    its transforms and gets the new ``from``. What a link adds (transforms, a value map, a
+    cross-reference lookup, a condition) turns a plain copy into a rule with those keys.
     """
     yaml = YAML()  # round-trip
     yaml.preserve_quotes = True
@@ -70,10 +96,18 @@ def with_links(text: str, links: list[Link]) -> str:
         fields = document["fields"] = CommentedMap()
     for link in links:
         rule = fields.get(link.target)
+        extras = link.extras()
+        if not isinstance(rule, dict) and extras:
+            rule = fields[link.target] = CommentedMap()
         if isinstance(rule, dict):
             rule["from"] = link.source
             for other in ("value", "expr"):
                 rule.pop(other, None)
+            for key, value in extras.items():
+                if value or (key == "else" and value is not None):
+                    rule[key] = value
+                else:
+                    rule.pop(key, None)
         else:
             fields[link.target] = link.source
     out = io.StringIO()
@@ -95,7 +129,7 @@ class Studio:
         text = path.read_text(encoding="utf-8")
         answer: dict[str, Any] = {"route": route, "file": path.name, "yaml": text,
                                   "source_fields": [], "target_fields": [], "fields": {},
-                                  "problems": []}
+                                  "problems": [], "transforms": TRANSFORMS}
         try:
             mapping = load_mapping(path)
         except ConfigError as exc:

@@ -22,11 +22,16 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from middleware.broker.ingest import publish_envelopes
+from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.broker.topology import dlq_name
+from middleware.config.models import BrokerConfig
+from middleware.envelope import Envelope
 from tests.e2e.conftest import DaemonProcess, free_port
 from tests.integration.console.test_mapping_studio_api import write_studio
 from tests.integration.helpers import drain, publish_events, queue_count, wait_until
 from tests.integration.rest_helpers import Peer, json_response
+from tests.unit.console.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider
 
 pytestmark = pytest.mark.e2e
 
@@ -83,6 +88,17 @@ class Target:
         return json_response({"id": "ERP-1"})
 
 
+def _publish(amqp_url: str, type_: str, data: dict[str, Any]) -> list[str]:
+    publisher = Publisher(BrokerConfig(url=amqp_url))
+    assert publisher.start(wait=10)
+    envelope = Envelope.new(source="crm/test", type=type_, subject="S-1", data=data)
+    try:
+        publish_envelopes(publisher, [envelope], timeout=30)
+    finally:
+        publisher.stop()
+    return [envelope.id]
+
+
 def _add_user(config: Path, name: str, role: str) -> None:
     subprocess.run([sys.executable, "-m", "middleware", "users", "add", name, "--role", role,
                     "--password-stdin", "-c", str(config)], input=PASSWORD + "\n", text=True,
@@ -120,8 +136,13 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
     target = Target()
     route, mapped = f"{prefix}-crm", f"{prefix}-map"
     mapping = write_studio(tmp_path / "studio")
-    with Peer(target) as peer:
+    with Peer(target) as peer, Provider() as provider:
         port = free_port()
+        provider.user = {"sub": "u-7", "preferred_username": "sso-sam", "groups": ["sales"]}
+        oidc = {"issuer": provider.issuer, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "redirect_url": f"http://127.0.0.1:{port}/api/v1/oidc/callback",
+                "label": "Test SSO", "roles": [{"value": "sales", "role": "viewer",
+                                                "routes": [route]}]}
         daemon = daemon_process(
             [{"name": route, "bind": [f"{prefix}.customer.*"],
               "target": {"type": "rest", "method": "POST", "url": f"{peer.url}/accounts",
@@ -129,7 +150,7 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
              {"name": mapped, "bind": [f"{prefix}.order.*"], "mapping": str(mapping),
               "target": {"type": "amqp", "exchange": out_queue, "routing_key": "erp.order",
                          "queue": out_queue}}],
-            console={"enabled": True, "port": port, "secure_cookies": False})
+            console={"enabled": True, "port": port, "secure_cookies": False, "oidc": oidc})
         for name, role in (("vera", "viewer"), ("otto", "operator"), ("ivy", "integrator"),
                            ("ada", "admin")):
             _add_user(daemon.config, name, role)
@@ -157,10 +178,23 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
                    'X-CSRF-Token': me.csrf_token}, body: JSON.stringify({ids: [id]})});
                  return answer.status; }""", [route, ids[0]])
         assert status == 403
-        page.goto(f"{url}/console/#/errors")
-        page.get_by_role("table", name="Recent errors").wait_for()
+        page.goto(f"{url}/console/#/route/{route}")
+        page.get_by_role("table", name="Retry tiers").wait_for()
+        page.get_by_role("table", name="Recent failures of this route").wait_for()
+        _axe(page, axe_source, "route detail")
+        _shot(page, "route-detail", tmp_path)
+        # the errors page: searched from the keyboard, a failure opens its dead letter
+        page.get_by_role("link", name="Search its failures").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("2 failure(s); showing 1-2").wait_for()
+        page.get_by_label("Text", exact=True).fill(ids[1])
+        page.get_by_label("Text", exact=True).press("Enter")
+        page.get_by_text("1 failure(s); showing 1-1").wait_for()
         _axe(page, axe_source, "errors")
         _shot(page, "errors", tmp_path)
+        page.get_by_role("link", name=ids[1]).focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name=f"Dead letter {ids[1]}").wait_for()
         page.close()
 
         # an operator replays one dead letter, from the keyboard only
@@ -184,28 +218,52 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
         assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
         assert len(target.accepted) == 1  # exactly once; the other dead letter stayed
 
-        # an integrator links three fields in the mapping studio and saves
+        # an order event the mapped route refuses (customer_no is no text): a dead letter there
+        [refused] = _publish(amqp_url, f"{prefix}.order.updated", {"customer_no": 7, "n": 1})
+        assert wait_until(lambda: queue_count(amqp_url, dlq_name(mapped)) == 1, 20)
+
+        # an integrator links three fields in the mapping studio (one by dragging, two from the
+        # keyboard), gives one a transform, previews on the dead letter and saves
         page = browser.new_page()
         _sign_in(page, url, "ivy")
         page.goto(f"{url}/console/#/mapping/{mapped}")
         page.get_by_role("heading", name="Source fields").wait_for()
-        for source, field in (("name", "full_name"), ("n", "number"), ("email", "mail")):
+        page.get_by_role("button", name="name", exact=True).drag_to(
+            page.locator("li[data-target='full_name']"))
+        page.get_by_text("name → full_name").wait_for()
+        for source, field in (("n", "number"), ("email", "mail")):
             page.get_by_role("button", name=source, exact=True).focus()
             page.keyboard.press("Enter")
             page.get_by_role("button", name=f"Link to {field}").focus()
             page.keyboard.press("Enter")
+        page.get_by_role("button", name="Details of full_name").focus()
+        page.keyboard.press("Enter")
+        page.get_by_label("Transform", exact=True).select_option("trim")
+        page.get_by_role("button", name="Add step").focus()
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Remove step trim").wait_for()
+        _axe(page, axe_source, "mapping studio, link editor")
+        _shot(page, "mapping-studio", tmp_path)
+        page.get_by_role("button", name="Apply to link").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("name → full_name (1 transform(s))").wait_for()
+        page.get_by_label("Sample from a dead letter of this route").select_option(refused)
+        page.get_by_role("button", name="Preview on it").click()
+        page.get_by_text(f"Previewed on dead letter {refused}").wait_for()
+        assert "customer_no" in page.locator("#st-sample").input_value()
         _axe(page, axe_source, "mapping studio")
         page.get_by_role("button", name="Save links").click()
         page.get_by_text("Saved 3 link(s)").wait_for()
         page.get_by_role("button", name="Run tests").click()
         page.get_by_text("1 of 1 test case(s) passed").wait_for()
-        _shot(page, "mapping-studio", tmp_path)
+        page.get_by_text("(now: name, trim)").wait_for()  # the saved rule, as the page shows it
         page.close()
         # the saved YAML passes the CLI's test, and the daemon maps the next event with it
         assert subprocess.run([sys.executable, "-m", "middleware", "mapping", "test",
                                str(mapping.parent)], capture_output=True,
                               timeout=60).returncode == 0
         assert "# the business key" in mapping.read_text()
+        assert "transform: [trim]" in mapping.read_text() or "- trim" in mapping.read_text()
         deadline_ok = wait_until(lambda: "mapping.reloaded" in daemon.log.read_text(), 15)
         assert deadline_ok, daemon.log.read_text()[-2000:]
         publish_events(amqp_url, prefix, 1, entity="order")
@@ -229,4 +287,34 @@ def test_console_in_chromium_viewer_operator_integrator_admin(
             page.get_by_role("heading", name=heading, exact=True).wait_for()
             _axe(page, axe_source, name)
             _shot(page, name, tmp_path)
+        # the admin adds a user, changes its role, issues it a token and removes it
+        page.get_by_label("Name", exact=True).fill("uma")
+        page.get_by_label("Role", exact=True).select_option("viewer")
+        page.get_by_label("Name", exact=True).press("Enter")
+        page.get_by_text("Added uma (viewer)").wait_for()
+        page.get_by_label("Role of uma").select_option("operator")
+        page.get_by_role("button", name="Save uma").focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("Saved uma: operator").wait_for()
+        page.once("dialog", lambda dialog: dialog.accept("ci"))
+        page.get_by_role("button", name="New token for uma").click()
+        assert page.locator("#new-token").inner_text().startswith("sbt_")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Remove uma").click()
+        page.get_by_text("Removed uma.").wait_for()
+        assert page.get_by_role("row").filter(has_text="uma").count() == 0
+        page.close()
+
+        # single sign-on: the provider's "sales" group is a viewer limited to one route
+        page = browser.new_page()
+        page.goto(f"{url}/console/")
+        sso = page.get_by_role("link", name="Sign in with Test SSO")
+        sso.wait_for()
+        _axe(page, axe_source, "sign-in")
+        _shot(page, "sign-in", tmp_path)
+        sso.focus()
+        page.keyboard.press("Enter")
+        page.get_by_text("oidc:sso-sam (viewer)").wait_for()
+        page.get_by_role("link", name=route, exact=True).wait_for()
+        assert page.get_by_role("link", name=mapped, exact=True).count() == 0
         page.close()

@@ -84,6 +84,31 @@ def test_console_auth_login_rate_limited_per_name(store: ConsoleStore) -> None:
     assert caught.value.retry_after > 0
 
 
+def test_console_login_limit_is_shared_by_replicas_of_one_store(
+    store: ConsoleStore, store_config: StoreConfig
+) -> None:
+    # Given two replicas on one store, each allowing 3 failed sign-ins per name in 300 s
+    store.add_user("ed", hash_password("a long passphrase here"), "viewer")
+    other = open_console_store(store_config)
+    try:
+        first, second = (Authenticator(s, ConsoleConfig(login_attempts=3)) for s in (store, other))
+        assert first.login("ed", "wrong", "10.1.0.1") is None
+        assert second.login("ed", "wrong", "10.1.0.2") is None
+        assert first.login("ed", "wrong", "10.1.0.3") is None
+        # Then the other replica refuses the fourth, even with the right password
+        with pytest.raises(LoginThrottled) as caught:
+            second.login("ed", "a long passphrase here", "10.1.0.4")
+        assert 290 <= caught.value.retry_after <= 301
+        # a failure row is no credential; clearing the name's count (what a sign-in does) lets
+        # the name in again from an address without failures
+        assert first.resolve(None, "Bearer sbt_failure") is None
+        assert other.login_failures("user:ed", time.time())[0] == 3
+        other.clear_login_failures("user:ed")
+        assert first.login("ed", "a long passphrase here", "10.1.0.5") is not None
+    finally:
+        other.close()
+
+
 def test_console_store_audit_newest_first_and_filtered(store: ConsoleStore) -> None:
     store.audit("ana", "dlq.replay", "route-a", None, '{"ids": ["1"]}')
     store.audit("bo", "dlq.purge", "route-b", '{"count": 2}', None)

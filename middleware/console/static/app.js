@@ -80,11 +80,19 @@ function showLogin() {
         { name: form.elements.name.value, password: form.elements.password.value });
       state.csrf = answer.csrf_token;
       await loadMe();
-      if (!location.hash || location.hash === "#/login") location.hash = "#/overview";
+      if (!location.hash || /^#\/(login|signin-error)/.test(location.hash)) location.hash = "#/overview";
       else route();
     } catch (error) { fail(error.message); }
   });
   $("#page").replaceChildren(form);
+  const signinError = location.hash.match(/^#\/signin-error\/(.*)$/);
+  if (signinError) fail(`Single sign-on failed: ${decodeURIComponent(signinError[1])}`);
+  api("GET", "/api/v1/login").then((options) => {
+    if (options.oidc) {
+      form.append(el("p", { class: "or" }, "or"),
+        el("a", { class: "button", id: "oidc-start", href: options.oidc.start }, `Sign in with ${options.oidc.label}`));
+    }
+  }).catch(() => { /* password sign-in still works */ });
   form.elements.name.focus();
 }
 
@@ -121,14 +129,14 @@ async function overview(page) {
         data.routes.map((r) => {
           const q = r.queues || {};
           return el("tr", {},
-            el("th", { scope: "row" }, el("a", { href: `#/dead-letters/${encodeURIComponent(r.route)}` }, r.route)),
+            el("th", { scope: "row" }, el("a", { href: `#/route/${encodeURIComponent(r.route)}` }, r.route)),
             el("td", { class: "num" }, fmtNum(r.rate_in, 1)),
             el("td", { class: "num" }, fmtNum(r.delivered_rate, 1)),
             el("td", { class: "num" }, fmtNum(r.failed_rate, 1)),
             el("td", { class: "num" }, fmtAge(r.lag_p95)),
             el("td", { class: "num" }, fmtNum(q.ready)),
             el("td", { class: "num" }, fmtNum(q.retry)),
-            el("td", { class: "num" }, fmtNum(q.dlq)),
+            el("td", { class: "num" }, q.dlq ? el("a", { href: `#/dead-letters/${encodeURIComponent(r.route)}`, "aria-label": `${q.dlq} dead letters of ${r.route}` }, fmtNum(q.dlq)) : fmtNum(q.dlq)),
             el("td", { class: "num" }, fmtAge(q.dlq_age)),
             el("td", { class: "num" }, fmtNum(r.in_flight)),
             el("td", { class: "num" }, fmtNum(r.consumers)));
@@ -139,7 +147,7 @@ async function overview(page) {
   state.timer = setInterval(refresh, 5000);
 }
 
-async function deadLetters(page, routeName) {
+async function deadLetters(page, routeName, openId) {
   const routes = (await api("GET", "/api/v1/routes")).routes.map((r) => r.route);
   const chosen = routeName && routes.includes(routeName) ? routeName : routes[0];
   const select = el("select", { id: "dl-route" }, routes.map((r) =>
@@ -262,93 +270,7 @@ async function deadLetters(page, routeName) {
   }
 
   await load();
-}
-
-async function studio(page, routeName) {
-  const routes = (await api("GET", "/api/v1/routes")).routes.map((r) => r.route);
-  const chosen = routeName && routes.includes(routeName) ? routeName : routes[0];
-  const select = el("select", { id: "st-route" }, routes.map((r) => el("option", { value: r, selected: r === chosen }, r)));
-  select.addEventListener("change", () => { location.hash = `#/mapping/${encodeURIComponent(select.value)}`; });
-  page.append(el("h1", {}, "Mapping studio"), el("div", { class: "toolbar" }, el("label", { for: "st-route" }, "Route"), select));
-  if (!chosen) return;
-  const base = `/api/v1/routes/${encodeURIComponent(chosen)}/mapping`;
-  let data;
-  try { data = await api("GET", base); } catch (error) { fail(error.message); return; }
-  const links = [];
-  let picked = null;
-  const pending = el("ul", { "aria-label": "New links" });
-  const output = el("div", { "aria-live": "polite" });
-  function pick(button, field) {
-    for (const other of page.querySelectorAll("[data-source]")) other.setAttribute("aria-pressed", "false");
-    button.setAttribute("aria-pressed", "true");
-    picked = field;
-    say(`Source ${field} chosen: now choose the target field.`);
-  }
-  function link(target) {
-    if (!picked) { fail("Choose a source field first, then a target field."); return; }
-    const existing = links.findIndex((l) => l.target === target);
-    if (existing >= 0) links.splice(existing, 1);
-    links.push({ target, source: picked });
-    pending.replaceChildren(...links.map((l) => el("li", {}, `${l.source} → ${l.target}`)));
-    say(`Linked ${picked} to ${target}. Save to write it into the YAML.`);
-  }
-  const rule = (name) => { const r = data.fields[name]; return r === undefined ? "unmapped" : (typeof r === "string" ? r : (r.from || JSON.stringify(r))); };
-  page.append(
-    el("div", { class: "studio" },
-      el("section", { "aria-labelledby": "st-src" }, el("h2", { id: "st-src" }, "Source fields"),
-        el("ul", {}, data.source_fields.map((f) => el("li", {}, el("button", { type: "button", class: "secondary", "data-source": f, "aria-pressed": "false", on: { click: (e) => pick(e.currentTarget, f) } }, f))))),
-      el("section", { "aria-labelledby": "st-tgt" }, el("h2", { id: "st-tgt" }, "Target fields"),
-        el("ul", {}, data.target_fields.map((f) => el("li", {}, el("button", { type: "button", class: "secondary", on: { click: () => link(f) } }, `Link to ${f}`), ` (now: ${rule(f)})`))))),
-    el("h2", {}, "New links"), pending,
-    el("div", { class: "toolbar" },
-      el("button", { type: "button", id: "st-save", on: { click: async () => {
-        if (!links.length) { fail("Link at least one field first."); return; }
-        try {
-          await api("PUT", base, { links });
-          await route();
-          say(`Saved ${links.length} link(s); the daemon reloads the mapping.`);
-        } catch (error) { fail(error.message); }
-      } } }, "Save links"),
-      el("button", { type: "button", class: "secondary", id: "st-test", on: { click: async () => {
-        try {
-          const answer = await api("POST", `${base}/test`, { yaml: yamlArea.value });
-          if (answer.problems) { output.replaceChildren(el("pre", {}, answer.problems.map((p) => p.text).join("\n"))); return; }
-          output.replaceChildren(table("Test cases", ["Case", "Result", "Difference"], answer.results.map((r) =>
-            el("tr", {}, el("th", { scope: "row" }, r.name), el("td", {}, r.ok ? "passed" : "FAILED"), el("td", {}, el("pre", {}, r.detail))))));
-          say(`${answer.results.filter((r) => r.ok).length} of ${answer.results.length} test case(s) passed.`);
-        } catch (error) { fail(error.message); }
-      } } }, "Run tests")),
-    el("label", { for: "st-sample" }, "Sample source payload (JSON)"),
-    el("textarea", { id: "st-sample" }, "{}"),
-    el("button", { type: "button", class: "secondary", on: { click: async () => {
-      let input;
-      try { input = JSON.parse($("#st-sample").value); } catch (error) { fail(`The sample is not JSON: ${error.message}`); return; }
-      try {
-        const answer = await api("POST", `${base}/preview`, { yaml: yamlArea.value, input });
-        output.replaceChildren(el("pre", {}, JSON.stringify(answer, null, 2)));
-      } catch (error) { fail(error.message); }
-    } } }, "Preview"),
-    output);
-  const yamlArea = el("textarea", { id: "st-yaml" }, data.yaml);
-  page.append(el("h2", {}, "YAML"), el("label", { for: "st-yaml" }, `Edit ${data.file}`), yamlArea,
-    el("button", { type: "button", on: { click: async () => {
-      try {
-        await api("PUT", base, { yaml: yamlArea.value });
-        say("Saved; the daemon reloads the mapping.");
-      } catch (error) { fail(error.message); }
-    } } }, "Check and save YAML"));
-  if (data.problems.length) fail(data.problems.map((p) => p.text).join("\n"));
-}
-
-async function errors(page) {
-  const data = await api("GET", "/api/v1/errors?limit=200");
-  page.append(el("h1", {}, "Errors"),
-    el("p", { class: "muted" }, "The newest failures across your routes (dead letters), newest first."),
-    table("Recent errors", ["When", "Route", "Id", "Type", "Stage", "Reason", "Error"],
-      data.errors.map((e) => el("tr", {},
-        el("td", {}, e.failed_at || "-"), el("td", {}, e.route), el("th", { scope: "row" }, e.id),
-        el("td", {}, e.type), el("td", {}, e.stage || "-"), el("td", {}, e.reason),
-        el("td", {}, e.error || "-")))));
+  if (openId) await show(openId);
 }
 
 async function xref(page) {
@@ -411,21 +333,13 @@ async function audit(page) {
   await load();
 }
 
-async function users(page) {
-  const data = await api("GET", "/api/v1/users");
-  page.append(el("h1", {}, "Users"),
-    el("p", { class: "muted" }, "Add and change users here or with 'silobridge users'."),
-    table("Users", ["Name", "Role", "Routes"], data.users.map((u) => el("tr", {},
-      el("th", { scope: "row" }, u.name), el("td", {}, u.role), el("td", {}, u.routes.join(", ") || "all")))));
-}
-
-const PAGES = { overview, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
+const PAGES = { overview, route: routeDetail, "dead-letters": deadLetters, errors, mapping: studio, xref, audit, users };
 
 async function route() {
   stopTimer();
   clearMessages();
   if (!state.me) { showLogin(); return; }
-  const [name, arg] = location.hash.replace(/^#\//, "").split("/");
+  const [name, arg, arg2] = location.hash.replace(/^#\//, "").split("/");
   const render = PAGES[name] || overview;
   for (const link of document.querySelectorAll("nav a")) {
     if (link.getAttribute("href") === `#/${name || "overview"}`) link.setAttribute("aria-current", "page");
@@ -433,7 +347,7 @@ async function route() {
   }
   const page = el("div", {});
   $("#page").replaceChildren(page);
-  try { await render(page, arg && decodeURIComponent(arg)); } catch (error) { fail(error.message); }
+  try { await render(page, arg && decodeURIComponent(arg), arg2 && decodeURIComponent(arg2)); } catch (error) { fail(error.message); }
   $("#main").focus();
 }
 

@@ -8,7 +8,7 @@ import orjson
 
 from middleware import headers as h
 from middleware.broker.dlq import DeadLetter
-from middleware.console.deadletters import view
+from middleware.console.deadletters import matching, summary, view
 from middleware.console.rbac import BodyView
 
 EVENT = {"specversion": "1.0", "id": "e-1", "source": "crm/x", "type": "crm.customer.updated",
@@ -38,3 +38,12 @@ def test_deadletter_view_masked_keeps_keys_and_attributes() -> None:
 def test_deadletter_view_full_is_the_event() -> None:
     shown = view(_letter(), "r", BodyView.FULL)
     assert shown["event"] == EVENT
+
+
+def test_deadletter_search_matches_masked_text_only_so_it_reveals_nothing() -> None:
+    found = [summary(_letter(), "r")]
+    assert matching(found, "ANA@example.org", None, None) == []  # masked: no oracle
+    assert matching(found, "NOT VALID", None, None) == found  # any case, the reason
+    assert matching(found, "c-1", "validate", None) == found  # subject, and the stage
+    assert matching(found, None, "deliver", None) == []
+    assert matching(found, None, None, "DeliveryError") == []

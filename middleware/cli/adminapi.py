@@ -1,0 +1,130 @@
+"""The CLI's way to a running daemon: its admin API, when one is named and a token is given.
+
+Going through the API rather than straight to the broker means the daemon's access control
+applies (a viewer's token cannot replay) and every change lands in the audit log under the
+token's user. Where is the API: ``--api URL``, else ``$SILOBRIDGE_API``, else the console the
+config enables (its own port, or the ops port it shares). The token comes from
+``$SILOBRIDGE_API_TOKEN`` only (an option would put it in the shell history and ``ps``).
+
+Only an API that cannot be reached falls back to the broker (with a note on stderr): a refusal
+(401, 403) is an answer, and going around it would defeat it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from middleware.config.models import Config
+
+__all__ = ["API_ENV", "TOKEN_ENV", "AdminApi", "ApiRefused", "ApiUnreachable",
+           "add_api_argument", "api_from_args"]
+
+API_ENV = "SILOBRIDGE_API"
+TOKEN_ENV = "SILOBRIDGE_API_TOKEN"
+
+
+class ApiUnreachable(Exception):
+    """No answer from the API (connection refused, timeout, TLS failure)."""
+
+
+class ApiRefused(Exception):
+    """The API answered with an error; the message is its own, which says what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the admin API refused ({status}): {message}")
+        self.status = status
+
+
+def add_api_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api", metavar="URL", default=os.environ.get(API_ENV) or None,
+        help=f"go through the daemon's admin API at URL (default ${API_ENV}, else the console "
+             f"the config enables) with the token in ${TOKEN_ENV}; checked by the daemon's "
+             "roles and audited; without a token: straight to the broker")
+
+
+def _from_config(config: Config) -> str | None:
+    console = config.console
+    if not console.enabled:
+        return None
+    if console.port is not None and console.port != 0:
+        scheme = "https" if console.tls is not None else "http"
+        return f"{scheme}://{_host(console.host)}:{console.port}"
+    ops = config.ops
+    scheme = "https" if ops.tls is not None else "http"
+    return None if not ops.port else f"{scheme}://{_host(ops.host)}:{ops.port}"
+
+
+def _host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def api_from_args(args: argparse.Namespace, config: Config) -> AdminApi | None:
+    """The API to use, or None: straight to the broker (no token, or no API anywhere)."""
+    token = os.environ.get(TOKEN_ENV)
+    url = getattr(args, "api", None) or _from_config(config)
+    if not token or not url:
+        return None
+    return AdminApi(url, token)
+
+
+class AdminApi:
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(base_url=self.url, timeout=timeout,
+                                    headers={"Authorization": f"Bearer {token}",
+                                             "Accept": "application/json"})
+
+    def call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+             body: Any = None) -> Any:
+        try:
+            answer = self._client.request(method, path, params=params, json=body)
+        except httpx.HTTPError as exc:
+            raise ApiUnreachable(f"the admin API at {self.url} cannot be reached "
+                                 f"({type(exc).__name__})") from None
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if answer.status_code >= 400:
+            message = data.get("error") if isinstance(data, dict) else None
+            raise ApiRefused(answer.status_code, str(message or answer.reason_phrase))
+        return data
+
+    def dead_letters(self, route: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` summaries, read page by page (the API pages at 500)."""
+        found: list[dict[str, Any]] = []
+        while len(found) < limit:
+            page = self.call("GET", f"/api/v1/routes/{quote(route, safe='')}/dead-letters",
+                             params={"limit": min(500, limit - len(found)),
+                                     "offset": len(found)})
+            found.extend(page["items"])
+            if len(found) >= page["total"] or not page["items"]:
+                break
+        return found
+
+    def dead_letter(self, route: str, message_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/api/v1/routes/{quote(route, safe='')}/dead-letters/"
+                                     f"{quote(message_id, safe='')}"))
+
+    def routes(self) -> list[str]:
+        return [row["route"] for row in self.call("GET", "/api/v1/routes")["routes"]]
+
+    def replay(self, route: str, ids: list[str] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"all": True} if ids is None else {"ids": ids}
+        return dict(self.call("POST", f"/api/v1/routes/{quote(route, safe='')}/dead-letters/"
+                                      "replay", body=body))
+
+    def purge(self, route: str) -> int:
+        return int(self.call("POST", f"/api/v1/routes/{quote(route, safe='')}/dead-letters/"
+                                     "purge", body={"confirm": route})["purged"])
+
+    def close(self) -> None:
+        self._client.close()
