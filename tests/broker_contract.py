@@ -289,6 +289,38 @@ class BrokerContract:
             consumer.stop()
             publisher.stop()
 
+    def test_broker_pause_of_several_queues_confirms_promptly_and_nothing_follows(
+        self, harness: Harness
+    ) -> None:
+        # Given a consumer of three queues (a daemon consumes every route's queue on one channel)
+        p = harness.prefix
+        names = [f"{p}.q{n}" for n in range(3)]
+        harness.declare(Topology([], [QueueSpec(name, _quorum()) for name in names]))
+        collectors = {name: Collector(_ack) for name in names}
+        consumer = self._consume(harness, collectors)
+        publisher = self._publisher(harness)
+        try:
+            # When it pauses
+            started = time.monotonic()
+            assert consumer.pause(timeout=5)
+            # Then every cancel is confirmed at once (one CancelOk per queue), not at the timeout
+            assert time.monotonic() - started < 2
+            for name in names:
+                _confirmed(publisher.publish("", name, b"after", Properties()))
+        finally:
+            consumer.stop()
+        # And what was published after the pause went to nobody (the first consumer acks
+        # whatever reaches it): a new consumer finds every message still in its queue
+        again = {name: Collector(_ack) for name in names}
+        consumer = self._consume(harness, again)
+        try:
+            for name in names:
+                assert [d.body for d in again[name].wait_for(1)] == [b"after"]
+            assert not any(c.deliveries for c in collectors.values())
+        finally:
+            consumer.stop()
+            publisher.stop()
+
     def test_broker_records_commit_before_acks_or_the_messages_return(
         self, harness: Harness
     ) -> None:

@@ -202,24 +202,33 @@ class Consumer:
         self._consuming.clear()
 
     def _cancel(self, cancelled: threading.Event) -> None:
+        """Cancel the queues' consumers one after another, each on the previous one's CancelOk.
+
+        Not all at once: pika files every pending ``basic_cancel`` callback under the same
+        frame type, so the first CancelOk ran all of them (with its own consumer tag) and the
+        later ones found none; with two or more queues ``pause`` then waited its whole timeout
+        (10 s on every daemon stop). A consumer the broker already cancelled (its queue was
+        deleted) is skipped: no CancelOk would come for it.
+        """
         self._consuming.clear()
         channel = self._channel
         if channel is None or not channel.is_open:
             cancelled.set()
             return
-        waiting = set(self._handlers)
+        remaining = list(self._handlers)
 
-        def confirmed(frame: Any) -> None:
-            waiting.discard(frame.method.consumer_tag)
-            if not waiting:
-                cancelled.set()
-
-        try:
-            for queue in self._handlers:
-                channel.basic_cancel(queue, callback=guarded("channel", confirmed))
-        except Exception as exc:  # the channel is going away: it delivers nothing more either
-            report("channel", exc)
+        def next_one(_frame: Any = None) -> None:
+            try:
+                while remaining:
+                    tag = remaining.pop()
+                    if tag in channel.consumer_tags:
+                        channel.basic_cancel(tag, callback=guarded("channel", next_one))
+                        return
+            except Exception as exc:  # the channel is going away: it delivers nothing either
+                report("channel", exc)
             cancelled.set()
+
+        next_one()
 
     def _flush(self) -> None:
         with self._lock:
