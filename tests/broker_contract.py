@@ -79,7 +79,7 @@ class BrokerContract:
         raise NotImplementedError  # each implementation's test class provides it
 
     def _consume(self, harness: Harness, queues: dict[str, Collector], prefetch: int = 10,
-                 before_ack: Callable[[list[Record]], None] | None = None) -> Any:
+                 before_ack: Callable[[list[Record]], Future[None]] | None = None) -> Any:
         consumer = harness.broker.consumer(dict(queues), prefetch=prefetch,
                                            before_ack=before_ack, name="contract")
         assert consumer.start(wait=WAIT)
@@ -331,10 +331,14 @@ class BrokerContract:
         committed: list[list[Record]] = []
         failures = [RuntimeError("store down")]
 
-        def before_ack(records: list[Record]) -> None:
+        def before_ack(records: list[Record]) -> Future[None]:
+            done: Future[None] = Future()
             if failures:
-                raise failures.pop()
-            committed.append(records)
+                done.set_exception(failures.pop())
+            else:
+                committed.append(records)
+                done.set_result(None)
+            return done
 
         got = Collector(lambda d: d.ack(("route", "id-1")))
         consumer = self._consume(harness, {f"{p}.q": got}, before_ack=before_ack)
@@ -346,6 +350,36 @@ class BrokerContract:
             while not committed and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert committed == [[("route", "id-1")]]
+        finally:
+            consumer.stop()
+            publisher.stop()
+
+    def test_broker_stop_waits_for_a_commit_in_progress_and_sends_its_acks(
+        self, harness: Harness
+    ) -> None:
+        # Given a message acked with a record whose commit is still running (a slow store)
+        p = harness.prefix
+        harness.declare(Topology([], [QueueSpec(f"{p}.q", _quorum())]))
+        publisher = self._publisher(harness)
+        _confirmed(publisher.publish("", f"{p}.q", b"x", Properties()))
+
+        def slow_commit(records: list[Record]) -> Future[None]:
+            done: Future[None] = Future()
+            threading.Timer(0.5, done.set_result, (None,)).start()
+            return done
+
+        got = Collector(lambda d: d.ack(("route", "id-1")))
+        consumer = self._consume(harness, {f"{p}.q": got}, before_ack=slow_commit)
+        got.wait_for(1)
+        # When the consumer stops at once (a drained daemon stopping)
+        consumer.stop()
+        # Then the ack went out after the commit: the message does not come back, the sentinel
+        # published after it is the first thing a new consumer sees
+        _confirmed(publisher.publish("", f"{p}.q", b"sentinel", Properties()))
+        again = Collector(_ack)
+        consumer = self._consume(harness, {f"{p}.q": again})
+        try:
+            assert [d.body for d in again.wait_for(1)][:1] == [b"sentinel"]
         finally:
             consumer.stop()
             publisher.stop()

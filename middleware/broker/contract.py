@@ -96,7 +96,8 @@ class Consumer(Protocol):
         """Stop taking new messages; True once no delivery can follow."""
 
     def stop(self) -> None:
-        """Send queued settlements, then close; unsettled messages go back to their queues."""
+        """Send queued settlements (waiting, bounded, for records still being committed), then
+        close; unsettled messages go back to their queues."""
 
 
 class Broker(Protocol):

@@ -66,6 +66,8 @@ class MemoryConsumer:
         self._unsettled: dict[int, tuple[Queue, Message]] = {}
         self._per_queue: dict[str, int] = {}
         self._settles: list[tuple[int, int, bool, Record | None]] = []
+        self._committing = 0  # batches whose records are being committed (loop thread only)
+        self._idle_waiters: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._consuming = threading.Event()
 
@@ -89,7 +91,18 @@ class MemoryConsumer:
         self._broker.loop.run(self._unsubscribe, timeout)
         return True
 
-    def stop(self) -> None:
+    def stop(self, commit_wait: float = 10.0) -> None:
+        """As RabbitMQ's consumer: acks waiting for their records' commit go out first."""
+        flushed = threading.Event()
+
+        def flush() -> None:
+            self._flush()
+            self._after_commits(flushed.set)
+
+        self._broker.loop.run(flush)
+        if not self._broker.loop.in_loop():
+            flushed.wait(commit_wait)
+
         def close() -> None:
             self._flush()
             self._unsubscribe()
@@ -150,14 +163,28 @@ class MemoryConsumer:
             return
         done.add_done_callback(lambda finished: self._broker.loop.call_soon(
             lambda: self._committed(held, finished)))
+        self._committing += 1  # after: _committed runs in a later turn of this loop
 
     def _committed(self, held: list[tuple[int, int, bool, Record | None]],
                    done: Future[None]) -> None:
-        error = done.exception()
-        if error is not None:  # not durable, so not acked: they come back and retry
-            report("settle", error, messages=len(held))
-            held = [(g, tag, False, record) for g, tag, _ack, record in held]
-        self._apply([item for item in held if item[0] == self._generation])
+        try:
+            error = done.exception()
+            if error is not None:  # not durable, so not acked: they come back and retry
+                report("settle", error, messages=len(held))
+                held = [(g, tag, False, record) for g, tag, _ack, record in held]
+            self._apply([item for item in held if item[0] == self._generation])
+        finally:
+            self._committing -= 1
+            if not self._committing:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter()
+
+    def _after_commits(self, callback: Callable[[], None]) -> None:
+        if self._committing:
+            self._idle_waiters.append(callback)
+        else:
+            callback()
 
     def _apply(self, current: list[tuple[int, int, bool, Record | None]]) -> None:
         ready: set[str] = set()

@@ -108,6 +108,8 @@ class Consumer:
         self._unsettled: dict[int, None] = {}
         self._settles: deque[Settle] = deque()
         self._flush_scheduled = False
+        self._committing = 0  # batches whose records are being committed (loop thread only)
+        self._idle_waiters: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._consuming = threading.Event()
         self._paused = False
@@ -135,8 +137,21 @@ class Consumer:
             return True  # no connection: nothing can be delivered any more
         return cancelled.wait(timeout)
 
-    def stop(self) -> None:
-        self._loop.call_soon(self._flush)  # acks still queued go out before the close
+    def stop(self, commit_wait: float = 10.0) -> None:
+        """Send what is settled, then close; unsettled messages go back to their queues.
+
+        Acks still queued go out before the close, and so do those whose idempotency records
+        are being committed (at most ``commit_wait`` seconds): closing first dropped them, so a
+        drained daemon left delivered messages to be delivered again after its restart.
+        """
+        flushed = threading.Event()
+
+        def flush() -> None:
+            self._flush()
+            self._after_commits(flushed.set)
+
+        if self._loop.call_soon(flush) and not self._loop.in_loop():
+            flushed.wait(commit_wait)
         self._connection.stop()
 
     def settle(self, generation: int, tag: int, ack: bool, record: Record | None) -> None:
@@ -250,18 +265,33 @@ class Consumer:
                 committing.set_exception(exc)
             committing.add_done_callback(lambda done: self._loop.call_soon(
                 lambda: self._committed(generation, held, done)))
+            self._committing += 1  # after: _committed runs in a later turn of this loop
             current = [item for item in current if not (item[3] is not None and item[2])]
         self._send(current)
 
     def _committed(self, generation: int, held: list[Settle], done: Future[None]) -> None:
         """On the loop: the records of ``held`` are durable (ack) or not (nack, they return)."""
-        if generation != self._generation:
-            return  # that channel closed: the broker requeued them, the records make it harmless
-        error = done.exception()
-        if error is not None:
-            report("settle", error, trace=False, messages=len(held))
-            held = [(g, tag, False, record) for g, tag, _ack, record in held]
-        self._send(held)
+        try:
+            if generation != self._generation:
+                return  # that channel closed: the broker requeued them, harmless with records
+            error = done.exception()
+            if error is not None:
+                report("settle", error, trace=False, messages=len(held))
+                held = [(g, tag, False, record) for g, tag, _ack, record in held]
+            self._send(held)
+        finally:
+            self._committing -= 1
+            if not self._committing:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    waiter()
+
+    def _after_commits(self, callback: Callable[[], None]) -> None:
+        """On the loop: ``callback`` once no commit is in progress (at once when none is)."""
+        if self._committing:
+            self._idle_waiters.append(callback)
+        else:
+            callback()
 
     def _send(self, items: list[Settle]) -> None:
         channel = self._channel
