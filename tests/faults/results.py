@@ -37,6 +37,10 @@ CASES = [
          "ingress and worker, under load",
          "detected within 2 x heartbeat; readiness false and ingress 503 meanwhile; "
          "reconnects after; 0 lost", "tests/faults/test_broker_network.py"),
+    Case("publisher_down", "1b. After a partition: the consumer back, the publisher not yet, "
+         "messages failing at the target", "a message whose retry or DLQ copy cannot be "
+         "published waits unacked and the copy is published again once connected; no requeue "
+         "loop, no delivery-limit count spent, 0 lost", "tests/faults/test_publisher_down.py"),
     Case("blackhole_listener", "2. Broker accepts TCP but never answers",
          "startup fails with a clear message within `connect_timeout`; a running daemon's "
          "HTTP threads keep answering", "tests/faults/test_broker_network.py"),
@@ -115,8 +119,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "figures the fault tests recorded (`FAULTS_RECORD=1 pytest tests/faults`); a test checks",
         "this file matches them. \"not run\" means no test has recorded that case yet.",
         "Faults are injected by the project's fault proxy (`tests/faults/proxy.py`).",
-        "These are the CI-sized runs; full-size runs are in `bench/RESULTS.md` (open there: the",
-        "60 s partition at 500 events/s lost one event).",
+        "These are the CI-sized runs; full-size runs are in `bench/RESULTS.md` (the 60 s",
+        "partition at 500 events/s lost one event there to the requeue loop that case 1b fixed).",
         "",
         "| fault | promise | observed | lost | duplicates | time to recover (s) | test |",
         "|---|---|---|---|---|---|---|",
@@ -154,7 +158,8 @@ _CLUSTER = [
     "changes nothing; they are not replicated. While the node holding one is down, declaring",
     "it answers 404 \"home node ... is down\": silobridge logs that and carries on (before,",
     "every reconnect failed until that node came back), but a message that must be",
-    "dead-lettered meanwhile is unroutable and goes back to its queue until the node returns.",
+    "dead-lettered meanwhile is unroutable: it waits unacked in its route queue's prefetch",
+    "window and its copy is published again (backoff up to 2 s) until the node returns.",
     "",
     "Open: the three-node test (`FAULTS_CLUSTER=1 pytest tests/faults/test_cluster.py`)",
     "passed 3 of 4 runs here. In the other, after the route queue's leader was SIGKILLed,",
