@@ -51,16 +51,18 @@ CASES = [
          "0 lost; duplicates bounded by the prefetch window and caught by the idempotency "
          "store", "tests/faults/test_broker_network.py"),
     Case("consumer_timeout", "5. Target slower than RabbitMQ's `consumer_timeout`",
-         "the channel the broker closed is reopened, the message retried, 0 lost", "-"),
+         "the channel the broker closed is reopened, the message retried, 0 lost",
+         "tests/faults/test_own_node.py"),
     Case("queue_deleted", "6. Route queue deleted by an operator while the daemon runs",
          "redeclared, consumer resumed, the event in flight not lost",
          "tests/faults/test_operator_faults.py"),
     Case("exchange_deleted", "6. Events exchange deleted by an operator while the daemon runs",
          "redeclared, publishing resumed, 0 lost", "tests/faults/test_operator_faults.py"),
     Case("disk_alarm", "7. Disk alarm under load",
-         "ingress 503 with Retry-After within `blocked_timeout`; all delivered after", "-"),
+         "ingress 503 with Retry-After within `blocked_timeout`; worker publishes wait or fail "
+         "into retries; all delivered after", "tests/faults/test_own_node.py"),
     Case("node_restart", "8. Full node restart with 10,000 messages in quorum queues",
-         "all delivered after", "-"),
+         "all delivered after", "tests/faults/test_own_node.py"),
     Case("poller_source", "9. Poller source answering 503 + Retry-After, timing out, cutting "
          "page 3 of 5", "retried with backoff, resumed from the watermark; no gap, no duplicate",
          "-"),
