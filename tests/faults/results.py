@@ -64,8 +64,9 @@ CASES = [
     Case("node_restart", "8. Full node restart with 10,000 messages in quorum queues",
          "all delivered after", "tests/faults/test_own_node.py"),
     Case("poller_source", "9. Poller source answering 503 + Retry-After, timing out, cutting "
-         "page 3 of 5", "retried with backoff, resumed from the watermark; no gap, no duplicate",
-         "-"),
+         "page 3 of 5", "retried within the run with backoff honouring Retry-After; past the "
+         "retries the run fails and the next resumes from the watermark; no gap, no duplicate",
+         "tests/faults/test_sources.py"),
     Case("rest_target", "9. REST target: never answers; half a body then close; one byte per "
          "second; HTML with 200", "classified as adapters/_http.py documents (transport "
          "errors and timeouts retried, 2xx delivered); no worker waits past the target "
