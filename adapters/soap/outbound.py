@@ -31,13 +31,14 @@ from typing import Any
 
 import requests
 from requests import PreparedRequest, Response
-from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.adapters import BaseAdapter
 from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
 from zeep.wsse.username import UsernameToken
 
 from adapters.soap.classify import classify
 from adapters.soap.config import SoapTargetConfig
+from adapters.soap.deadline import DeadlineAdapter
 from adapters.soap.values import plain
 from adapters.soap.wsdl import LocalTransport, MaskedLogPlugin, WssePlugin, load_client
 from middleware.adapter import AdapterContext, Delivered
@@ -66,7 +67,7 @@ class SoapTarget:
         config = self._config
         wsdl = _resolve(context.base_dir, config.wsdl)
         session = requests.Session()
-        pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
+        pool = DeadlineAdapter(pool_connections=1, pool_maxsize=config.max_workers)
         if config.tls is not None:
             target_context(config.tls, "routes.target")  # a ConfigError now, not per call
             pool = _TlsAdapter(config.tls, pool_connections=1, pool_maxsize=config.max_workers)
@@ -130,7 +131,7 @@ class SoapTarget:
             self._session.close()
 
 
-class _TlsAdapter(HTTPAdapter):
+class _TlsAdapter(DeadlineAdapter):
     """Connections that verify against ``tls.ca_file`` and present ``tls.cert_file``."""
 
     def __init__(self, tls: TargetTlsConfig, **options: Any) -> None:

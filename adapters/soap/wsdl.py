@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -28,6 +29,7 @@ from zeep.transports import Transport
 from zeep.wsdl import Document
 from zeep.wsse.username import UsernameToken
 
+from adapters.soap.deadline import deadline
 from adapters.soap.xmlsafe import zeep_settings
 from middleware.errors import ConfigError, Problem
 from middleware.log import MASK
@@ -78,9 +80,19 @@ class LocalTransport(Transport):
         return content
 
     def post(self, address: str, message: bytes | str, headers: dict[str, str]) -> Any:
+        """Post, the whole answer within connect timeout + timeout (``adapters.soap.deadline``:
+        on a ``DeadlineAdapter`` session even a peer dripping bytes is cut off then)."""
         self._last.status = None
-        response = self.session.post(address, data=message, headers=headers,
-                                     timeout=self.operation_timeout)
+        limit = self.operation_timeout
+        total = sum(limit) if isinstance(limit, tuple) else limit
+        with deadline(total) if total else contextlib.nullcontext(lambda: False) as expired:
+            try:
+                response = self.session.post(address, data=message, headers=headers,
+                                             timeout=limit)
+            except requests.RequestException as exc:
+                if expired():
+                    raise requests.Timeout(f"no complete answer within {total:g}s") from exc
+                raise
         self._last.status = response.status_code
         return response
 

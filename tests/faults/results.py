@@ -71,7 +71,10 @@ CASES = [
          "second; HTML with 200", "classified as adapters/_http.py documents (transport "
          "errors and timeouts retried, 2xx delivered); no worker waits past the target "
          "timeout; no thread or socket leaked", "tests/faults/test_targets.py"),
-    Case("soap_target", "9. SOAP target answering a non-SOAP 500", "retried", "-"),
+    Case("soap_target", "9. SOAP target: a non-SOAP 500; one byte per second (slow-loris)",
+         "classified as adapters/soap/classify.py documents (retried); no worker waits past "
+         "connect_timeout + timeout; no thread or socket leaked",
+         "tests/faults/test_soap_targets.py"),
     Case("callback_exception", "10. Exception injected into each pipeline callback "
          "(delivered, failed, parked)", "the delivery is still settled; in-flight gauge back to 0",
          "tests/faults/test_pipeline_guards.py"),
