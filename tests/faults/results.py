@@ -85,7 +85,8 @@ CASES = [
          "SIGKILLed under 10,000 events", "fails over, 0 lost, duplicates caught, recovered "
          "within 30 s", "tests/faults/test_cluster.py (with FAULTS_CLUSTER=1)"),
     Case("soak", "12. Soak: 30 min at 500 events/s, a fault every 2 min",
-         "0 lost, lag back under 1 s within 30 s, RSS and fds flat", "-"),
+         "0 lost, lag back under 1 s within 30 s, RSS and fds flat",
+         "tests/faults/test_soak.py (CI size), bench/soak.py"),
 ]
 
 COVERED = [
