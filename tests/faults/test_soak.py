@@ -33,5 +33,5 @@ def test_soak_loses_nothing_recovers_lag_and_leaks_nothing(tmp_path: Path) -> No
            f"again {min(recoveries):g}-{max(recoveries):g} s after each fault; fds "
            f"{fds[0]:g} -> {fds[2]:g}, threads {threads[0]:g} -> {threads[2]:g} (after "
            f"warm-up -> end); RSS {summary['rss_mib'][0]} -> {summary['rss_mib'][2]} MiB; "
-           "30-min run: bench/RESULTS.md", lost=soak.lost, duplicates=soak.duplicates,
+           "longer run: bench/RESULTS.md", lost=soak.lost, duplicates=soak.duplicates,
            recovery_seconds=max(recoveries))
