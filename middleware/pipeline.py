@@ -371,9 +371,9 @@ class RouteWorker:
                          tries=tries + 1)
             self._finish(delivery, outcome, failure=failure)
             return
-        if not tries:
+        if tries % 30 == 0:  # at first, then about once a minute while it keeps failing
             log.error("could not park failed message; holding it and trying again",
-                      route=self.route.name, error=str(done.exception()))
+                      route=self.route.name, error=str(done.exception()), tries=tries + 1)
         self._copies.later(
             tries + 1,
             lambda: self._guarded(delivery, lambda: self._park(
