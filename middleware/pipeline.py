@@ -3,7 +3,7 @@
 ``handle`` runs on the consumer's connection thread and never blocks: delivery is started and
 finished in a callback when the target's Future completes. A message is acked only after the
 target accepted it, or after its retry-tier or DLQ copy was confirmed by the broker; when even
-that fails it is nacked back to its queue, where the broker's delivery limit stops poison loops.
+that fails the message waits unacked and the copy is published again (``middleware.copyretry``).
 
 Store I/O never runs on the broker loop or on a target's event loop: a message that needs the
 store before delivery (a redelivered or replayed one, or a mapping with xref lookups) is handed
@@ -32,6 +32,7 @@ from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
+from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
@@ -110,6 +111,7 @@ class RouteWorker:
         # without a daemon's health (tests, tools) a store fault is still retried, unreported
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
         self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
+        self._copies = CopyRetries(route.name, lambda: publisher.connected)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -141,7 +143,9 @@ class RouteWorker:
         return self._commits.commit(records)
 
     def close(self) -> None:
-        """After draining: stop waiting for a failing store, end the route's store threads."""
+        """After draining: stop waiting for a failing store or for the broker to take a failed
+        message's copy (those go back to their queue), end the route's threads."""
+        self._copies.close()
         self._calls.close()
 
     # -- consumer thread --------------------------------------------------------------------
@@ -395,20 +399,33 @@ class RouteWorker:
             stage=new_headers[headers.STAGE], error=new_headers[headers.ERROR],
             reason=new_headers[headers.REASON], attempts=new_headers[headers.ATTEMPTS],
         )
-        future = self._publisher.publish(
-            "", queue, delivery.body, properties, purpose="dlq" if dead else "retry"
-        )
-        future.add_done_callback(lambda done: self._guarded(
-            delivery, lambda: self._parked(delivery, done, outcome, new_headers)))
+        send = functools.partial(self._publisher.publish, "", queue, delivery.body, properties,
+                                 purpose="dlq" if dead else "retry")
+        self._park(delivery, send, outcome, new_headers, 0)
+
+    def _park(self, delivery: Delivery, send: Callable[[], Future[None]], outcome: Outcome,
+              failure: dict[str, Any], tries: int) -> None:
+        send().add_done_callback(lambda done: self._guarded(
+            delivery, lambda: self._parked(delivery, done, outcome, failure, send, tries)))
 
     def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
-                failure: dict[str, Any]) -> None:
+                failure: dict[str, Any], send: Callable[[], Future[None]], tries: int) -> None:
+        """The copy's confirm: ack the message, or hold it and publish the copy again later
+        (``middleware.copyretry``: a requeue here looped hot and spent the delivery limit)."""
         if done.exception() is None:
+            if tries:
+                log.info("parked failed message after waiting", route=self.route.name,
+                         tries=tries + 1)
             self._finish(delivery, outcome, failure=failure)
-        else:
-            log.error("could not park failed message; returned to queue",
-                      route=self.route.name, error=str(done.exception()))
-            self._finish(delivery, Outcome.REQUEUED)
+            return
+        if tries % 30 == 0:  # at first, then about once a minute while it keeps failing
+            log.error("could not park failed message; holding it and trying again",
+                      route=self.route.name, error=str(done.exception()), tries=tries + 1)
+        self._copies.later(
+            tries + 1,
+            lambda: self._guarded(delivery, lambda: self._park(
+                delivery, send, outcome, failure, tries + 1)),
+            lambda: self._finish(delivery, Outcome.REQUEUED))
 
     def _guarded(self, delivery: Delivery, callback: Callable[[], None]) -> None:
         """Run a Future's done callback so that a bug in it still settles the delivery.

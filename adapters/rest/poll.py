@@ -41,20 +41,17 @@ from adapters._derive import DerivationError, compile_derive, parse_time, resolv
 from adapters.rest.client import OAuth2ClientCredentials, build_auth
 from adapters.rest.poll_config import PollConfig
 from adapters.rest.poll_lease import PollLease
+from adapters.rest.poll_retry import PollFailed, fetch_page
 from middleware import metrics
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
-from middleware.errors import FieldTooLong, SilobridgeError
+from middleware.errors import FieldTooLong
 from middleware.tls import describe_tls_failure, target_context
 
 __all__ = ["PollBusy", "PollFailed", "PollResult", "Poller"]
 
 log = structlog.get_logger(__name__)
-
-
-class PollFailed(SilobridgeError):
-    """A run stopped early; its watermark was not advanced, so the next run repeats it."""
 
 
 class PollBusy(PollFailed):
@@ -320,15 +317,11 @@ class Poller:
         raise PollFailed(f"poller {self.name!r} stopped after max_pages={paging.max_pages}")
 
     def _get(self, url: str, query: dict[str, Any]) -> tuple[Any, httpx.Response]:
-        assert self._client is not None, "open() or start() must run first"
-        try:
-            response = self._client.get(url, params=query or None)
-        except httpx.HTTPError as exc:
-            why = describe_tls_failure(exc) or type(exc).__name__
-            raise PollFailed(f"poller {self.name!r}: GET failed ({why})") from exc
-        if not response.is_success:
-            raise PollFailed(f"poller {self.name!r}: GET answered HTTP "
-                             f"{response.status_code}; the run will be repeated")
+        client = self._client
+        assert client is not None, "open() or start() must run first"
+        response = fetch_page(lambda: client.get(url, params=query or None),
+                              self._config.retry, self._stop, self.name,
+                              lambda exc: describe_tls_failure(exc) or type(exc).__name__)
         try:
             return response.json(), response
         except ValueError:

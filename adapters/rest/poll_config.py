@@ -30,7 +30,7 @@ from adapters.rest.outbound_config import ClientAuth
 from middleware.adapter import AdapterConfig
 from middleware.config.models import TargetTlsConfig
 
-__all__ = ["Lease", "Pagination", "PollConfig", "Watermark"]
+__all__ = ["Lease", "PageRetry", "Pagination", "PollConfig", "Watermark"]
 
 _DEFAULT_PARAM = {"page": "page", "offset": "offset", "cursor": "cursor"}
 
@@ -103,6 +103,27 @@ class Lease(_Strict):
         return self
 
 
+class PageRetry(_Strict):
+    """Retries of one page within a run, before the run fails and the next one repeats it."""
+
+    attempts: int = Field(
+        3, ge=0, le=10,
+        description="Tries again a page whose GET timed out, lost its connection or was "
+        "answered 408, 425, 429 or 5xx, within the run; past that the run fails with its "
+        "watermark kept and the next run resumes from it.",
+    )
+    initial_delay: float = Field(
+        1.0, gt=0, le=60,
+        description="Seconds before the first retry, doubled for each next one; a longer "
+        "Retry-After in the answer is waited for instead.",
+    )
+    max_delay: float = Field(
+        30.0, gt=0, le=600,
+        description="Longest wait between tries; an API asking (Retry-After) for longer fails "
+        "the run at once, to be repeated by the next one.",
+    )
+
+
 class PollConfig(AdapterConfig):
     """A scheduled REST GET whose records become one envelope each."""
 
@@ -128,6 +149,8 @@ class PollConfig(AdapterConfig):
         "OAuth2 token endpoint keeps the system CAs).",
     )
     timeout: float = Field(30.0, gt=0, le=300, description="Seconds per page request.")
+    retry: PageRetry = Field(default_factory=PageRetry,
+                             description="Retries of a failing page within a run.")
     records: str | None = Field(
         None, description="Path of the record list in a page; none: the page is the list."
     )

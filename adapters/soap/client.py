@@ -23,13 +23,14 @@ from typing import Any
 
 import requests
 from requests import PreparedRequest, Response
-from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.adapters import BaseAdapter
 from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
 from zeep.wsse.username import UsernameToken
 
 from adapters.soap.classify import classify
 from adapters.soap.config import SoapClientConfig
+from adapters.soap.deadline import DeadlineAdapter
 from adapters.soap.values import plain
 from adapters.soap.wsdl import (
     LocalTransport,
@@ -109,7 +110,7 @@ def open_service(config: SoapClientConfig, base_dir: Path, where: str,
     ``max_response_bytes`` bounds what a call reads (enrich steps; a target reads it all)."""
     wsdl = resolve(base_dir, config.wsdl)
     session = requests.Session()
-    pool = HTTPAdapter(pool_connections=1, pool_maxsize=config.max_workers)
+    pool = DeadlineAdapter(pool_connections=1, pool_maxsize=config.max_workers)
     if config.tls is not None:
         target_context(config.tls, where)  # a ConfigError now, not per call
         pool = _TlsAdapter(config.tls, pool_connections=1, pool_maxsize=config.max_workers)
@@ -134,7 +135,7 @@ def open_service(config: SoapClientConfig, base_dir: Path, where: str,
                        wsdl, binding)
 
 
-class _TlsAdapter(HTTPAdapter):
+class _TlsAdapter(DeadlineAdapter):
     """Connections that verify against ``tls.ca_file`` and present ``tls.cert_file``."""
 
     def __init__(self, tls: TargetTlsConfig, **options: Any) -> None:

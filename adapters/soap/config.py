@@ -284,7 +284,9 @@ class SoapClientConfig(AdapterConfig):
         None, description="Private CA and/or client certificate for an https:// address."
     )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect.")
-    timeout: float = Field(30.0, gt=0, description="Seconds to wait for the response.")
+    timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for the response; the whole answer must "
+        "arrive within connect_timeout + timeout (a peer trickling bytes is cut off then).")
     max_workers: int = Field(8, ge=1, le=256, description="Concurrent calls (thread pool size).")
 
 

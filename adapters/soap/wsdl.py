@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
@@ -29,6 +30,7 @@ from zeep.transports import Transport
 from zeep.wsdl import Document
 from zeep.wsse.username import UsernameToken
 
+from adapters.soap.deadline import deadline
 from adapters.soap.xmlsafe import zeep_settings
 from middleware.errors import ConfigError, Problem
 from middleware.log import MASK
@@ -82,15 +84,25 @@ class LocalTransport(Transport):
         return content
 
     def post(self, address: str, message: bytes | str, headers: dict[str, str]) -> Any:
+        """Post, the whole answer within connect timeout + timeout (``adapters.soap.deadline``:
+        on a ``DeadlineAdapter`` session even a peer dripping bytes is cut off then)."""
         self._last.status = None
         limit = self._limit
-        response = self.session.post(address, data=message, headers=headers,
-                                     timeout=self.operation_timeout, stream=limit is not None)
-        self._last.status = response.status_code
-        if limit is not None:
-            body = b"".join(_bounded(response, limit))
-            response._content = body  # what zeep reads; the rest stays unread
-            response.close()
+        timeouts = self.operation_timeout
+        total = sum(timeouts) if isinstance(timeouts, tuple) else timeouts
+        with deadline(total) if total else contextlib.nullcontext(lambda: False) as expired:
+            try:
+                response = self.session.post(address, data=message, headers=headers,
+                                             timeout=timeouts, stream=limit is not None)
+                self._last.status = response.status_code
+                if limit is not None:  # read within the deadline too: a dripping body
+                    body = b"".join(_bounded(response, limit))
+                    response._content = body  # what zeep reads; the rest stays unread
+                    response.close()
+            except requests.RequestException as exc:
+                if expired():
+                    raise requests.Timeout(f"no complete answer within {total:g}s") from exc
+                raise
         return response
 
 

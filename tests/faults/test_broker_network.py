@@ -204,7 +204,10 @@ def test_cuts_in_the_middle_of_frames_lose_nothing(
         # Then it recovers every time and finishes the backlog
         assert wait_until(lambda: queue_count(amqp_url, f"silobridge.route.{route}") == 0, 90)
         assert wait_until(lambda: all(daemon.readiness().values()), 30)
-        time.sleep(1)
+        # nothing in flight any more (the queue count leaves out unacked messages), and every
+        # event published to the target's queue; should one be lost, the check below says which
+        assert wait_until(lambda: counter("silobridge_in_flight", route=route) == 0, 30)
+        wait_until(lambda: queue_count(amqp_url, f"{prefix}.out") >= len(ids), 30)
     finally:
         daemon.stop()
     elapsed = time.monotonic() - began

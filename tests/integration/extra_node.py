@@ -92,7 +92,8 @@ class ExtraNode:
     """One RabbitMQ node of a test; ``start`` may be called again after ``stop`` or ``kill``."""
 
     def __init__(
-        self, base_dir: Path, *, tls: NodeTls | None = None, extra_conf: tuple[str, ...] = ()
+        self, base_dir: Path, *, tls: NodeTls | None = None, extra_conf: tuple[str, ...] = (),
+        erl_args: tuple[str, ...] = (),
     ) -> None:
         self.short = f"sbtest-{uuid.uuid4().hex[:8]}"
         self.name = f"{self.short}@localhost"
@@ -102,6 +103,8 @@ class ExtraNode:
         self.dist_port = free_port()
         self.tls = tls
         self._extra_conf = extra_conf
+        # settings rabbitmq.conf has no key for, e.g. ("-rabbit", "channel_tick_interval", "500")
+        self._erl_args = erl_args
         self.start_seconds: float | None = None
         self._watcher: subprocess.Popen[bytes] | None = None
 
@@ -229,7 +232,7 @@ class ExtraNode:
             "RABBITMQ_PID_FILE": str(self.dir / "node.pid"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
-                "-kernel inet_dist_use_interface {127,0,0,1}",
+                " ".join(["-kernel inet_dist_use_interface {127,0,0,1}", *self._erl_args]),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         })
         return env

@@ -87,9 +87,10 @@ def test_poll_interrupted_run_resumes_from_watermark_without_gaps_or_duplicates(
 ) -> None:
     api = ProductApi(25)
     with Peer(api) as server:
-        loaded = make_config([catch_all_route(prefix)], inbound=[_poller(
-            prefix, f"{server.url}/products/cursor",
-            {"style": "cursor", "cursor_path": "next_cursor", "size": PAGE})])
+        poller = _poller(prefix, f"{server.url}/products/cursor",
+                         {"style": "cursor", "cursor_path": "next_cursor", "size": PAGE})
+        poller["retry"] = {"attempts": 0}  # the page is not tried again within the run
+        loaded = make_config([catch_all_route(prefix)], inbound=[poller])
         # Given the API fails on the third page of the first run
         api.fail_on_request = 3
         assert _poll_once(loaded, prefix) == 1
