@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from middleware import headers, metrics
+from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener, OutcomeRecord
 from middleware.broker.contract import Delivery, Publisher
@@ -118,6 +118,8 @@ class RouteWorker:
         self._processing = metrics.PROCESSING_SECONDS.labels(route.name)
         self._delivery = metrics.DELIVERY_SECONDS.labels(route.name, self._target_name)
         self._lag = metrics.SYNC_LAG.labels(route.name)
+        # tracing hooks (middleware.tracing.worker): spans per stage, no-ops while tracing is off
+        self._trace = tracing.route_tracer(route.name, self._target_name)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is in flight (graceful shutdown); False on timeout.
@@ -146,7 +148,7 @@ class RouteWorker:
     def handle(self, delivery: Delivery) -> None:
         self._begin()
         try:
-            self._process(delivery)
+            self._trace.run(delivery, self._process, delivery)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
             log.exception("unexpected error while processing", route=self.route.name)
             self._guarded(delivery, functools.partial(self._fail, delivery, None, exc))
@@ -162,6 +164,7 @@ class RouteWorker:
         except DecodeError as exc:
             self._fail(delivery, None, exc)
             return
+        self._trace.consumed(delivery, envelope)
         if envelope.id in self._recent:
             self._finish(delivery, Outcome.DUPLICATE)
             return
@@ -182,7 +185,7 @@ class RouteWorker:
     ) -> None:
         """``_start`` on a store thread, for messages that need the store before delivery."""
         try:
-            self._start(delivery, envelope, mapping, check_seen)
+            self._trace.run(delivery, self._start, delivery, envelope, mapping, check_seen)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the thread
             log.exception("unexpected error while processing", route=self.route.name)
             self._fail(delivery, envelope, exc)
@@ -199,8 +202,11 @@ class RouteWorker:
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
-            payload = self._map(mapping, envelope.data)
+            # an enrich stage goes here, in its own span: self._trace.stage(delivery, "enrich")
+            with self._trace.stage(delivery, "map"):
+                payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
+            self._trace.delivering(delivery, envelope)  # the target gets the deliver span
             future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
@@ -253,6 +259,7 @@ class RouteWorker:
     ) -> None:
         self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
+        self._trace.delivered(delivery, error)
         if error is not None:
             self._fail(delivery, envelope, error)
             return
@@ -341,6 +348,7 @@ class RouteWorker:
         properties = with_headers(delivery.properties, new_headers,
                                   envelope.id if envelope else None)
         outcome = Outcome.DEAD_LETTERED if dead else Outcome.RETRIED
+        self._trace.failing(delivery, envelope, error, new_headers[headers.STAGE], dead)
         log.warning(
             "dead-lettered" if dead else "retry scheduled", route=self.route.name,
             message_id=properties.message_id,
@@ -356,6 +364,7 @@ class RouteWorker:
 
     def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
                 failure: dict[str, Any]) -> None:
+        self._trace.parked(delivery, done.exception())
         if done.exception() is None:
             self._finish(delivery, outcome, failure=failure)
         else:
@@ -371,7 +380,7 @@ class RouteWorker:
         count raised for good. Here it returns the message to its queue instead.
         """
         try:
-            callback()
+            self._trace.run(delivery, callback)
         except Exception:
             log.exception("unexpected error in a delivery callback", route=self.route.name)
             if not delivery.settled:
@@ -387,6 +396,7 @@ class RouteWorker:
     ) -> None:
         """Settle; a delivered message's idempotency record is committed before its ack."""
         try:
+            self._trace.finished(delivery, outcome)
             if outcome is Outcome.REQUEUED:
                 delivery.nack()
             else:

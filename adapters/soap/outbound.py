@@ -8,6 +8,8 @@ payload that does not fit is a permanent failure, see ``classify`` for the rest.
 
 The envelope id goes out as the idempotency key (an operation argument and/or an HTTP header,
 see ``IdempotencyKey``) so a redelivery after a lost answer does not create a second record.
+The envelope's W3C trace context goes out as ``traceparent`` / ``tracestate`` HTTP headers,
+which SOAP stacks that trace read and the others ignore.
 The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
 stores ids the target assigned (e.g. the ERP order id) in the xref store.
 
@@ -46,6 +48,7 @@ from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
 from middleware.secrets import require_secret
 from middleware.tls import describe_tls_failure, target_context
+from middleware.tracing import outgoing
 from middleware.yamlfile import did_you_mean
 
 __all__ = ["SoapTarget"]
@@ -104,16 +107,18 @@ class SoapTarget:
         key = self._config.idempotency.argument
         if key is not None and arguments.get(key) in (None, ""):
             arguments[key] = envelope.id
-        return self._executor.submit(self._call, envelope.id, arguments)
+        http_headers = outgoing(envelope.traceparent, envelope.tracestate)
+        header = self._config.idempotency.header
+        if header:
+            http_headers[header] = envelope.id
+        return self._executor.submit(self._call, http_headers, arguments)
 
-    def _call(self, envelope_id: str, arguments: dict[str, Any]) -> Delivered:
+    def _call(self, http_headers: dict[str, str], arguments: dict[str, Any]) -> Delivered:
         assert self._client is not None and self._service is not None
         assert self._transport is not None
         operation = self._config.operation
-        header = self._config.idempotency.header
         try:
-            with self._client.settings(extra_http_headers={header: envelope_id} if header
-                                       else {}):
+            with self._client.settings(extra_http_headers=http_headers):
                 result = self._service[operation](**arguments)
         except Exception as exc:  # translated at the boundary: the pipeline sees DeliveryError
             problem = describe_tls_failure(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
 import signal
@@ -57,12 +58,16 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from middleware import tracing
     from middleware.daemon import Daemon, Role
     from middleware.log import configure_logging
 
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format],
                       level=args.log_level)
     loaded = load_config(args.config, secrets=_ROLE_SECTIONS[args.role])
+    # before the daemon: workers and endpoints take their tracer when they are made
+    if tracing.configure_from_env():
+        atexit.register(tracing.shutdown)  # export the spans still queued
     try:
         daemon = Daemon(loaded, Role(args.role))
     except SilobridgeError as exc:  # the store: unreachable, or migrated by a newer release
