@@ -79,7 +79,8 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
         return False
     exporters = [_exporter(name, env) for name in names]
     resource = Resource.create()
-    if resource.attributes.get(SERVICE_NAME, "unknown_service") == "unknown_service":
+    # the SDK's default name is "unknown_service" (with ":<executable>" in later releases)
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "silobridge"}))
     provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER
     for exporter in exporters:

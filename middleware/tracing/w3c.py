@@ -52,6 +52,7 @@ class Headers(Protocol):
 
 # what this process writes (version 00); anything else is not sent on
 _VERSION_00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 def parent_from_values(traceparent: object, tracestate: object = None) -> Context | None:
@@ -90,6 +91,8 @@ def outgoing(traceparent: str | None, tracestate: str | None) -> dict[str, str]:
     if not traceparent:  # the common case when nothing traces: one comparison
         return {}
     if len(traceparent) != 55 or _VERSION_00.fullmatch(traceparent) is None:
+        return {}
+    if traceparent[3:35] == _ZERO_TRACE or traceparent[36:52] == _ZERO_SPAN:  # "no parent"
         return {}
     headers = {TRACEPARENT: traceparent}
     if tracestate and len(tracestate) <= MAX_LENGTH:
