@@ -5,17 +5,14 @@ what arrives with the OpenTelemetry protobuf definitions."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from middleware import tracing
 from middleware.errors import ConfigError
 from middleware.tracing import NoTrace, RouteTracer
+from tests.tracing_helpers import OtlpReceiver
 
 
 @pytest.fixture(autouse=True)
@@ -75,35 +72,13 @@ def test_tracing_sampler_variables_are_honoured(monkeypatch: pytest.MonkeyPatch)
     assert tracer is not None and not tracer.start_span("x").is_recording()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    """An OTLP/HTTP trace receiver: keeps every decoded export request."""
-
-    got: ClassVar[list[ExportTraceServiceRequest]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        request = ExportTraceServiceRequest()
-        request.ParseFromString(body)
-        self.got.append(request)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.mark.parametrize("service", [None, "crm-bridge"])
 def test_tracing_otlp_exports_to_the_endpoint_in_the_environment(
     monkeypatch: pytest.MonkeyPatch, service: str | None
 ) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    _Receiver.got = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with OtlpReceiver() as receiver:
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
         if service:
             monkeypatch.setenv("OTEL_SERVICE_NAME", service)
         assert tracing.configure_from_env() is True
@@ -111,13 +86,7 @@ def test_tracing_otlp_exports_to_the_endpoint_in_the_environment(
         assert tracer is not None
         tracer.start_span("consume", attributes={"silobridge.route": "r1"}).end()
         tracing.shutdown()  # flushes the batch
-    finally:
-        server.shutdown()
-        server.server_close()
-    (request,) = _Receiver.got
-    (resource_spans,) = request.resource_spans
-    attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-    assert attributes["service.name"] == (service or "silobridge")
-    (span,) = [span for scope in resource_spans.scope_spans for span in scope.spans]
+        (span,) = receiver.spans()
+    assert span.service == (service or "silobridge")
     assert span.name == "consume"
-    assert {a.key: a.value.string_value for a in span.attributes} == {"silobridge.route": "r1"}
+    assert span.attributes == {"silobridge.route": "r1"}
