@@ -289,6 +289,12 @@ def configure_logging(
     logging.getLogger("pika").setLevel(
         numeric_level if numeric_level <= logging.DEBUG else logging.CRITICAL
     )
+    # OpenTelemetry warns about every malformed tracestate member, quoting it: a sender could
+    # add a log line (its own text) to each request. The header is ignored either way
+    # (middleware.tracing.w3c); the warnings are kept for debug level.
+    logging.getLogger("opentelemetry.trace.span").setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else logging.ERROR
+    )
 
     structlog.configure(
         processors=[

@@ -13,16 +13,16 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 
 from middleware import tracing
 
 
 @contextmanager
-def traced() -> Iterator[InMemorySpanExporter]:
+def traced(sampler: Sampler = ALWAYS_ON) -> Iterator[InMemorySpanExporter]:
     """Trace everything made inside (workers and endpoints built inside) into memory."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracing.install(provider)
     try:

@@ -15,6 +15,7 @@ import orjson
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import StatusCode
 
 from middleware.adapter import Delivered
@@ -228,3 +229,19 @@ def test_tracing_off_costs_the_worker_about_a_microsecond_per_message() -> None:
 
 def _nothing() -> None:
     """A pipeline step that does nothing."""
+
+
+def test_tracing_a_caller_that_did_not_sample_is_followed_and_still_propagated(
+    tmp_path: Path, prefix: str
+) -> None:
+    target = Recording()
+    with traced(ParentBased(ALWAYS_ON)) as exporter, \
+            running_route(tmp_path, prefix, target) as route:
+        envelope = event(prefix)
+        envelope.traceparent = f"00-{TRACE}-{PUBLISH}-00"  # the caller decided not to record
+        route.send(envelope)
+        assert wait_until(lambda: route.stores.idempotency.seen(prefix, envelope.id))
+    assert exporter.get_finished_spans() == ()
+    (sent,) = target.traceparents
+    assert sent is not None and sent.startswith(f"00-{TRACE}-") and sent.endswith("-00")
+    assert sent.split("-")[2] != PUBLISH  # a span of ours, not recorded, between them

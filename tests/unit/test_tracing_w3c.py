@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from opentelemetry import trace
 from starlette.datastructures import Headers
 
+from middleware.log import configure_logging
 from middleware.tracing.w3c import (
     MAX_LENGTH,
     format_context,
@@ -79,3 +82,16 @@ def test_w3c_several_tracestate_headers_are_one_list() -> None:
                            (b"tracestate", b"b=2")])
     context = parent_from_headers(headers)
     assert context is not None and _parent(context).trace_state.to_header() == "a=1,b=2"
+
+
+def test_w3c_hostile_tracestate_adds_no_log_lines() -> None:
+    out = io.StringIO()
+    configure_logging(json=True, level="info", stream=out)
+    try:
+        for state in (",".join(f"k{i}=v" for i in range(40)), "BAD KEY=sender text",
+                      "a=1,a=2", "x=\x01"):
+            assert parent_from_values(VALID, state) is not None  # the parent still counts
+            outgoing(VALID, state)
+    finally:
+        configure_logging(json=True, level="warning")
+    assert out.getvalue() == ""
