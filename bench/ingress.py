@@ -1,7 +1,10 @@
-"""Ingress throughput: a bare ASGI app answering 202 vs the silobridge REST ingress, same run.
+"""Ingress throughput: silobridge's REST ingress vs a minimal durable receiver, same run.
 
-Both servers are Starlette apps served by ``middleware.http.ServerThread`` (the ingress's own
-uvicorn settings) in a subprocess of their own, on loopback, and both get the same load from the
+The ratio is taken against the durable receiver (``bench.ingress_durable``: HMAC check, JSON
+parse, persistent publish confirmed before the 202, aiormq on the server's loop); a bare ASGI
+app that answers 202 and stores nothing is kept as a reference row. All three servers are
+Starlette apps served by ``middleware.http.ServerThread`` (the ingress's own
+uvicorn settings) in a subprocess of their own, on loopback, and all get the same load from the
 same generator: Debian's ``wrk`` with one thread, the same connection count and duration, POSTing
 the same ~0.7 KB signed order JSON. The bare app reads the body and answers 202; silobridge
 (``silobridge run --role ingress``) checks size and content type, verifies the generic HMAC
@@ -15,8 +18,9 @@ queue bound to the event type; after the round it must hold at least as many mes
 counted 202 answers: that is the proof that every 202 is backed by a broker confirm. (A few
 more is normal: requests cut off when wrk stops are stored, but wrk never counts their 202.)
 
-Rounds alternate bare / silobridge so machine noise hits both alike; the medians and the ratio
-silobridge / bare are reported.
+Rounds alternate bare / silobridge / durable so machine noise hits all alike; the medians and
+the ratios silobridge / durable and silobridge / bare are reported. The durable receiver's 202s
+are counted against its stored messages the same way.
 
 Run:  .venv/bin/python -m bench.ingress [--duration 20] [--connections 32] [--rounds 3]
 Exit code 1 when a 202 is not backed by a stored message (the ratio is reported, not enforced).
@@ -73,6 +77,9 @@ URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 SECRET = "bench-webhook-secret"
 SECRET_ENV = "BENCH_WEBHOOK_SECRET"
 SYSTEM = "benchhook"
+KINDS = ("bare", "silobridge", "durable")
+"""Servers per round: the bare app (a reference row), silobridge, and the durable receiver
+(``bench.ingress_durable``, the baseline the ratio is taken against)."""
 
 
 def event_type(route: str) -> str:
@@ -176,6 +183,13 @@ def serve_bare(port: int) -> None:
 
     serve_until_sigterm(Starlette(routes=[Route(HOOK_PATH, hook, methods=["POST"])]), port,
                         "bare")
+
+
+def serve_durable(port: int, route: str) -> None:
+    """The honest baseline (``bench.ingress_durable``): verify, parse, publish, confirm, 202."""
+    from bench.ingress_durable import durable_app
+
+    serve_until_sigterm(durable_app(URL, SECRET, event_type(route), HOOK_PATH), port, "durable")
 
 
 def serve_until_sigterm(app: Any, port: int, name: str) -> None:
@@ -404,6 +418,9 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
     if kind == "bare":
         server = Served([sys.executable, "-m", "bench.ingress", "--serve-bare", str(port)],
                         port, log=workdir / "bare.log")
+    elif kind == "durable":
+        server = Served([sys.executable, "-m", "bench.ingress", "--serve-durable", str(port),
+                         route], port, log=workdir / "durable.log")
     else:
         config, port, _ops = daemon_config(workdir, route)
         server = Daemon(config, port, "ingress", workdir / "daemon.log")
@@ -412,7 +429,7 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
         url = f"http://127.0.0.1:{port}{HOOK_PATH}"
         run_wrk(url, connections=args.connections, duration=args.warmup)  # warm up
         before = 0
-        if kind == "silobridge":
+        if kind != "bare":
             time.sleep(1)  # requests cut off at the warm-up's end may still be publishing
             before = queue_depth(queue_name(route))
         result = run_wrk(url, connections=args.connections, duration=args.duration)
@@ -424,7 +441,7 @@ def _round(kind: str, workdir: Path, args: argparse.Namespace, route: str) -> di
                            "accepted": accepted, "other": result.requests - accepted,
                            "codes": {str(k): v for k, v in sorted(result.codes.items())},
                            "errors": result.errors}
-    if kind == "silobridge":
+    if kind != "bare":
         row["stored"] = queue_depth(queue_name(route)) - before
     return row
 
@@ -436,9 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-durable", nargs=2, metavar=("PORT", "ROUTE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_bare:
         serve_bare(args.serve_bare)
+        return 0
+    if args.serve_durable:
+        serve_durable(int(args.serve_durable[0]), args.serve_durable[1])
         return 0
     rows: list[dict[str, Any]] = []
     ok = True
@@ -446,25 +468,29 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(max(1, min(args.rounds, 20))):
             route = f"bench-ingress-{os.getpid()}-{n}"  # a fresh route queue per round
             try:
-                for kind in ("bare", "silobridge"):
+                # silobridge first: its topology declares the route queue the durable
+                # receiver publishes into
+                for kind in KINDS:
                     row = _round(kind, Path(tmp), args, route)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                     # Every 202 must be stored: stored >= accepted. More may be stored: requests
                     # cut off at wrk's end (stored, their 202 never counted), and a 503 whose
                     # message the broker confirmed after the publish timeout.
-                    if kind == "silobridge" and row["stored"] < row["accepted"]:
+                    if kind != "bare" and row["stored"] < row["accepted"]:
                         ok = False
-                        print(f"# NOT BACKED: {row['accepted']} answers 202, "
+                        print(f"# NOT BACKED ({kind}): {row['accepted']} answers 202, "
                               f"{row['stored']} messages stored", flush=True)
             finally:
                 delete_route_queues(route)
     summary: dict[str, Any] = {}
-    for kind in ("bare", "silobridge"):
+    for kind in KINDS:
         mine = [r for r in rows if r["server"] == kind]
         summary[kind] = {key: statistics.median(r[key] for r in mine)
                          for key in ("req_s", "p50_ms", "p99_ms")}
-    summary["ratio_req_s"] = round(summary["silobridge"]["req_s"] / summary["bare"]["req_s"], 2)
+    summary["ratio_durable"] = round(
+        summary["silobridge"]["req_s"] / summary["durable"]["req_s"], 2)
+    summary["ratio_bare"] = round(summary["silobridge"]["req_s"] / summary["bare"]["req_s"], 2)
     summary["every_202_stored"] = ok
     print(json.dumps(summary), flush=True)
     print(f"# {machine()}; wrk -t1 -c{args.connections} -d{args.duration:g}s, median of "

@@ -15,6 +15,7 @@ certificate reload) and every request scope carries the peer certificate
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from typing import Any
@@ -35,7 +36,7 @@ class ServerThread(threading.Thread):
 
     def __init__(self, app: ASGIApp, host: str, port: int, name: str,
                  tls: ServerTlsConfig | None = None, client_certs: bool = False,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, reuse_port: bool = False) -> None:
         super().__init__(name=f"http-{name}", daemon=True)
         self.tls = (ReloadingContext(tls, client_certs=client_certs, name=name, where=name)
                     if tls is not None else None)
@@ -45,9 +46,10 @@ class ServerThread(threading.Thread):
                                                guarded_protocol(limits or HttpLimits(), name)))
         self._server = uvicorn.Server(config)
         self.port = port
+        self._socket = _reuse_port_socket(host, port) if reuse_port else None
 
     def run(self) -> None:
-        asyncio.run(self._server.serve())
+        asyncio.run(self._server.serve(sockets=[self._socket] if self._socket else None))
 
     def start_and_wait(self, timeout: float = 10.0) -> None:
         """Start and return once the socket listens; raise if it could not bind."""
@@ -76,6 +78,27 @@ class ServerThread(threading.Thread):
         if self.tls is not None:
             self.tls.stop()
         self.join(timeout)
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind as well (SO_REUSEPORT, Linux and BSD):
+    the kernel spreads new connections over the processes, with no proxy in between.
+
+    Bound here, on the caller's thread, so that a port taken by an unrelated program is an
+    OSError at start, as with uvicorn's own bind.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _tls_options(tls: ReloadingContext | None,

@@ -222,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default="backlog,live")
-    parser.add_argument("--queues", default="classic,quorum")
+    parser.add_argument(
+        "--queues", default="quorum",
+        help="source queue types of the baselines (silobridge's route queues are quorum)")
     args = parser.parse_args(argv)
     broker = Broker()
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from middleware import plugins
 from middleware.cli.common import add_config_argument
 from middleware.config.loader import SECTIONS, load_config
+from middleware.config.models import Config
 from middleware.errors import SilobridgeError, TopologyConflict
 
 if TYPE_CHECKING:
@@ -34,6 +35,10 @@ def register(sub: Any) -> None:
                      help="JSON lines (containers) or console; auto picks by terminal")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                      default="info", help="lowest level logged (default info)")
+    # set by the supervisor (middleware/supervisor.py) on the processes it starts
+    run.add_argument("--child-ops-port", type=int, help=argparse.SUPPRESS)
+    run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    run.add_argument("--no-console", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
 
     validate = sub.add_parser("validate", help="check a config and every mapping it uses")
@@ -65,6 +70,11 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(json={"auto": None, "json": True, "console": False}[args.log_format],
                       level=args.log_level)
     loaded = load_config(args.config, secrets=_ROLE_SECTIONS[args.role])
+    if args.child_ops_port is not None:
+        _as_child(loaded.config, args)
+    elif loaded.config.processes.supervised:
+        tracing.check_env()  # the processes it starts trace; a wrong OTEL_* stops us here
+        return _supervise(loaded.config, args)
     # before the daemon: workers and endpoints take their tracer when they are made
     if tracing.configure_from_env():
         atexit.register(tracing.shutdown)  # export the spans still queued
@@ -98,6 +108,29 @@ def _run(args: argparse.Namespace) -> int:
         if daemon.watchdog.check() is not None:
             return _stop_after_death(daemon)
     return 0 if daemon.stop() else 1
+
+
+def _as_child(config: Config, args: argparse.Namespace) -> None:
+    """A supervised process: its own ops port, the shared ingress port, at most one console."""
+    config.ops.port = args.child_ops_port
+    config.ingress.reuse_port = config.ingress.reuse_port or args.reuse_port
+    if args.no_console:
+        config.console.enabled = False
+
+
+def _supervise(config: Config, args: argparse.Namespace) -> int:
+    from middleware.supervisor import Supervisor
+
+    wanted = ("ingress", "worker") if args.role == "all" else (args.role,)
+    has_work = {"ingress": bool(config.inbound), "worker": bool(config.routes)}
+    roles = tuple(role for role in wanted if has_work[role])
+    supervisor = Supervisor(config, str(args.config), roles, log_format=args.log_format,
+                            log_level=args.log_level)
+    try:
+        return supervisor.run()
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _stop_after_death(daemon: Daemon) -> int:

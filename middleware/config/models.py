@@ -25,6 +25,7 @@ __all__ = [
     "IngressConfig",
     "IngressLimits",
     "OpsConfig",
+    "ProcessesConfig",
     "RetryPolicy",
     "RouteConfig",
     "ServerTlsConfig",
@@ -356,6 +357,27 @@ class IngressConfig(_Strict):
         default_factory=IngressLimits,
         description="Rate limits and concurrency caps per endpoint (REST and SOAP alike).",
     )
+    reuse_port: bool = Field(
+        False, description="Bind with SO_REUSEPORT so that several ingress processes share the "
+        "port (the kernel spreads connections); on with processes.ingress above 1.",
+    )
+
+
+class ProcessesConfig(_Strict):
+    """How many processes ``silobridge run`` starts per role (``docs/architecture.md``)."""
+
+    ingress: int = Field(
+        1, ge=1, le=64, description="Ingress processes; above 1 they share the ingress port "
+        "(SO_REUSEPORT) and run under a supervisor.",
+    )
+    worker: int = Field(
+        1, ge=1, le=64, description="Worker processes (competing consumers of every route); "
+        "above 1 they run under a supervisor.",
+    )
+
+    @property
+    def supervised(self) -> bool:
+        return self.ingress > 1 or self.worker > 1
 
 
 class RetryPolicy(_Strict):
@@ -486,6 +508,10 @@ class Config(_Strict):
     shutdown_grace: float = Field(
         20.0, gt=0, description="Seconds to finish in-flight work on SIGTERM."
     )
+    processes: ProcessesConfig = Field(
+        default_factory=ProcessesConfig,
+        description="Processes per role; one of each runs in one process (the default).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -493,6 +519,14 @@ class Config(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"route names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _supervised_ports(self) -> Config:
+        if self.processes.supervised and self.ops.port == 0:
+            raise ValueError(
+                "processes above 1 need a fixed ops.port: the supervisor serves it and gives "
+                "its processes the ports after it (ops.port + 1, + 2, ...); set ops.port")
         return self
 
     @model_validator(mode="after")

@@ -77,7 +77,8 @@ class Ingress:
     def start(self) -> None:
         self._server = ServerThread(Starlette(routes=self._routes), self._config.host,
                                     self._config.port, "ingress", tls=self._config.tls,
-                                    client_certs=self._client_certs, limits=self._config.http)
+                                    client_certs=self._client_certs, limits=self._config.http,
+                                    reuse_port=self._config.reuse_port)
         self._server.start_and_wait()
 
     @property

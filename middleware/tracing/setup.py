@@ -31,7 +31,7 @@ from opentelemetry.trace import Tracer
 
 from middleware.errors import ConfigError, Problem
 
-__all__ = ["configure_from_env", "install", "shutdown", "tracer"]
+__all__ = ["check_env", "configure_from_env", "install", "shutdown", "tracer"]
 
 _WHERE = "environment"
 _EXPORTERS = ("otlp", "console", "none")
@@ -70,14 +70,9 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
     Raises ConfigError for an exporter name that is not known or not installed, so a typo
     fails the start instead of silently tracing nothing.
     """
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    exporters = _exporters(os.environ if environ is None else environ)
+    if not exporters:
         return False
-    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",")]
-    names = [name for name in names if name and name != "none"]
-    if not names:
-        return False
-    exporters = [_exporter(name, env) for name in names]
     resource = Resource.create()
     # the SDK's default name is "unknown_service" (with ":<executable>" in later releases)
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
@@ -87,6 +82,20 @@ def configure_from_env(environ: Mapping[str, str] | None = None) -> bool:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     install(provider)
     return True
+
+
+def check_env(environ: Mapping[str, str] | None = None) -> None:
+    """Raise ConfigError where ``configure_from_env`` would, without tracing here (a
+    supervisor whose processes trace)."""
+    for exporter in _exporters(os.environ if environ is None else environ):
+        exporter.shutdown()
+
+
+def _exporters(env: Mapping[str, str]) -> list[SpanExporter]:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return []
+    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    return [_exporter(name, env) for name in names if name and name != "none"]
 
 
 def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:

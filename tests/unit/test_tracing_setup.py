@@ -5,7 +5,11 @@ what arrives with the OpenTelemetry protobuf definitions."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,8 @@ from middleware import tracing
 from middleware.errors import ConfigError
 from middleware.tracing import NoTrace, RouteTracer
 from tests.tracing_helpers import OtlpReceiver
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "mappings" / "quickstart.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +96,15 @@ def test_tracing_otlp_exports_to_the_endpoint_in_the_environment(
     assert span.service == (service or "silobridge")
     assert span.name == "consume"
     assert span.attributes == {"silobridge.route": "r1"}
+
+
+def test_tracing_run_with_a_wrong_exporter_stops_with_one_line_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "zipkin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "middleware", "run", "-c", str(QUICKSTART)],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "OTEL_TRACES_EXPORTER: unknown exporter 'zipkin'" in done.stderr
+    assert "Traceback" not in done.stderr
