@@ -53,6 +53,8 @@ class Publishing:
 
     def confirmed(self, ids: Sequence[str]) -> None:
         """The broker confirmed these envelope ids; the other events were duplicates."""
+        if not self._spans:
+            return
         stored = set(ids)
         for envelope_id, span in self._spans:
             span.set_attribute(OUTCOME, "published" if envelope_id in stored else "duplicate")
