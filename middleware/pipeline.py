@@ -396,11 +396,11 @@ class RouteWorker:
     ) -> None:
         """Settle; a delivered message's idempotency record is committed before its ack."""
         try:
-            self._trace.finished(delivery, outcome)
             if outcome is Outcome.REQUEUED:
                 delivery.nack()
             else:
                 delivery.ack(record)
+            self._trace.finished(delivery, outcome)  # after settling: never holds a message
             self._messages[outcome].inc()
             if self._listener is not None:
                 self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))
