@@ -92,6 +92,7 @@ class NoTrace:
 class _Open:
     consume: Span
     context: Context
+    recording: bool
     step: Span | None = None
     """The deliver, retry or dead-letter span in progress."""
 
@@ -136,14 +137,16 @@ class RouteTracer(NoTrace):
             attributes[EVENT_TYPE] = envelope.type
         span = self._tracer.start_span("consume", context=parent or Context(),
                                        kind=SpanKind.CONSUMER, attributes=attributes)
-        message = _Open(span, trace.set_span_in_context(span, Context()))
+        message = _Open(span, trace.set_span_in_context(span, Context()), span.is_recording())
         self._open[id(delivery)] = message
         otel_context.attach(message.context)  # callers run inside ``run``
         return message
 
     def stage(self, delivery: Delivery, name: str) -> AbstractContextManager[None]:
         message = self._open.get(id(delivery))
-        return _NOTHING if message is None else self._stage(message, name)
+        if message is None or not message.recording:  # sampled out: nothing to record,
+            return _NOTHING  # and an internal stage has no context to pass on
+        return self._stage(message, name)
 
     @contextmanager
     def _stage(self, message: _Open, name: str) -> Iterator[None]:
