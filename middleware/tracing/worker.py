@@ -102,7 +102,6 @@ class RouteTracer(NoTrace):
 
     def __init__(self, tracer: Tracer, route: str, target: str) -> None:
         self._tracer = tracer
-        self._route = route
         self._common = {ROUTE: route, TARGET: target}
         self._consume = {**self._common, "messaging.system": "rabbitmq",
                          "messaging.operation.type": "process",
