@@ -172,7 +172,7 @@ class IngressEndpoint(ABC, Generic[R]):
         incoming = await self.parse(request, body)
         # publish spans, written into the envelopes as their traceparent (middleware.tracing)
         with (self._trace.publishing(incoming.events) if self._trace is not None
-              else tracing.NOT_PUBLISHING) as publishing:
+              else tracing.passing_on(incoming.events)) as publishing:
             if incoming.claimed is None:
                 published = await publisher.publish(incoming.events)
             else:

@@ -13,14 +13,14 @@ names. ``docs/observability.md`` shows the trace and how to send it to Jaeger or
 
 from __future__ import annotations
 
-from middleware.tracing.ingress import NOT_PUBLISHING, IngressTracer, Publishing
+from middleware.tracing.ingress import IngressTracer, Publishing, passing_on
 from middleware.tracing.setup import check_env, configure_from_env, install, shutdown, tracer
 from middleware.tracing.w3c import outgoing
 from middleware.tracing.worker import NoTrace, RouteTracer
 
-__all__ = ["NOT_PUBLISHING", "IngressTracer", "NoTrace", "Publishing", "RouteTracer",
+__all__ = ["IngressTracer", "NoTrace", "Publishing", "RouteTracer",
            "check_env", "configure_from_env", "ingress_tracer", "install", "outgoing",
-           "route_tracer", "shutdown", "tracer"]
+           "passing_on", "route_tracer", "shutdown", "tracer"]
 
 _OFF = NoTrace()
 

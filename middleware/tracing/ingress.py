@@ -37,12 +37,14 @@ from middleware.tracing.spans import (
 )
 from middleware.tracing.w3c import (
     TRACEPARENT,
+    TRACESTATE,
     format_context,
+    outgoing,
     parent_from_headers,
     parent_from_values,
 )
 
-__all__ = ["NOT_PUBLISHING", "IngressTracer", "Publishing"]
+__all__ = ["IngressTracer", "Publishing", "passing_on"]
 
 
 class Publishing:
@@ -73,8 +75,19 @@ class Publishing:
         self._spans = []
 
 
-NOT_PUBLISHING = Publishing()
-"""What the endpoint uses while tracing is off: nothing to start or end."""
+_NOT_PUBLISHING = Publishing()  # while tracing is off: nothing to start or end
+
+
+def passing_on(events: Sequence[tuple[str | None, Envelope]]) -> Publishing:
+    """While tracing is off: an event's own trace context (a CloudEvent's attributes) goes on
+    only when valid, so a sender's malformed or oversized value never reaches a route's
+    target (as a ``ce-traceparent`` header, say). Costs nothing for events without one."""
+    for _, envelope in events:
+        if envelope.traceparent is not None or envelope.tracestate is not None:
+            valid = outgoing(envelope.traceparent, envelope.tracestate)
+            envelope.traceparent = valid.get(TRACEPARENT)
+            envelope.tracestate = valid.get(TRACESTATE)
+    return _NOT_PUBLISHING
 
 
 class IngressTracer:

@@ -106,3 +106,26 @@ def test_tracing_a_cloudevents_own_context_becomes_a_link_of_its_publish_span(
     body = orjson.loads(delivery.body)
     assert body["traceparent"] == expected and "tracestate" not in body
     assert delivery.properties.headers == {"traceparent": expected}
+
+
+@pytest.mark.parametrize(("sent", "kept"), [
+    ({"traceparent": "00-" + "a" * 5000, "tracestate": "x=" + "y" * 5000}, {}),
+    ({"traceparent": f"00-{EVENT_TRACE}-00f067aa0ba902b7-01", "tracestate": "BAD KEY=1"},
+     {"traceparent": f"00-{EVENT_TRACE}-00f067aa0ba902b7-01"}),
+    ({"traceparent": f"00-{EVENT_TRACE}-00f067aa0ba902b7-01", "tracestate": "crm=1"},
+     {"traceparent": f"00-{EVENT_TRACE}-00f067aa0ba902b7-01", "tracestate": "crm=1"}),
+])
+def test_tracing_off_a_cloudevents_own_context_goes_on_only_when_valid(
+    broker: MemoryBroker, tmp_path: Path, prefix: str, sent: dict[str, str],
+    kept: dict[str, str],
+) -> None:
+    client = _client(broker, tmp_path)
+    event = {"specversion": "1.0", "id": "evt-1", "source": "crm", "type": "crm.customer.new",
+             "data": {"customer_no": "C-1"}, **sent}
+    answer = client.post("/hook", content=orjson.dumps(event),
+                         headers={"Content-Type": "application/cloudevents+json"})
+    assert answer.status_code == 202, answer.text
+    (delivery,) = take(broker, queue_name(prefix), 1)
+    body = orjson.loads(delivery.body)
+    assert {name: body[name] for name in ("traceparent", "tracestate") if name in body} == kept
+    assert delivery.properties.headers == kept
