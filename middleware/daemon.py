@@ -27,6 +27,7 @@ from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
 from middleware.config.loader import LoadedConfig
 from middleware.console.server import Console
+from middleware.enrich import Systems
 from middleware.errors import SilobridgeError
 from middleware.health import ops_app
 from middleware.http import ServerThread
@@ -65,6 +66,7 @@ class Daemon:
         self.targets: list[OutboundAdapter] = []
         self.inbound: list[InboundAdapter] = []
         self.audit: AuditSink | None = None
+        self.systems = Systems(loaded.config)  # what enrich steps call, shared by routes
         self.consumer: Consumer | None = None
         self.ingress: Ingress | None = None
         self.mappings: MappingSet | None = None
@@ -148,7 +150,8 @@ class Daemon:
         self.mappings = MappingSet(mapping_paths(self.loaded))
         handlers: dict[str, Handler] = {}
         listener = self._start_audit(context)
-        for route in routes:
+        self.systems.start(context)
+        for index, route in enumerate(routes):
             spec = plugins.get(route.target.type)
             assert spec is not None and spec.outbound is not None  # checked by the loader
             target = spec.outbound(route.target)
@@ -159,7 +162,8 @@ class Daemon:
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
                                  self.stores, provider, health=self.store_health,
-                                 listener=listener)
+                                 listener=listener,
+                                 enrichment=self.systems.enrichment(route, index))
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)
@@ -271,6 +275,7 @@ class Daemon:
             self.consumer.stop()
         for target in self.targets:
             target.close()
+        self.systems.close()
         if self.audit is not None:
             self.audit.close()
         for chore in self.chores:

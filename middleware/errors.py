@@ -17,6 +17,8 @@
         ├── SchemaError        a payload does not match its JSON Schema (permanent)
         ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
         │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
+        ├── EnrichError        an enrich step's call failed or answered nothing usable; classified
+        │                      like a delivery (a 503 retries, a 404 dead-letters), stage 'enrich'
         ├── DeliveryError      the target refused or failed; the adapter classifies it
         └── StoreUnavailable   a worker stopped while waiting for a failing store (requeued)
 
@@ -36,6 +38,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "DeliveryError",
+    "EnrichError",
     "FieldTooLong",
     "MappingError",
     "Problem",
@@ -179,6 +182,25 @@ class ProcessingError(SilobridgeError):
         if retryable is not None:
             self.retryable = retryable
         self.details: dict[str, Any] = details or {}
+
+
+class EnrichError(ProcessingError):
+    """An enrich step could not fetch what the payload lacks; ``retryable`` and ``retry_after``
+    come from the system's answer (classified as for a delivery), ``details`` name the system
+    and the step, so a dead letter says which call failed and why."""
+
+    stage = "enrich"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, details=details)
+        self.retry_after = retry_after
 
 
 class StoreUnavailable(ProcessingError):

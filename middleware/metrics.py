@@ -21,6 +21,8 @@ __all__ = [
     "CONSUMERS",
     "DELIVERY_SECONDS",
     "DLQ_OLDEST_AGE",
+    "ENRICH_CALLS",
+    "ENRICH_SECONDS",
     "IN_FLIGHT",
     "MAPPING_RELOADS",
     "MESSAGES",
@@ -132,6 +134,18 @@ MAPPING_RELOADS = Counter(
 )
 for _outcome in ("success", "failure"):  # known values start at 0, so rate() has a series
     MAPPING_RELOADS.labels(_outcome)
+ENRICH_CALLS = Counter(
+    "silobridge_enrich_calls",
+    "Enrich step answers by route, system and result: fetched (the system was asked and "
+    "answered), cached (a fresh answer was reused), failed (retried or dead-lettered).",
+    ["route", "system", "result"],
+)
+ENRICH_SECONDS = Histogram(
+    "silobridge_enrich_seconds",
+    "Seconds an enrich step's request to its system took, answered or failed.",
+    ["route", "system"],
+    buckets=_LATENCY,
+)
 XREF_MISSES = Counter(
     "silobridge_xref_misses",
     "Cross-reference lookups that found nothing, by mapping.",

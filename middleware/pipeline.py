@@ -32,6 +32,7 @@ from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
 from middleware.broker.topology import dlq_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
+from middleware.enrich import Enrichment
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
 from middleware.lineage import delivery_for
@@ -92,8 +93,10 @@ class RouteWorker:
         health: StoreHealth | None = None,
         listener: OutcomeListener | None = None,
         store_threads: int = 4,
+        enrichment: Enrichment | None = None,
     ) -> None:
         self.route = route
+        self._enrichment = enrichment  # the route's enrich steps (middleware/enrich), if any
         self._listener = listener  # the audit: told every outcome, must not block
         self._policy = policy
         self._deliver = delivery_for(route.name, target)
@@ -202,7 +205,9 @@ class RouteWorker:
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
-            # an enrich stage goes here, in its own span: self._trace.stage(delivery, "enrich")
+            if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
+                self._start_enriched(self._enrichment, delivery, envelope, mapping)
+                return
             with self._trace.stage(delivery, "map"):
                 payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
@@ -247,6 +252,48 @@ class RouteWorker:
         mapping.validate_target(result)
         return result
 
+    def _start_enriched(self, enrichment: Enrichment, delivery: Delivery, envelope: Envelope,
+                        mapping: Mapping | None) -> None:
+        """The route's enrich steps around the mapping, then the delivery, chained through
+        Futures (``middleware.enrich``): this thread only starts the first call."""
+        sent: list[float] = []  # when the target was called: its histogram times only that
+        enriched: list[Envelope] = []  # what the mapping read: its captures read it too
+        spans = self._trace.enriching(delivery, enrichment)  # enrich, map, enrich, deliver
+
+        def map_payload(data: Any) -> Future[Any]:
+            enriched.append(envelope.model_copy(update={"data": data}))
+            spans.mapping()
+            mapped = self._map_later(mapping, data)
+            mapped.add_done_callback(spans.mapped)
+            return mapped
+
+        def deliver(payload: Any) -> Future[Delivered]:
+            sent.append(time.perf_counter())
+            spans.delivering(envelope)  # the target gets the deliver span
+            return self._deliver(envelope, payload, mapping)
+
+        future = enrichment.process(envelope, map_payload, deliver)
+        future.add_done_callback(lambda done: self._guarded(delivery, lambda: self._delivered(
+            delivery, enriched[0] if enriched else envelope, mapping, done,
+            sent[0] if sent else None)))
+
+    def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
+        """Map an enriched payload. The answer arrives on the system's thread, which must not
+        wait for the store: a mapping with xref lookups runs on a store thread instead."""
+        result: Future[Any] = Future()
+
+        def run() -> None:
+            try:
+                result.set_result(self._map(mapping, data))
+            except BaseException as exc:  # handed to _delivered like a failed delivery
+                result.set_exception(exc)
+
+        if mapping is None or not mapping.uses_xref:
+            run()
+        elif not self._calls.submit(run):
+            result.set_exception(StoreUnavailable("the worker is stopping"))
+        return result
+
     # -- any thread -------------------------------------------------------------------------
 
     def _delivered(
@@ -255,11 +302,15 @@ class RouteWorker:
         envelope: Envelope,
         mapping: Mapping | None,
         done: Future[Delivered],
-        started: float,
+        started: float | None,
     ) -> None:
-        self._delivery.observe(time.perf_counter() - started)
+        if started is not None:  # None: an enrich step or the mapping failed before delivery
+            self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
         self._trace.delivered(delivery, error)
+        if isinstance(error, StoreUnavailable):  # an enriched mapping's lookups gave up
+            self._finish(delivery, Outcome.REQUEUED)
+            return
         if error is not None:
             self._fail(delivery, envelope, error)
             return

@@ -17,6 +17,7 @@ from middleware.adapter import AdapterConfig, InboundAdapter, OutboundAdapter
 
 if TYPE_CHECKING:
     from middleware.audit import AuditSink
+    from middleware.enrich.contract import System
 
 __all__ = ["AdapterSpec", "get", "known_types", "register"]
 
@@ -41,6 +42,10 @@ class AdapterSpec:
     """Config of the adapter's audit sink (the top-level ``audit`` section with this type)."""
     audit: Callable[[AdapterConfig], AuditSink] | None = None
     """Builds the sink that receives every route's outcomes (``middleware.audit``)."""
+    system_config: builtins.type[AdapterConfig] | None = None
+    """Config of a system enrich steps call (an entry of ``systems`` with this type)."""
+    system: Callable[[AdapterConfig], System] | None = None
+    """Builds that system (``middleware.enrich``)."""
 
 
 _REGISTRY: dict[str, AdapterSpec] = {}

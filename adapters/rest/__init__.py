@@ -6,6 +6,8 @@ scheduled pollers (``poll`` inbound, with the ``silobridge poll`` command).
     replay.py           dedupe keys, replay-risk warnings     README.md     auth schemes
     openapi.py          /openapi.json of the ingress          secrets.py    secrets from the env
     outbound_config.py  target and client-auth models         outbound.py   the target
+    session.py          the HTTP client targets and systems share
+    enrich.py           systems enrich steps GET from
     client.py           OAuth2 / bearer / basic, templates    poll*.py      the poller
     cli.py              ``silobridge poll NAME [--once]``
 
@@ -16,6 +18,7 @@ mappings/examples/rest-webhooks.yaml.
 """
 
 from adapters.rest.cli import register_commands
+from adapters.rest.enrich import RestSystem, RestSystemConfig
 from adapters.rest.inbound import RestInbound
 from adapters.rest.inbound_config import RestEndpointConfig
 from adapters.rest.outbound import RestTarget
@@ -31,6 +34,8 @@ __all__ = [
     "Poller",
     "RestEndpointConfig",
     "RestInbound",
+    "RestSystem",
+    "RestSystemConfig",
     "RestTarget",
     "RestTargetConfig",
 ]
@@ -51,12 +56,18 @@ def _target(config: AdapterConfig) -> RestTarget:
     return RestTarget(config)
 
 
+def _system(config: AdapterConfig) -> RestSystem:
+    assert isinstance(config, RestSystemConfig)
+    return RestSystem(config)
+
+
 def _poller(config: AdapterConfig) -> Poller:
     assert isinstance(config, PollConfig)
     return Poller(config)
 
 
 register(AdapterSpec("rest", inbound_config=RestEndpointConfig, inbound=_endpoint,
-                     outbound_config=RestTargetConfig, outbound=_target, advise=_advise))
+                     outbound_config=RestTargetConfig, outbound=_target, advise=_advise,
+                     system_config=RestSystemConfig, system=_system))
 register(AdapterSpec("poll", inbound_config=PollConfig, inbound=_poller,
                      commands=register_commands))

@@ -1,5 +1,6 @@
 """SOAP adapters: WSDL endpoints (``soap`` inbound), Salesforce Outbound Messaging
-(``salesforce-om`` inbound) and zeep targets (``soap`` outbound). The demo SOAP ERP they are
+(``salesforce-om`` inbound), zeep targets (``soap`` outbound) and systems enrich steps call
+(``soap`` systems). The demo SOAP ERP they are
 shown against lives in the ``silobridge_demo`` package."""
 
 from adapters.soap.config import (
@@ -8,6 +9,7 @@ from adapters.soap.config import (
     SoapTargetConfig,
     idempotency_advice,
 )
+from adapters.soap.enrich import SoapSystem, SoapSystemConfig
 from adapters.soap.inbound import SoapInbound
 from adapters.soap.outbound import SoapTarget
 from adapters.soap.salesforce import SalesforceInbound
@@ -19,6 +21,8 @@ __all__ = [
     "SalesforceInbound",
     "SoapEndpointConfig",
     "SoapInbound",
+    "SoapSystem",
+    "SoapSystemConfig",
     "SoapTarget",
     "SoapTargetConfig",
 ]
@@ -44,7 +48,13 @@ def _target(config: AdapterConfig) -> SoapTarget:
     return SoapTarget(config)
 
 
+def _system(config: AdapterConfig) -> SoapSystem:
+    assert isinstance(config, SoapSystemConfig)
+    return SoapSystem(config)
+
+
 register(AdapterSpec("soap", inbound_config=SoapEndpointConfig, inbound=_endpoint,
                      outbound_config=SoapTargetConfig, outbound=_target,
-                     target_advice=_target_advice))
+                     target_advice=_target_advice, system_config=SoapSystemConfig,
+                     system=_system))
 register(AdapterSpec("salesforce-om", inbound_config=SalesforceConfig, inbound=_salesforce))

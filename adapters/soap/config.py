@@ -56,6 +56,7 @@ __all__ = [
     "BasicInboundAuth",
     "IdempotencyKey",
     "SalesforceConfig",
+    "SoapClientConfig",
     "SoapEndpointBase",
     "SoapEndpointConfig",
     "SoapInboundAuth",
@@ -264,24 +265,19 @@ def idempotency_advice(config: SoapTargetConfig) -> list[str]:
             f"idempotency key')"]
 
 
-class SoapTargetConfig(AdapterConfig):
-    """Call one operation of a SOAP service per delivery, through zeep."""
+class SoapClientConfig(AdapterConfig):
+    """How silobridge reaches a SOAP service: what a target and an enrich system share."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["soap"] = Field("soap", description="Selects this adapter.")
     wsdl: str = Field(description="Local WSDL file (relative to the config file); never fetched.",
                       examples=["wsdl/demo-erp.wsdl"])
     service: str | None = Field(None, description="WSDL service name; default the only one.")
     port: str | None = Field(None, description="Port of the service; default its first SOAP port.")
-    operation: str = Field(description="Operation to call with the mapped payload as arguments.",
-                           examples=["CreateSalesOrder"])
     address: str | None = Field(
         None, description="Service URL overriding the WSDL's soap:address.",
         examples=["http://127.0.0.1:8090/soap"],
     )
-    idempotency: IdempotencyKey = Field(default_factory=IdempotencyKey,
-                                        description="Where the envelope id is sent.")
     wsse: WsseCredentials | None = Field(None, description="WS-Security UsernameToken.")
     basic: BasicCredentials | None = Field(None, description="HTTP basic authentication.")
     tls: TargetTlsConfig | None = Field(
@@ -290,3 +286,13 @@ class SoapTargetConfig(AdapterConfig):
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect.")
     timeout: float = Field(30.0, gt=0, description="Seconds to wait for the response.")
     max_workers: int = Field(8, ge=1, le=256, description="Concurrent calls (thread pool size).")
+
+
+class SoapTargetConfig(SoapClientConfig):
+    """Call one operation of a SOAP service per delivery, through zeep."""
+
+    type: Literal["soap"] = Field("soap", description="Selects this adapter.")
+    operation: str = Field(description="Operation to call with the mapped payload as arguments.",
+                           examples=["CreateSalesOrder"])
+    idempotency: IdempotencyKey = Field(default_factory=IdempotencyKey,
+                                        description="Where the envelope id is sent.")

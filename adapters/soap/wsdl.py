@@ -16,6 +16,7 @@ import copy
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,8 +33,8 @@ from adapters.soap.xmlsafe import zeep_settings
 from middleware.errors import ConfigError, Problem
 from middleware.log import MASK
 
-__all__ = ["LocalTransport", "MaskedLogPlugin", "WssePlugin", "load_client", "load_document",
-           "masked_xml"]
+__all__ = ["LocalTransport", "MaskedLogPlugin", "ResponseTooLarge", "WssePlugin", "load_client",
+           "load_document", "masked_xml"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,12 +59,15 @@ class LocalTransport(Transport):
     """A zeep Transport that loads documents from local files only and posts without logging.
 
     It remembers the HTTP status of the last post per thread: zeep reports a non-200 answer
-    without a SOAP Fault as a code-less Fault, and the status is what classifies it.
+    without a SOAP Fault as a code-less Fault, and the status is what classifies it. With
+    ``max_response_bytes`` an answer is read only that far (``ResponseTooLarge`` past it), for
+    callers that merge what they read into a message (enrich steps).
     """
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, max_response_bytes: int | None = None, **options: Any) -> None:
         super().__init__(**options)
         self._last = threading.local()
+        self._limit = max_response_bytes
 
     def last_status(self) -> int | None:
         """HTTP status of this thread's last post (None before any answer)."""
@@ -79,10 +83,33 @@ class LocalTransport(Transport):
 
     def post(self, address: str, message: bytes | str, headers: dict[str, str]) -> Any:
         self._last.status = None
+        limit = self._limit
         response = self.session.post(address, data=message, headers=headers,
-                                     timeout=self.operation_timeout)
+                                     timeout=self.operation_timeout, stream=limit is not None)
         self._last.status = response.status_code
+        if limit is not None:
+            body = b"".join(_bounded(response, limit))
+            response._content = body  # what zeep reads; the rest stays unread
+            response.close()
         return response
+
+
+class ResponseTooLarge(Exception):
+    """An answer passed the caller's ``max_response_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
+def _bounded(response: requests.Response, limit: int) -> Iterator[bytes]:
+    read = 0
+    for chunk in response.iter_content(65536):
+        read += len(chunk)
+        if read > limit:
+            response.close()
+            raise ResponseTooLarge(limit)
+        yield chunk
 
 
 def _problem(path: Path, exc: Exception) -> ConfigError:
@@ -108,9 +135,11 @@ def load_client(
     session: requests.Session | None = None,
     operation_timeout: float | tuple[float, float] | None = None,
     plugins: list[Plugin] | None = None,
+    max_response_bytes: int | None = None,
 ) -> Client:
     """A zeep Client for the WSDL at ``path``; ConfigError if the WSDL cannot be used."""
-    transport = LocalTransport(session=session, operation_timeout=operation_timeout)
+    transport = LocalTransport(max_response_bytes, session=session,
+                               operation_timeout=operation_timeout)
     try:
         return Client(str(path), transport=transport, plugins=plugins or [],
                       settings=zeep_settings())

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 # The sections whose secrets a role reads at start: a worker needs no webhook secret.
-_ROLE_SECTIONS = {"all": SECTIONS, "ingress": ("inbound",), "worker": ("routes", "audit")}
+_ROLE_SECTIONS = {"all": SECTIONS, "ingress": ("inbound",),
+                  "worker": ("routes", "audit", "systems")}
 
 
 def register(sub: Any) -> None:

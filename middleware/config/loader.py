@@ -44,7 +44,7 @@ class LoadedConfig:
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
 
-SECTIONS = ("inbound", "routes", "audit")
+SECTIONS = ("inbound", "routes", "audit", "systems")
 """The config sections whose adapters hold secrets: the ingress role's and the workers'."""
 
 
@@ -63,7 +63,8 @@ def load_config(path: str | Path, secrets: Sequence[str] = ()) -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, located, Config)) from exc
     loaded = LoadedConfig(config, Path(path).absolute())
-    problems = _adapter_pass(config, located) + _mapping_pass(loaded, located)
+    problems = (_adapter_pass(config, located) + _enrich_pass(config, located)
+                + _mapping_pass(loaded, located))
     absolutise_secret_files(config, SECTIONS, loaded.base_dir)
     problems += secret_problems(config, secrets, located)
     if problems:
@@ -170,6 +171,33 @@ def _adapter_pass(config: Config, located: Located) -> list[Problem]:
         typed = _validate_adapter(config.audit, "audit", ("audit",), located, problems)
         if typed is not None:
             config.audit = typed
+    for name, system in config.systems.items():
+        typed = _validate_adapter(system, "system", ("systems", name), located, problems)
+        if typed is not None:
+            config.systems[name] = typed
+    return problems
+
+
+def _enrich_pass(config: Config, located: Located) -> list[Problem]:
+    """Every step names a configured system and asks it the way its type answers."""
+    problems: list[Problem] = []
+    for i, route in enumerate(config.routes):
+        for j, step in enumerate(route.enrich):
+            where = ("routes", i, "enrich", j)
+            system = config.systems.get(step.system)
+            if system is None:
+                known = sorted(config.systems)
+                problems.append(located.problem((*where, "system"), (
+                    f"no system {step.system!r}{did_you_mean(step.system, known)}; "
+                    f"known: {', '.join(known) or 'none'} (add it under the top-level "
+                    f"'systems' section)")))
+                continue
+            wants = getattr(system, "STEP", None)  # set by each system's config model
+            has = "get" if step.get is not None else "call"
+            if wants is not None and wants != has:
+                problems.append(located.problem((*where, has), (
+                    f"system {step.system!r} is of type {system.type!r}, which takes "
+                    f"'{wants}', not '{has}'")))
     return problems
 
 

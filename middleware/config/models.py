@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from middleware.config.adapter_base import AdapterConfig
+from middleware.config.enrich import EnrichStep
 from middleware.tls.names import parse_subject
 
 __all__ = [
@@ -467,6 +468,12 @@ class RouteConfig(_Strict):
     reverse: bool = Field(False, description="Apply the mapping in reverse (ERP -> CRM).")
     target: AdapterConfig = Field(description="Where mapped payloads go; 'type' picks adapter.")
     retry: RetryPolicy | None = Field(None, description="Overrides the top-level retry policy.")
+    enrich: list[EnrichStep] = Field(
+        default_factory=list,
+        description="Calls to systems (see 'systems') whose answers are merged into the payload, "
+        "in order: before the mapping, or with after_mapping just before delivery. A failed "
+        "call is retried or dead-lettered like a delivery, with stage 'enrich'.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -498,6 +505,12 @@ class Config(_Strict):
         default_factory=list, description="Inbound adapters (webhooks, SOAP endpoints, pollers)."
     )
     routes: list[RouteConfig] = Field(default_factory=list, description="Routes to run.")
+    systems: dict[str, AdapterConfig] = Field(
+        default_factory=dict,
+        description="Systems that enrich steps call, by name: 'type' picks the adapter (rest: "
+        "GET requests below a base_url; soap: operations of a WSDL), with the same auth, TLS "
+        "and timeouts as its targets.",
+    )
     console: ConsoleConfig = Field(
         default_factory=ConsoleConfig, description="Admin API and web console."
     )
@@ -520,6 +533,15 @@ class Config(_Strict):
         if dupes:
             raise ValueError(f"route names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    @field_validator("systems")
+    @classmethod
+    def _system_names(cls, value: dict[str, AdapterConfig]) -> dict[str, AdapterConfig]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"system name {name!r}: use 1-63 lowercase letters, digits, "
+                                 f"'-' or '_'")
+        return value
 
     @model_validator(mode="after")
     def _supervised_ports(self) -> Config:

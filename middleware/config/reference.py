@@ -1,9 +1,9 @@
 """The config file's JSON Schema and its Markdown reference, both made from the models.
 
-The core models leave ``inbound[*]``, ``routes[*].target`` and ``audit`` open (each adapter
-validates its own section), so the schema for editors splices every registered adapter's model
-in as a ``oneOf`` on ``type``. ``docs/config.md`` is ``markdown()`` written to a file; a test
-compares the two so the reference cannot drift from the code (regenerate with
+The core models leave ``inbound[*]``, ``routes[*].target``, ``audit`` and ``systems`` open
+(each adapter validates its own section), so the schema for editors splices every registered
+adapter's model in as a ``oneOf`` on ``type``. ``docs/config.md`` is ``markdown()`` written to
+a file; a test compares the two so the reference cannot drift from the code (regenerate with
 ``python -m middleware.config.reference > docs/config.md``).
 """
 
@@ -48,6 +48,7 @@ def json_schema() -> dict[str, Any]:
 
     schema["properties"]["inbound"]["items"] = one_of("inbound")
     defs["RouteConfig"]["properties"]["target"] = one_of("outbound")
+    schema["properties"]["systems"]["additionalProperties"] = one_of("system")
     audit = schema["properties"]["audit"]
     audit["anyOf"] = [*one_of("audit")["oneOf"], {"type": "null"}]
     del defs["AdapterConfig"]  # every use was replaced by the adapters' own models
@@ -126,7 +127,7 @@ def markdown() -> str:
              "for editors.", "", "## The file", ""]
     lines += _table("top level", schema)
     adapter_models = {model.__name__: (direction, name)
-                      for direction in ("inbound", "outbound", "audit")
+                      for direction in ("inbound", "outbound", "audit", "system")
                       for name, model in _adapters(direction)}
     core = [name for name in models.__all__ if name in defs]
     lines += ["## Sections", ""]

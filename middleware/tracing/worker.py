@@ -1,6 +1,6 @@
 """The spans of a route's worker: one consume span per message, a span per stage inside it.
 
-    publish (ingress) -> consume -> [enrich] -> map -> deliver
+    publish (ingress) -> consume -> [enrich] -> map -> [enrich] -> deliver
                                  -> retry | dead-letter
                       -> consume (after the retry tier's delay, the same message again) -> ...
 
@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -51,7 +52,10 @@ from middleware.tracing.spans import (
 )
 from middleware.tracing.w3c import TRACEPARENT, TRACESTATE, format_context, parent_from_values
 
-__all__ = ["NoTrace", "RouteTracer"]
+if TYPE_CHECKING:
+    from middleware.enrich import Enrichment
+
+__all__ = ["EnrichSpans", "NoTrace", "RouteTracer"]
 
 T = TypeVar("T")
 _NOTHING: AbstractContextManager[None] = nullcontext()
@@ -71,6 +75,11 @@ class NoTrace:
         """A ``with`` block that is one synchronous stage (map, enrich) of the message."""
         return _NOTHING
 
+    def enriching(self, delivery: Delivery, enrichment: Enrichment) -> EnrichSpans:
+        """The message goes through the route's enrich steps (``middleware.enrich``): the
+        returned hooks follow it through steps, mapping, steps and the target call."""
+        return _NO_ENRICH
+
     def delivering(self, delivery: Delivery, envelope: Envelope) -> None:
         """The target is about to be called with ``envelope``."""
 
@@ -86,6 +95,23 @@ class NoTrace:
 
     def finished(self, delivery: Delivery, outcome: Outcome) -> None:
         """The message was settled with ``outcome``: its spans end."""
+
+
+class EnrichSpans:
+    """Hooks of an enriched message's chain (its steps run on the systems' threads, so each
+    phase's span ends when the next phase starts). These do nothing: tracing is off."""
+
+    def mapping(self) -> None:
+        """The steps before the mapping answered; the mapping starts."""
+
+    def mapped(self, done: Future[Any]) -> None:
+        """The mapping finished (a failure is recorded when the message fails)."""
+
+    def delivering(self, envelope: Envelope) -> None:
+        """The steps after the mapping answered; the target is called with ``envelope``."""
+
+
+_NO_ENRICH = EnrichSpans()
 
 
 @dataclass(slots=True)
@@ -160,6 +186,16 @@ class RouteTracer(NoTrace):
         finally:
             span.end()
 
+    def enriching(self, delivery: Delivery, enrichment: Enrichment) -> EnrichSpans:
+        message = self._open.get(id(delivery))
+        if message is None:
+            return _NO_ENRICH
+        after = sum(bool(step.config.after_mapping) for step in enrichment.steps)
+        spans = _Enriched(self, delivery, message, after)
+        if len(enrichment.steps) > after:
+            spans.step("enrich", len(enrichment.steps) - after, "before_mapping")
+        return spans
+
     def delivering(self, delivery: Delivery, envelope: Envelope) -> None:
         message = self._open.get(id(delivery))
         if message is None:
@@ -221,6 +257,47 @@ class RouteTracer(NoTrace):
         if outcome is Outcome.DEAD_LETTERED:
             span.set_status(Status(StatusCode.ERROR, outcome.value))
         span.end()
+
+
+class _Enriched(EnrichSpans):
+    """An enriched message's phases as spans, one at a time in the message's ``step`` slot
+    (where a failure finds it: ``delivered`` or ``failing`` ends it failed)."""
+
+    def __init__(self, tracer: RouteTracer, delivery: Delivery, message: _Open,
+                 after: int) -> None:
+        self._tracer = tracer
+        self._delivery = delivery
+        self._message = message
+        self._after = after
+
+    def step(self, name: str, steps: int = 0, phase: str = "") -> None:
+        self._end_step()
+        attributes: dict[str, Any] = dict(self._tracer._common)
+        if steps:
+            attributes.update({"silobridge.enrich.steps": steps,
+                               "silobridge.enrich.phase": phase})
+        self._message.step = self._tracer._tracer.start_span(
+            name, context=self._message.context, attributes=attributes)
+
+    def mapping(self) -> None:
+        self.step("map")
+
+    def mapped(self, done: Future[Any]) -> None:
+        if done.exception() is None:
+            if self._after:
+                self.step("enrich", self._after, "after_mapping")
+            else:
+                self._end_step()
+
+    def delivering(self, envelope: Envelope) -> None:
+        self._end_step()
+        self._tracer.delivering(self._delivery, envelope)
+
+    def _end_step(self) -> None:
+        span, self._message.step = self._message.step, None
+        if span is not None:
+            span.set_attribute(OUTCOME, "ok")
+            span.end()
 
 
 def _attempts(headers: dict[str, Any]) -> int:

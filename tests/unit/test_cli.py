@@ -150,6 +150,7 @@ def test_cli_completion_script_knows_the_commands(capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize("config", [
     "mappings/quickstart.yaml", "silobridge_demo/config/demo.yaml",
     "mappings/examples/rest-webhooks.yaml", "mappings/examples/soap-erp/silobridge.yaml",
+    "mappings/examples/enrich/silobridge.yaml",
 ])
 def test_config_schema_accepts_the_shipped_configs(config: str) -> None:
     document = yaml.safe_load((ROOT / config).read_text())
