@@ -61,7 +61,10 @@ class Envelope(BaseModel):
     data: Any = Field(None, description="The business payload.")
     correlationid: str | None = Field(None, description="Ties together all events of one flow.")
     causationid: str | None = Field(None, description="Id of the event that caused this one.")
-    traceparent: str | None = Field(None, description="W3C trace context.")
+    traceparent: str | None = Field(
+        None, description="W3C trace context: the span this event continues (distributed "
+        "tracing extension; set by the ingress, rewritten to the deliver span for a target).")
+    tracestate: str | None = Field(None, description="W3C vendor trace state of traceparent.")
     partitionkey: str | None = Field(None, description="Key for per-entity ordering.")
     origin: str | None = Field(None, description="System where the change first happened.")
     hops: int = Field(0, ge=0, description="Bridges crossed; loop prevention.")

@@ -33,14 +33,16 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.types import EventDict, Processor, WrappedLogger
 
-__all__ = ["MASK", "bind_message", "configure_logging", "get_logger", "mask_sensitive"]
+__all__ = ["MASK", "add_trace_ids", "bind_message", "configure_logging", "get_logger",
+           "mask_sensitive"]
 
 MASK = "***"
 """What a secret is replaced with."""
 
-_IDENTITY_KEYS = frozenset({"route", "timestamp", "level", "logger"})
+_IDENTITY_KEYS = frozenset({"route", "timestamp", "level", "logger", "trace_id", "span_id"})
 """Keys only our own code fills (config names, metadata); exempt from pattern masking.
 
 ``message_id`` and ``correlation_id`` are not among them: senders choose them (a delivery-id
@@ -227,6 +229,17 @@ def mask_sensitive(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
     }
 
 
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: ``trace_id`` and ``span_id`` of the span current where the line is
+    logged (``middleware.tracing`` makes a message's span current while it is processed), so
+    a log search and a trace lead to each other. Nothing is added while no span is current."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", f"{span_context.trace_id:032x}")
+        event_dict.setdefault("span_id", f"{span_context.span_id:016x}")
+    return event_dict
+
+
 def configure_logging(
     json: bool | None = None, level: str | int = "info", stream: TextIO | None = None
 ) -> None:
@@ -246,6 +259,7 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
     ]
     renderer: Processor = (
         structlog.processors.JSONRenderer()
@@ -274,6 +288,12 @@ def configure_logging(
     # something is wrong that we do not report ourselves (at debug level it speaks fully).
     logging.getLogger("pika").setLevel(
         numeric_level if numeric_level <= logging.DEBUG else logging.CRITICAL
+    )
+    # OpenTelemetry warns about every malformed tracestate member, quoting it: a sender could
+    # add a log line (its own text) to each request. The header is ignored either way
+    # (middleware.tracing.w3c); the warnings are kept for debug level.
+    logging.getLogger("opentelemetry.trace.span").setLevel(
+        numeric_level if numeric_level <= logging.DEBUG else logging.ERROR
     )
 
     structlog.configure(

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from middleware import headers, metrics
+from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener, OutcomeRecord
 from middleware.broker.contract import Delivery, Publisher
@@ -123,6 +123,8 @@ class RouteWorker:
         self._processing = metrics.PROCESSING_SECONDS.labels(route.name)
         self._delivery = metrics.DELIVERY_SECONDS.labels(route.name, self._target_name)
         self._lag = metrics.SYNC_LAG.labels(route.name)
+        # tracing hooks (middleware.tracing.worker): spans per stage, no-ops while tracing is off
+        self._trace = tracing.route_tracer(route.name, self._target_name)
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is in flight (graceful shutdown); False on timeout.
@@ -153,7 +155,7 @@ class RouteWorker:
     def handle(self, delivery: Delivery) -> None:
         self._begin()
         try:
-            self._process(delivery)
+            self._trace.run(delivery, self._process, delivery)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the consumer
             log.exception("unexpected error while processing", route=self.route.name)
             self._guarded(delivery, functools.partial(self._fail, delivery, None, exc))
@@ -169,6 +171,7 @@ class RouteWorker:
         except DecodeError as exc:
             self._fail(delivery, None, exc)
             return
+        self._trace.consumed(delivery, envelope)
         if envelope.id in self._recent:
             self._finish(delivery, Outcome.DUPLICATE)
             return
@@ -189,7 +192,7 @@ class RouteWorker:
     ) -> None:
         """``_start`` on a store thread, for messages that need the store before delivery."""
         try:
-            self._start(delivery, envelope, mapping, check_seen)
+            self._trace.run(delivery, self._start, delivery, envelope, mapping, check_seen)
         except Exception as exc:  # a bug must cost one message (to the DLQ), not the thread
             log.exception("unexpected error while processing", route=self.route.name)
             self._fail(delivery, envelope, exc)
@@ -209,8 +212,10 @@ class RouteWorker:
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
                 self._start_enriched(self._enrichment, delivery, envelope, mapping)
                 return
-            payload = self._map(mapping, envelope.data)
+            with self._trace.stage(delivery, "map"):
+                payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
+            self._trace.delivering(delivery, envelope)  # the target gets the deliver span
             future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
@@ -257,13 +262,18 @@ class RouteWorker:
         Futures (``middleware.enrich``): this thread only starts the first call."""
         sent: list[float] = []  # when the target was called: its histogram times only that
         enriched: list[Envelope] = []  # what the mapping read: its captures read it too
+        spans = self._trace.enriching(delivery, enrichment)  # enrich, map, enrich, deliver
 
         def map_payload(data: Any) -> Future[Any]:
             enriched.append(envelope.model_copy(update={"data": data}))
-            return self._map_later(mapping, data)
+            spans.mapping()
+            mapped = self._map_later(mapping, data)
+            mapped.add_done_callback(spans.mapped)
+            return mapped
 
         def deliver(payload: Any) -> Future[Delivered]:
             sent.append(time.perf_counter())
+            spans.delivering(envelope)  # the target gets the deliver span
             return self._deliver(envelope, payload, mapping)
 
         future = enrichment.process(envelope, map_payload, deliver)
@@ -301,6 +311,7 @@ class RouteWorker:
         if started is not None:  # None: an enrich step or the mapping failed before delivery
             self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
+        self._trace.delivered(delivery, error)
         if isinstance(error, StoreUnavailable):  # an enriched mapping's lookups gave up
             self._finish(delivery, Outcome.REQUEUED)
             return
@@ -392,6 +403,7 @@ class RouteWorker:
         properties = with_headers(delivery.properties, new_headers,
                                   envelope.id if envelope else None)
         outcome = Outcome.DEAD_LETTERED if dead else Outcome.RETRIED
+        self._trace.failing(delivery, envelope, error, new_headers[headers.STAGE], dead)
         log.warning(
             "dead-lettered" if dead else "retry scheduled", route=self.route.name,
             message_id=properties.message_id,
@@ -412,6 +424,7 @@ class RouteWorker:
                 failure: dict[str, Any], send: Callable[[], Future[None]], tries: int) -> None:
         """The copy's confirm: ack the message, or hold it and publish the copy again later
         (``middleware.copyretry``: a requeue here looped hot and spent the delivery limit)."""
+        self._trace.parked(delivery, done.exception())
         if done.exception() is None:
             if tries:
                 log.info("parked failed message after waiting", route=self.route.name,
@@ -435,7 +448,7 @@ class RouteWorker:
         count raised for good. Here it returns the message to its queue instead.
         """
         try:
-            callback()
+            self._trace.run(delivery, callback)
         except Exception:
             log.exception("unexpected error in a delivery callback", route=self.route.name)
             if not delivery.settled:
@@ -455,6 +468,7 @@ class RouteWorker:
                 delivery.nack()
             else:
                 delivery.ack(record)
+            self._trace.finished(delivery, outcome)  # after settling: never holds a message
             self._messages[outcome].inc()
             if self._listener is not None:
                 self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))

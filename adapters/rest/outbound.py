@@ -8,9 +8,10 @@ against a loopback server with 16 requests in flight, a thread pool with httpx c
 aiohttp on one loop about 0.26 ms, which is what lets one process deliver 1,000 events/s
 (``bench/sync_lag.py``). With ``cloudevents`` the payload goes out as a CloudEvent
 (``adapters.rest.cloudevents``). The envelope id goes out as the Idempotency-Key, so a
-redelivery after a lost answer never creates a second record. The parsed JSON answer is handed
-back for the route's mapping to capture cross-references (for example the id the ERP created).
-Auth, ``tls``
+redelivery after a lost answer never creates a second record; the envelope's W3C trace context
+(the worker's deliver span while tracing is on) goes out as ``traceparent`` / ``tracestate``.
+The parsed JSON answer is handed back for the route's mapping to capture cross-references (for
+example the id the ERP created). Auth, ``tls``
 (a private CA, a client certificate, loaded at start), the proxy and the translation of client
 errors are ``adapters.rest.session.HttpClient``'s, shared with REST enrich steps; a handshake
 that fails is retried like any connection error, with a message that says what to set.
@@ -38,6 +39,7 @@ from adapters.rest.outbound_config import RestTargetConfig
 from adapters.rest.session import HttpClient, json_body
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
+from middleware.tracing import outgoing
 
 __all__ = ["RestTarget"]
 
@@ -75,6 +77,9 @@ class RestTarget:
         headers = {name: render(value, values, in_url=False)
                    for name, value in config.headers.items()}
         headers.setdefault("Accept", "application/json")
+        # the deliver span's W3C context (configured headers of the same name win)
+        for name, value in outgoing(envelope.traceparent, envelope.tracestate).items():
+            headers.setdefault(name, value)
         if config.idempotency_header:
             headers[config.idempotency_header] = envelope.id
         content = None

@@ -8,6 +8,8 @@ payload that does not fit is a permanent failure, see ``classify`` for the rest.
 
 The envelope id goes out as the idempotency key (an operation argument and/or an HTTP header,
 see ``IdempotencyKey``) so a redelivery after a lost answer does not create a second record.
+The envelope's W3C trace context goes out as ``traceparent`` / ``tracestate`` HTTP headers,
+which SOAP stacks that trace read and the others ignore.
 The serialized response becomes ``Delivered.response``, from which a mapping's ``capture``
 stores ids the target assigned (e.g. the ERP order id) in the xref store.
 
@@ -30,6 +32,7 @@ from adapters.soap.config import SoapTargetConfig
 from middleware.adapter import AdapterContext, Delivered
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError, Problem
+from middleware.tracing import outgoing
 from middleware.yamlfile import did_you_mean
 
 __all__ = ["SoapTarget"]
@@ -68,14 +71,16 @@ class SoapTarget:
         key = self._config.idempotency.argument
         if key is not None and arguments.get(key) in (None, ""):
             arguments[key] = envelope.id
-        return self._executor.submit(self._call, envelope.id, arguments)
+        http_headers = outgoing(envelope.traceparent, envelope.tracestate)
+        header = self._config.idempotency.header
+        if header:
+            http_headers[header] = envelope.id
+        return self._executor.submit(self._call, http_headers, arguments)
 
-    def _call(self, envelope_id: str, arguments: dict[str, Any]) -> Delivered:
+    def _call(self, http_headers: dict[str, str], arguments: dict[str, Any]) -> Delivered:
         assert self._service is not None
         operation = self._config.operation
-        header = self._config.idempotency.header
-        result = self._service.call(operation, arguments,
-                                    {header: envelope_id} if header else None)
+        result = self._service.call(operation, arguments, http_headers)
         return Delivered(response=result, details={"operation": operation})
 
     def close(self) -> None:

@@ -19,13 +19,18 @@ from middleware.broker.properties import Properties
 from middleware.broker.topology import EVENTS_EXCHANGE
 from middleware.envelope import Envelope
 from middleware.errors import BrokerError, FieldTooLong, PublishTimeout
+from middleware.tracing.w3c import outgoing
 
 __all__ = ["check_confirms", "envelope_properties", "publish_envelope", "publish_envelopes"]
 
 
 def envelope_properties(envelope: Envelope, type: str | None = None) -> Properties:
-    """AMQP properties mirroring the envelope (``type`` overrides the event type)."""
-    return Properties(**envelope.amqp_properties(type))
+    """AMQP properties mirroring the envelope (``type`` overrides the event type); its trace
+    context, when valid, also as ``traceparent`` / ``tracestate`` headers for other tools."""
+    properties = Properties(**envelope.amqp_properties(type))
+    if envelope.traceparent:
+        properties.headers = outgoing(envelope.traceparent, envelope.tracestate)
+    return properties
 
 
 def publish_envelope(publisher: Publisher, envelope: Envelope) -> Future[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
 import signal
@@ -63,6 +64,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from middleware import tracing
     from middleware.daemon import Daemon, Role
     from middleware.log import configure_logging
 
@@ -72,7 +74,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.child_ops_port is not None:
         _as_child(loaded.config, args)
     elif loaded.config.processes.supervised:
+        tracing.check_env()  # the processes it starts trace; a wrong OTEL_* stops us here
         return _supervise(loaded.config, args)
+    # before the daemon: workers and endpoints take their tracer when they are made
+    if tracing.configure_from_env():
+        atexit.register(tracing.shutdown)  # export the spans still queued
     try:
         daemon = Daemon(loaded, Role(args.role))
     except SilobridgeError as exc:  # the store: unreachable, or migrated by a newer release

@@ -26,7 +26,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from middleware import metrics
+from middleware import metrics, tracing
 from middleware.adapter import AdapterContext
 from middleware.errors import FieldTooLong, Refused, SilobridgeError
 from middleware.ingress.config import EndpointConfig
@@ -69,6 +69,7 @@ class IngressEndpoint(ABC, Generic[R]):
         self._client_cert = (ClientCertCheck(config.client_cert) if config.client_cert
                              else None)
         self._publisher: IngressPublisher | None = None
+        self._trace: tracing.IngressTracer | None = None
         self._closing = False
 
     # -- for subclasses -----------------------------------------------------------------
@@ -120,6 +121,7 @@ class IngressEndpoint(ABC, Generic[R]):
                                   f"(role ingress or all)")
         self._publisher = IngressPublisher(context, config.name, self.adapter,
                                            config.retry_after)
+        self._trace = tracing.ingress_tracer(config.name, self.adapter)
         context.ingress.add_route(config.path, self.handle, self.methods, config.name,
                                   client_cert=config.client_cert)
 
@@ -128,6 +130,11 @@ class IngressEndpoint(ABC, Generic[R]):
         self._closing = True
 
     async def handle(self, request: Request) -> Response:
+        if self._trace is not None:  # a receive span around the answer (middleware.tracing)
+            return await self._trace.serve(request, self._answer)
+        return await self._answer(request)
+
+    async def _answer(self, request: Request) -> Response:
         try:
             return await self._serve(request)
         except FieldTooLong as exc:  # an id or type AMQP cannot carry: only the sender can fix it
@@ -143,6 +150,8 @@ class IngressEndpoint(ABC, Generic[R]):
                 "retry later (a resend with the same delivery id is deduped) and tell the "
                 f"operator: the error is logged under endpoint {self.name!r}"))
         metrics.REJECTED.labels(self.name, self.adapter, refused.reason).inc()
+        if self._trace is not None:
+            self._trace.refused(refused.reason)
         log.warning(self.refused_event, endpoint=self.name, status=refused.status,
                     reason=refused.reason, detail=refused.detail)
         return self.refusal(request, refused)
@@ -161,8 +170,12 @@ class IngressEndpoint(ABC, Generic[R]):
         self.admit(request)
         body = await read_body(request, self._endpoint.max_body_bytes, self._content_types)
         incoming = await self.parse(request, body)
-        if incoming.claimed is None:
-            published = await publisher.publish(incoming.events)
-        else:
-            published = await publisher.publish_claimed(incoming.events, incoming.claimed)
+        # publish spans, written into the envelopes as their traceparent (middleware.tracing)
+        with (self._trace.publishing(incoming.events) if self._trace is not None
+              else tracing.passing_on(incoming.events)) as publishing:
+            if incoming.claimed is None:
+                published = await publisher.publish(incoming.events)
+            else:
+                published = await publisher.publish_claimed(incoming.events, incoming.claimed)
+            publishing.confirmed(published.ids)
         return self.accepted(request, incoming, published)
