@@ -159,7 +159,7 @@ class Daemon:
             provider = self._mapping_provider(route.mapping, route.reverse)
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
                                  self.stores, provider, health=self.store_health,
-                                 listener=listener)
+                                 listener=listener, paired=self.config.echo_pair(route))
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)

@@ -18,6 +18,7 @@
         ├── MappingError       a mapping rule failed (permanent unless a subclass says otherwise)
         │   └── XrefMissing    a cross-reference is not known yet; retryable when on_missing=retry
         ├── DeliveryError      the target refused or failed; the adapter classifies it
+        ├── SyncKeyError       a synced route's event lacks its subject or a usable version
         └── StoreUnavailable   a worker stopped while waiting for a failing store (requeued)
 
 Foreign exceptions (pika, zeep, httpx, sqlite3, psycopg) are translated where they are caught,
@@ -47,6 +48,7 @@ __all__ = [
     "SchemaError",
     "SilobridgeError",
     "StoreUnavailable",
+    "SyncKeyError",
     "TopologyConflict",
     "XrefMissing",
 ]
@@ -191,6 +193,13 @@ class StoreUnavailable(ProcessingError):
 
     stage = "store"
     retryable = True
+
+
+class SyncKeyError(ProcessingError):
+    """A route with ``sync`` cannot tell an event's subject or version (permanent: the event
+    itself lacks them); the message names the attribute or path, never a payload value."""
+
+    stage = "sync"
 
 
 class DecodeError(ProcessingError):

@@ -21,6 +21,7 @@ __all__ = [
     "CONSUMERS",
     "DELIVERY_SECONDS",
     "DLQ_OLDEST_AGE",
+    "HELD_SUBJECTS",
     "IN_FLIGHT",
     "MAPPING_RELOADS",
     "MESSAGES",
@@ -90,6 +91,12 @@ QUEUE_DEPTH = Gauge(
 DLQ_OLDEST_AGE = Gauge(
     "silobridge_dlq_oldest_age_seconds",
     "Age of the oldest dead letter of a route (0 when the DLQ is empty).",
+    ["route"],
+)
+HELD_SUBJECTS = Gauge(
+    "silobridge_held_subjects",
+    "Subjects of an ordered route whose latest event this process held back, because an "
+    "earlier event of the subject is in flight or in a retry tier (sync.ordering: subject).",
     ["route"],
 )
 IN_FLIGHT = Gauge(

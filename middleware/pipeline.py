@@ -30,7 +30,7 @@ from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener, OutcomeRecord
 from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
-from middleware.broker.topology import dlq_name, retry_name
+from middleware.broker.topology import dlq_name, hold_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
@@ -42,6 +42,8 @@ from middleware.routing import compile_filter, compile_patterns
 from middleware.storecalls import GroupCommit, StoreCalls
 from middleware.storehealth import StoreHealth
 from middleware.stores.base import Stores
+from middleware.twoway import Admission, SyncGate
+from middleware.twoway.gate import Ticket
 
 __all__ = ["RecentIds", "RouteWorker"]
 
@@ -92,6 +94,7 @@ class RouteWorker:
         health: StoreHealth | None = None,
         listener: OutcomeListener | None = None,
         store_threads: int = 4,
+        paired: RouteConfig | None = None,
     ) -> None:
         self.route = route
         self._listener = listener  # the audit: told every outcome, must not block
@@ -107,6 +110,12 @@ class RouteWorker:
         # without a daemon's health (tests, tools) a store fault is still retried, unreported
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
         self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
+        # -- two-way sync hook (middleware/twoway): None for routes without 'sync' --
+        self._sync: SyncGate | None = None
+        if route.sync is not None:
+            if stores.sync is None:
+                raise ValueError(f"route {route.name!r} has 'sync' but no sync store was opened")
+            self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -171,7 +180,8 @@ class RouteWorker:
             self._fail(delivery, envelope, exc)
             return
         check_seen = delivery.redelivered or headers.REPLAYS in delivery.headers
-        if not (check_seen or (mapping is not None and mapping.uses_xref)):
+        if not (check_seen or self._sync is not None
+                or (mapping is not None and mapping.uses_xref)):
             self._start(delivery, envelope, mapping, check_seen=False)
         elif not self._calls.submit(
                 lambda: self._off_loop(delivery, envelope, mapping, check_seen)):
@@ -192,6 +202,7 @@ class RouteWorker:
     def _start(
         self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None, check_seen: bool
     ) -> None:
+        ticket: Ticket | None = None
         try:
             if check_seen and self._delivered_before(delivery, envelope.id):
                 self._finish(delivery, Outcome.DUPLICATE)
@@ -199,6 +210,11 @@ class RouteWorker:
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
+            if self._sync is not None:  # two-way sync hook: echo, stale, held
+                admission, ticket = self._sync.admit(envelope)
+                if admission is not Admission.GO:
+                    self._not_admitted(delivery, envelope, admission)
+                    return
             payload = self._map(mapping, envelope.data)
             started = time.perf_counter()
             future = self._deliver(envelope, payload, mapping)
@@ -206,10 +222,26 @@ class RouteWorker:
             self._finish(delivery, Outcome.REQUEUED)
             return
         except SilobridgeError as exc:
-            self._fail(delivery, envelope, exc)
+            self._fail(delivery, envelope, exc, ticket)
             return
         future.add_done_callback(lambda done: self._guarded(
-            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started)))
+            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
+                                              ticket, payload)))
+
+    def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
+                      ) -> None:
+        """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
+        queue (it comes back after ``sync.hold_delay`` and is asked about again)."""
+        if admission is not Admission.HELD:
+            outcome = Outcome.STALE if admission is Admission.STALE else Outcome.ECHO
+            log.info(f"{outcome.value} event not delivered", route=self.route.name,
+                     message_id=envelope.id, correlation_id=envelope.correlationid)
+            self._finish(delivery, outcome)
+            return
+        held = self._publisher.publish("", hold_name(self.route.name), delivery.body,
+                                       delivery.properties, purpose="retry")
+        held.add_done_callback(lambda done: self._guarded(delivery, lambda: self._finish(
+            delivery, Outcome.REQUEUED if done.exception() else Outcome.HELD)))
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?
@@ -250,11 +282,13 @@ class RouteWorker:
         mapping: Mapping | None,
         done: Future[Delivered],
         started: float,
+        ticket: Ticket | None = None,
+        payload: Any = None,
     ) -> None:
         self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
         if error is not None:
-            self._fail(delivery, envelope, error)
+            self._fail(delivery, envelope, error, ticket)
             return
         try:
             result = done.result()
@@ -263,17 +297,22 @@ class RouteWorker:
         except Exception as exc:  # accepted, but its answer holds no usable link
             self._park_capture(delivery, envelope, exc)
             return
-        if not links:
+        if not links and ticket is None:
             self._accepted(delivery, envelope)
-        elif not self._calls.submit(lambda: self._capture(delivery, envelope, links)):
+        elif not self._calls.submit(
+                lambda: self._capture(delivery, envelope, links, ticket, payload)):
             self._finish(delivery, Outcome.REQUEUED)  # stopping: a redelivery re-sends the key
 
-    def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link]) -> None:
-        """Store the cross-references a delivery returned, on a store thread (never on the
-        target's event loop); the message is acked only once they are stored."""
+    def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link],
+                 ticket: Ticket | None = None, payload: Any = None) -> None:
+        """Store the cross-references a delivery returned (and a synced route's applied
+        version and write fingerprint), on a store thread, never on the target's event loop;
+        the message is acked only once they are stored."""
         try:
             for link in links:
                 self._calls.call("xref", "link", functools.partial(self._stores.xref.link, *link))
+            if ticket is not None and self._sync is not None:
+                self._sync.delivered(envelope, ticket, payload)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return
@@ -322,12 +361,17 @@ class RouteWorker:
 
         parked.add_done_callback(lambda done: self._guarded(delivery, lambda: settled(done)))
 
-    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
+    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException,
+              ticket: Ticket | None = None) -> None:
         retryable = bool(getattr(error, "retryable", False))
         attempts_done = int(str(delivery.headers.get(headers.ATTEMPTS, 0) or 0))
         decision = decide(self._policy, attempts_done, retryable,
                           getattr(error, "retry_after", None))
         dead = isinstance(decision, DeadLetter)
+        if ticket is not None and self._sync is not None and envelope is not None:
+            # two-way sync hook: a retried event keeps its subject, a dead letter frees it
+            sync, delay = self._sync, decision.delay if isinstance(decision, Retry) else None
+            self._calls.submit(lambda: sync.failed(envelope, ticket, delay))
         if isinstance(decision, Retry):
             queue, attempts = retry_name(self.route.name, decision.tier), decision.tier
         else:

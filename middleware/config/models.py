@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from middleware.config.adapter_base import AdapterConfig
+from middleware.config.sync import EchoConfig, OriginMarker, SyncConfig
 from middleware.tls.names import parse_subject
 
 __all__ = [
@@ -20,15 +21,18 @@ __all__ = [
     "ClientCertConfig",
     "Config",
     "ConsoleConfig",
+    "EchoConfig",
     "EndpointLimits",
     "HttpLimits",
     "IngressConfig",
     "IngressLimits",
     "OpsConfig",
+    "OriginMarker",
     "RetryPolicy",
     "RouteConfig",
     "ServerTlsConfig",
     "StoreConfig",
+    "SyncConfig",
     "TargetTlsConfig",
     "TlsConfig",
 ]
@@ -445,6 +449,10 @@ class RouteConfig(_Strict):
     reverse: bool = Field(False, description="Apply the mapping in reverse (ERP -> CRM).")
     target: AdapterConfig = Field(description="Where mapped payloads go; 'type' picks adapter.")
     retry: RetryPolicy | None = Field(None, description="Overrides the top-level retry policy.")
+    sync: SyncConfig | None = Field(
+        None, description="Two-way sync: per-subject ordering, stale updates, echo suppression "
+        "(docs/two-way.md)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -505,6 +513,29 @@ class Config(_Strict):
                 f"known: {', '.join(sorted(known)) or 'none'}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _echo_pairs(self) -> Config:
+        """Echo suppression needs both routes: each reads the fingerprints the other wrote."""
+        routes = {r.name: r for r in self.routes}
+        for route in self.routes:
+            echo = route.sync.echo if route.sync else None
+            if echo is None:
+                continue
+            other = routes.get(echo.pair)
+            back = other.sync.echo if other is not None and other.sync else None
+            if other is None or back is None or back.pair != route.name:
+                raise ValueError(
+                    f"route {route.name!r}: sync.echo.pair names {echo.pair!r}, which must be "
+                    f"a route whose sync.echo.pair names {route.name!r} (the opposite direction "
+                    f"over the same entity)")
+        return self
+
+    def echo_pair(self, route: RouteConfig) -> RouteConfig | None:
+        """The route in the opposite direction whose writes this route's echoes are."""
+        if route.sync is None or route.sync.echo is None:
+            return None
+        return next((r for r in self.routes if r.name == route.sync.echo.pair), None)
 
     def retry_for(self, route: RouteConfig) -> RetryPolicy:
         return route.retry or self.retry

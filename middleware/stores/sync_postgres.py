@@ -1,0 +1,92 @@
+"""Two-way sync state in PostgreSQL, shared by every replica (``store.kind: postgres``).
+
+``begin`` inserts the subject's row if absent, locks it (``FOR UPDATE``), decides with the rules
+both backends share and writes the result, in one transaction: replicas asking about one
+subject at once queue on the row lock and are decided one after the other. Claim expiry is on
+the database's clock, so replicas whose clocks drift still agree when a claim ran out.
+"""
+
+from __future__ import annotations
+
+from middleware.stores.base import HeldSubject
+from middleware.stores.postgres import PostgresBackend
+from middleware.stores.sync_rules import SubjectRow, begin
+
+__all__ = ["PostgresSyncStore"]
+
+_NOW = "extract(epoch FROM clock_timestamp())"
+
+
+class PostgresSyncStore:
+    """``SyncStore`` on the shared pool; thread-safe (one pooled connection per call)."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self._backend = backend
+
+    def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
+              claim: bool) -> str:
+        with self._backend.transaction("sync") as db:
+            db.execute("INSERT INTO silobridge_sync_subject (route, subject) VALUES (%s, %s)"
+                       " ON CONFLICT DO NOTHING", (route, subject))
+            found = db.execute(
+                f"SELECT applied, holder, holder_version, held_until, parked, {_NOW}"
+                " FROM silobridge_sync_subject WHERE route = %s AND subject = %s FOR UPDATE",
+                (route, subject)).fetchone()
+            assert found is not None  # inserted above, and rows are never deleted
+            row = SubjectRow(found[0], found[1], found[2], found[3], bool(found[4]))
+            verdict, new = begin(row, version, holder, float(found[5]), ttl, claim)
+            if new is not None:
+                db.execute("UPDATE silobridge_sync_subject SET holder = %s,"
+                           " holder_version = %s, held_until = %s, parked = %s"
+                           " WHERE route = %s AND subject = %s",
+                           (new.holder, new.holder_version, new.held_until, new.parked,
+                            route, subject))
+        return verdict.value
+
+    def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
+        self._backend.run("sync", f"UPDATE silobridge_sync_subject SET held_until = {_NOW} + %s,"
+                          " parked = true WHERE route = %s AND subject = %s AND holder = %s",
+                          (ttl, route, subject, holder))
+
+    def applied(self, route: str, subject: str, version: int, holder: str) -> None:
+        self._backend.run(
+            "sync",
+            "INSERT INTO silobridge_sync_subject AS s (route, subject, applied)"
+            " VALUES (%s, %s, %s) ON CONFLICT (route, subject) DO UPDATE SET"
+            " applied = greatest(s.applied, excluded.applied),"
+            " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
+            " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
+            " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
+            " parked = CASE WHEN s.holder = %s THEN false ELSE s.parked END",
+            (route, subject, version, holder, holder, holder, holder))
+
+    def release(self, route: str, subject: str, holder: str) -> None:
+        self._backend.run("sync", "UPDATE silobridge_sync_subject SET holder = NULL,"
+                          " holder_version = NULL, held_until = NULL, parked = false"
+                          " WHERE route = %s AND subject = %s AND holder = %s",
+                          (route, subject, holder))
+
+    def held(self, route: str | None = None) -> list[HeldSubject]:
+        rows = self._backend.run(
+            "sync", f"SELECT route, subject, holder, held_until - {_NOW}, parked"
+            f" FROM silobridge_sync_subject WHERE held_until > {_NOW}"
+            " AND (%s::text IS NULL OR route = %s) ORDER BY route, subject LIMIT 1000",
+            (route, route))
+        return [HeldSubject(r[0], r[1], r[2], float(r[3]), bool(r[4])) for r in rows]
+
+    def remember(self, namespace: str, key: str, fingerprint: str, ttl: float) -> None:
+        with self._backend.transaction("sync") as db:
+            db.execute(f"DELETE FROM silobridge_sync_echo WHERE ns = %s AND key = %s"
+                       f" AND expires <= {_NOW}", (namespace, key))
+            db.execute(f"INSERT INTO silobridge_sync_echo VALUES (%s, %s, %s, {_NOW} + %s)"
+                       " ON CONFLICT (ns, key, fingerprint) DO UPDATE"
+                       " SET expires = excluded.expires", (namespace, key, fingerprint, ttl))
+
+    def take(self, namespace: str, key: str, fingerprint: str) -> bool:
+        return bool(self._backend.run(
+            "sync", f"DELETE FROM silobridge_sync_echo WHERE ns = %s AND key = %s"
+            f" AND fingerprint = %s AND expires > {_NOW} RETURNING 1",
+            (namespace, key, fingerprint)))
+
+    def close(self) -> None:
+        """The pool is shared; ``Stores.close`` closes it after every store."""

@@ -1,0 +1,149 @@
+"""The two-way sync decisions of one route, around the pipeline's delivery.
+
+Every call here runs on the route's store threads (``StoreCalls``), never on the broker loop or
+a target's event loop, and waits out store faults like every other store call of the pipeline.
+
+- ``admit`` before mapping: an origin-marked or fingerprinted echo is dropped (``echo``); then
+  one compare-and-set in the shared store says ``stale`` (a newer version was applied), ``held``
+  (ordering: another event of the subject is in flight or in a retry tier) or ``go``.
+- ``delivered`` after the target accepted, before the ack: raise the applied version, free the
+  subject, remember the fingerprint of what was written (for the paired route's echo check).
+- ``failed``: the event goes to a retry tier (keep its claim for the retry delay, so later events
+  of its subject wait for it) or to the DLQ (free the subject).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import structlog
+
+from middleware import metrics
+from middleware.config.models import RouteConfig, SyncConfig
+from middleware.envelope import Envelope
+from middleware.stores.base import SyncStore
+from middleware.twoway.keys import at_path, fingerprint, is_marked, subject_of, version_of
+
+__all__ = ["Admission", "SyncGate", "Ticket"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Call = Callable[[str, str, Callable[[], T]], T]
+HELD_MEMORY = 10_000  # subjects this worker remembers as held, for the gauge
+
+
+class Admission(StrEnum):
+    GO = "go"
+    STALE = "stale"
+    HELD = "held"
+    ECHO = "echo"
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What ``admit`` learnt about an event that may go: its subject, version, claim."""
+
+    subject: str
+    version: int
+    claimed: bool
+    stale: bool = False
+    """Older than the applied version, delivered anyway (``stale: deliver``)."""
+
+
+class SyncGate:
+    """One route's sync state machine; thread-safe (the store decides every race)."""
+
+    def __init__(self, route: RouteConfig, store: SyncStore, call: Call[Any],
+                 paired: RouteConfig | None = None) -> None:
+        assert route.sync is not None
+        self._route = route.name
+        self._config: SyncConfig = route.sync
+        self._store = store
+        self._call = call
+        self._ordered = route.sync.ordering == "subject"
+        echo = route.sync.echo
+        self._writes = echo  # fingerprints of this route's writes
+        # the paired route's writes are what this route's source reports back
+        self._echoes = (paired.sync.echo if echo is not None and paired is not None
+                        and paired.sync is not None else None)
+        self._held: dict[str, float] = {}
+        self._held_lock = threading.Lock()
+        metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
+
+    def admit(self, envelope: Envelope) -> tuple[Admission, Ticket | None]:
+        subject = subject_of(envelope, self._config, self._route)
+        if self._is_echo(envelope, subject):
+            return Admission.ECHO, None
+        version = version_of(envelope, self._config, self._route)
+        verdict = self._call("sync", "begin", lambda: self._store.begin(
+            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered))
+        if verdict == Admission.HELD:
+            with self._held_lock:
+                if len(self._held) >= HELD_MEMORY:
+                    self._held.clear()
+                self._held[subject] = time.monotonic() + self._config.claim_ttl
+            return Admission.HELD, None
+        self._forget_held(subject)
+        if verdict == Admission.STALE:
+            if self._config.stale == "drop":
+                return Admission.STALE, None
+            return Admission.GO, Ticket(subject, version, claimed=False, stale=True)
+        return Admission.GO, Ticket(subject, version, claimed=self._ordered)
+
+    def _is_echo(self, envelope: Envelope, subject: str) -> bool:
+        if self._writes is None or self._echoes is None:
+            return False
+        if self._writes.origin is not None and is_marked(envelope.data, self._writes.origin):
+            return True
+        # the paired route filed what it wrote under its own name and the record's key there
+        digest = fingerprint(envelope.data, self._echoes.fields)
+        writer = self._writes.pair
+        return bool(self._call("sync", "take", lambda: self._store.take(writer, subject, digest)))
+
+    def delivered(self, envelope: Envelope, ticket: Ticket, payload: Any) -> None:
+        """After the target accepted, before the ack: the order and echo bookkeeping."""
+        self._call("sync", "applied", lambda: self._store.applied(
+            self._route, ticket.subject, ticket.version, envelope.id))
+        if self._writes is not None:
+            key = ticket.subject if self._writes.key is None else at_path(payload,
+                                                                           self._writes.key)
+            if isinstance(key, str | int) and not isinstance(key, bool):
+                digest = fingerprint(payload, self._writes.fields)
+                ttl = self._writes.ttl
+                self._call("sync", "remember", lambda: self._store.remember(
+                    self._route, str(key), digest, ttl))
+            else:
+                log.warning("no echo fingerprint: the echo key is missing in the payload",
+                            route=self._route, message_id=envelope.id, key=self._writes.key)
+
+    def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
+        """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
+        if not ticket.claimed:
+            return
+        if retry_delay is None:
+            self._call("sync", "release", lambda: self._store.release(
+                self._route, ticket.subject, envelope.id))
+        else:
+            ttl = retry_delay + self._config.claim_ttl
+            self._call("sync", "park", lambda: self._store.park(
+                self._route, ticket.subject, envelope.id, ttl))
+
+    def _forget_held(self, subject: str) -> None:
+        if self._held:
+            with self._held_lock:
+                self._held.pop(subject, None)
+
+    def _held_now(self) -> float:
+        """Subjects whose last event this worker saw was held (and not long ago): a gauge read
+        at scrape time; the store's view across replicas is ``silobridge status``."""
+        now = time.monotonic()
+        with self._held_lock:
+            for subject in [s for s, until in self._held.items() if until <= now]:
+                del self._held[subject]
+            return float(len(self._held))
