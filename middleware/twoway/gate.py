@@ -26,6 +26,7 @@ import structlog
 from middleware import metrics
 from middleware.config.models import RouteConfig, SyncConfig
 from middleware.envelope import Envelope
+from middleware.errors import StoreUnavailable
 from middleware.stores.base import SyncStore
 from middleware.twoway.keys import at_path, fingerprint, is_marked, subject_of, version_of
 
@@ -126,13 +127,17 @@ class SyncGate:
         """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
         if not ticket.claimed:
             return
-        if retry_delay is None:
-            self._call("sync", "release", lambda: self._store.release(
-                self._route, ticket.subject, envelope.id))
-        else:
-            ttl = retry_delay + self._config.claim_ttl
-            self._call("sync", "park", lambda: self._store.park(
-                self._route, ticket.subject, envelope.id, ttl))
+        try:
+            if retry_delay is None:
+                self._call("sync", "release", lambda: self._store.release(
+                    self._route, ticket.subject, envelope.id))
+            else:
+                ttl = retry_delay + self._config.claim_ttl
+                self._call("sync", "park", lambda: self._store.park(
+                    self._route, ticket.subject, envelope.id, ttl))
+        except StoreUnavailable:  # stopping: the claim runs out by itself (claim_ttl)
+            log.warning("subject claim left to expire", route=self._route,
+                        message_id=envelope.id)
 
     def _forget_held(self, subject: str) -> None:
         if self._held:
