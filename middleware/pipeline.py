@@ -216,6 +216,8 @@ class RouteWorker:
                     self._not_admitted(delivery, envelope, admission)
                     return
             payload = self._map(mapping, envelope.data)
+            if self._sync is not None:
+                self._sync.writing(envelope, payload)
             started = time.perf_counter()
             future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
@@ -226,7 +228,7 @@ class RouteWorker:
             return
         future.add_done_callback(lambda done: self._guarded(
             delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
-                                              ticket, payload)))
+                                              ticket)))
 
     def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
                       ) -> None:
@@ -283,7 +285,6 @@ class RouteWorker:
         done: Future[Delivered],
         started: float,
         ticket: Ticket | None = None,
-        payload: Any = None,
     ) -> None:
         self._delivery.observe(time.perf_counter() - started)
         error = done.exception()
@@ -300,19 +301,19 @@ class RouteWorker:
         if not links and ticket is None:
             self._accepted(delivery, envelope)
         elif not self._calls.submit(
-                lambda: self._capture(delivery, envelope, links, ticket, payload)):
+                lambda: self._capture(delivery, envelope, links, ticket)):
             self._finish(delivery, Outcome.REQUEUED)  # stopping: a redelivery re-sends the key
 
     def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link],
-                 ticket: Ticket | None = None, payload: Any = None) -> None:
+                 ticket: Ticket | None = None) -> None:
         """Store the cross-references a delivery returned (and a synced route's applied
-        version and write fingerprint), on a store thread, never on the target's event loop;
-        the message is acked only once they are stored."""
+        version), on a store thread, never on the target's event loop; the message is acked
+        only once they are stored."""
         try:
             for link in links:
                 self._calls.call("xref", "link", functools.partial(self._stores.xref.link, *link))
             if ticket is not None and self._sync is not None:
-                self._sync.delivered(envelope, ticket, payload)
+                self._sync.delivered(envelope, ticket)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return

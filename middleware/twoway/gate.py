@@ -6,8 +6,9 @@ a target's event loop, and waits out store faults like every other store call of
 - ``admit`` before mapping: an origin-marked or fingerprinted echo is dropped (``echo``); then
   one compare-and-set in the shared store says ``stale`` (a newer version was applied), ``held``
   (ordering: another event of the subject is in flight or in a retry tier) or ``go``.
+- ``writing`` just before the write: remember its fingerprint (the paired route's echo check).
 - ``delivered`` after the target accepted, before the ack: raise the applied version, free the
-  subject, remember the fingerprint of what was written (for the paired route's echo check).
+  subject.
 - ``failed``: the event goes to a retry tier (keep its claim for the retry delay, so later events
   of its subject wait for it) or to the DLQ (free the subject).
 """
@@ -107,21 +108,30 @@ class SyncGate:
         writer = self._writes.pair
         return bool(self._call("sync", "take", lambda: self._store.take(writer, subject, digest)))
 
-    def delivered(self, envelope: Envelope, ticket: Ticket, payload: Any) -> None:
-        """After the target accepted, before the ack: the order and echo bookkeeping."""
+    def writing(self, envelope: Envelope, payload: Any) -> None:
+        """Just before the write: remember its fingerprint for the paired route.
+
+        Before, not after: a system may report the write before its answer reaches us (a
+        webhook is quicker than the HTTP response), and the paired route must already know it
+        then. A write that then fails leaves a fingerprint that expires after ``echo.ttl``.
+        """
+        if self._writes is None:
+            return
+        key = (subject_of(envelope, self._config, self._route) if self._writes.key is None
+               else at_path(payload, self._writes.key))
+        if isinstance(key, str | int) and not isinstance(key, bool):
+            digest, ttl = fingerprint(payload, self._writes.fields), self._writes.ttl
+            self._call("sync", "remember", lambda: self._store.remember(
+                self._route, str(key), digest, ttl))
+        else:
+            log.warning("no echo fingerprint: the echo key is missing in the payload",
+                        route=self._route, message_id=envelope.id, key=self._writes.key)
+
+    def delivered(self, envelope: Envelope, ticket: Ticket) -> None:
+        """After the target accepted, before the ack: raise the applied version, free the
+        subject."""
         self._call("sync", "applied", lambda: self._store.applied(
             self._route, ticket.subject, ticket.version, envelope.id))
-        if self._writes is not None:
-            key = ticket.subject if self._writes.key is None else at_path(payload,
-                                                                           self._writes.key)
-            if isinstance(key, str | int) and not isinstance(key, bool):
-                digest = fingerprint(payload, self._writes.fields)
-                ttl = self._writes.ttl
-                self._call("sync", "remember", lambda: self._store.remember(
-                    self._route, str(key), digest, ttl))
-            else:
-                log.warning("no echo fingerprint: the echo key is missing in the payload",
-                            route=self._route, message_id=envelope.id, key=self._writes.key)
 
     def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
         """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""

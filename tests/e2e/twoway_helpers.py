@@ -4,6 +4,7 @@ queue cleanup."""
 from __future__ import annotations
 
 import json
+import queue
 import random
 import threading
 from collections import Counter
@@ -20,7 +21,7 @@ from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, que
 from middleware.envelope import Envelope
 from tests.integration.rest_helpers import json_response
 
-__all__ = ["T0", "OrderedTarget", "cleanup_routes", "publish"]
+__all__ = ["T0", "EmittingPeer", "OrderedTarget", "cleanup_routes", "publish", "update"]
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -93,3 +94,53 @@ def cleanup_routes(amqp_url: str, routes: list[str], tiers: int) -> Iterator[Non
                          *(retry_name(route, n) for n in range(1, tiers + 1))):
                 channel.queue_delete(name)
         connection.close()
+
+
+class EmittingPeer:
+    """A system that reports every write it receives as a change event, as CRMs and ERPs do:
+    a PUT stores the record (plus the peer's own revision field) and emits
+    ``<system>.customer.updated`` with the stored record; ``edit`` is a user's change made in
+    the system itself, emitted the same way. Events leave on a thread of their own."""
+
+    def __init__(self, amqp_url: str, system: str) -> None:
+        self.system = system
+        self.lock = threading.Lock()
+        self.records: dict[str, dict[str, Any]] = {}
+        self.writes: list[dict[str, Any]] = []
+        self._amqp_url = amqp_url
+        self._out: queue.SimpleQueue[Envelope | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._emit, name=f"emit-{system}", daemon=True)
+        self._thread.start()
+
+    async def __call__(self, request: Request, body: bytes) -> Response:
+        record = json.loads(body)
+        with self.lock:
+            self.writes.append(record)
+            self._store(record)
+        return json_response({"ok": True}, 200)
+
+    def edit(self, subject: str, **changes: Any) -> None:
+        with self.lock:
+            self._store({**self.records.get(subject, {"no": subject}), **changes})
+
+    def _store(self, record: dict[str, Any]) -> None:
+        subject = str(record["no"])
+        rev = int(self.records.get(subject, {}).get("rev", 0)) + 1
+        stored = {**record, "rev": rev}
+        self.records[subject] = stored
+        self._out.put(Envelope.new(source=f"{self.system}/e2e",
+                                   type=f"{self.system}.customer.updated", subject=subject,
+                                   data=stored))
+
+    def _emit(self) -> None:
+        connection = pika.BlockingConnection(pika.URLParameters(self._amqp_url))
+        channel = connection.channel()
+        channel.confirm_delivery()
+        while (envelope := self._out.get()) is not None:
+            channel.basic_publish(EVENTS_EXCHANGE, envelope.type, envelope.to_json(),
+                                  pika.BasicProperties(delivery_mode=2, message_id=envelope.id))
+        connection.close()
+
+    def close(self) -> None:
+        self._out.put(None)
+        self._thread.join(10)
