@@ -13,12 +13,11 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from tests.e2e.replicas import PORTS, Replica
-from tests.e2e.twoway_helpers import EmittingPeer, cleanup_routes, publish, update
+from tests.e2e.twoway_helpers import EmittingPeer, cleanup_routes, outcomes, publish, update
 from tests.integration.helpers import wait_until
 from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 from tests.integration.rest_helpers import Peer
@@ -38,14 +37,7 @@ def _route(name: str, pair: str, bind: str, url: str) -> dict[str, object]:
 
 
 def _outcomes(workers: list[Replica], route: str, outcome: str) -> float:
-    total = 0.0
-    for worker in workers:
-        text = httpx.get(f"http://127.0.0.1:{worker.ops_port}/metrics", timeout=5).text
-        for line in text.splitlines():
-            if (line.startswith("silobridge_messages_total{") and f'route="{route}"' in line
-                    and f'outcome="{outcome}"' in line):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    return outcomes([w.ops_port for w in workers], route, outcome)
 
 
 def test_paired_routes_write_each_change_once_and_never_echo_it_back(

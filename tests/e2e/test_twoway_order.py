@@ -13,12 +13,11 @@ import os
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from tests.e2e.replicas import PORTS, Replica
-from tests.e2e.twoway_helpers import OrderedTarget, cleanup_routes, publish, update
+from tests.e2e.twoway_helpers import OrderedTarget, cleanup_routes, outcomes, publish, update
 from tests.integration.helpers import wait_until
 from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 from tests.integration.rest_helpers import Peer
@@ -51,13 +50,7 @@ def _config(tmp_path: Path, amqp_url: str, dsn: str, prefix: str, route: str, ur
 
 
 def _outcomes(worker: Replica, route: str, outcome: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{worker.ops_port}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith("silobridge_messages_total{") and f'route="{route}"' in line
-                and f'outcome="{outcome}"' in line):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return outcomes([worker.ops_port], route, outcome)
 
 
 def test_ordered_route_keeps_subject_order_through_retries_replicas_and_a_sigkill(

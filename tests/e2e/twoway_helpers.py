@@ -13,15 +13,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pika
 from starlette.requests import Request
 from starlette.responses import Response
 
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, queue_name, retry_name
 from middleware.envelope import Envelope
+from middleware.scrape import parse
 from tests.integration.rest_helpers import json_response
 
-__all__ = ["T0", "EmittingPeer", "OrderedTarget", "cleanup_routes", "publish", "update"]
+__all__ = ["T0", "EmittingPeer", "OrderedTarget", "cleanup_routes", "outcomes", "publish",
+           "update"]
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -58,6 +61,12 @@ class OrderedTarget:
             self.last[subject] = max(seq, self.last.get(subject, -1))
             self.accepted.append((subject, seq))
         return json_response({"ok": True}, 200)
+
+
+def outcomes(ops_ports: list[int], route: str, outcome: str) -> float:
+    """A route's messages with this outcome, summed over the replicas' own metrics."""
+    return sum(parse(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text).sum(
+        "silobridge_messages_total", route=route, outcome=outcome) for port in ops_ports)
 
 
 def publish(amqp_url: str, routing_key: str, envelopes: list[Envelope]) -> None:
