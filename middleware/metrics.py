@@ -18,6 +18,7 @@ __all__ = [
     "BROKER_CONNECTED",
     "BROKER_LOOP_SLOW_CALLBACKS",
     "BUILD_INFO",
+    "CONFLICTS",
     "CONSUMERS",
     "DELIVERY_SECONDS",
     "DLQ_OLDEST_AGE",
@@ -92,6 +93,12 @@ DLQ_OLDEST_AGE = Gauge(
     "silobridge_dlq_oldest_age_seconds",
     "Age of the oldest dead letter of a route (0 when the DLQ is empty).",
     ["route"],
+)
+CONFLICTS = Counter(
+    "silobridge_conflicts",
+    "Records changed in both systems within the conflict window, resolved by the route's "
+    "rule (sync.conflict): a change dropped, or owned fields left out of a write.",
+    ["route", "rule"],
 )
 HELD_SUBJECTS = Gauge(
     "silobridge_held_subjects",

@@ -28,6 +28,9 @@ class Outcome(StrEnum):
     ECHO = "echo"
     """A change silobridge itself wrote into the source system, reported back by it: acked, not
     written back (``sync.echo``)."""
+    CONFLICT = "conflict"
+    """Changed in both systems at about the same time, and the route's conflict rule chose the
+    other system's change: acked, not written (``sync.conflict``)."""
     HELD = "held"
     """An earlier event of its subject is in flight or in a retry tier (``sync.ordering:
     subject``): moved to the route's hold queue, checked again after ``sync.hold_delay``."""

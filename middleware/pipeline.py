@@ -216,8 +216,9 @@ class RouteWorker:
                     self._not_admitted(delivery, envelope, admission)
                     return
             payload = self._map(mapping, envelope.data)
-            if self._sync is not None:
-                self._sync.writing(envelope, payload)
+            if self._sync is not None and ticket is not None:
+                payload = self._sync.shape(payload)
+                self._sync.writing(envelope, ticket, payload)
             started = time.perf_counter()
             future = self._deliver(envelope, payload, mapping)
         except StoreUnavailable:
@@ -235,7 +236,7 @@ class RouteWorker:
         """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
         queue (it comes back after ``sync.hold_delay`` and is asked about again)."""
         if admission is not Admission.HELD:
-            outcome = Outcome.STALE if admission is Admission.STALE else Outcome.ECHO
+            outcome = Outcome(admission.value)  # stale, echo or conflict
             log.info(f"{outcome.value} event not delivered", route=self.route.name,
                      message_id=envelope.id, correlation_id=envelope.correlationid)
             self._finish(delivery, outcome)

@@ -13,13 +13,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from middleware.config.adapter_base import AdapterConfig
-from middleware.config.sync import EchoConfig, OriginMarker, SyncConfig
+from middleware.config.sync import ConflictConfig, EchoConfig, OriginMarker, SyncConfig
 from middleware.tls.names import parse_subject
 
 __all__ = [
     "BrokerConfig",
     "ClientCertConfig",
     "Config",
+    "ConflictConfig",
     "ConsoleConfig",
     "EchoConfig",
     "EndpointLimits",
@@ -524,7 +525,7 @@ class Config(_Strict):
                 continue
             other = routes.get(echo.pair)
             back = other.sync.echo if other is not None and other.sync else None
-            if other is None or back is None or back.pair != route.name:
+            if other is None or other is route or back is None or back.pair != route.name:
                 raise ValueError(
                     f"route {route.name!r}: sync.echo.pair names {echo.pair!r}, which must be "
                     f"a route whose sync.echo.pair names {route.name!r} (the opposite direction "

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["EchoConfig", "OriginMarker", "SyncConfig"]
+__all__ = ["ConflictConfig", "EchoConfig", "OriginMarker", "SyncConfig"]
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 _NAMESPACE = re.compile(r"^[a-z0-9_-]+\.[a-z0-9_-]+$")
@@ -101,6 +101,44 @@ class EchoConfig(_Strict):
         return _check_path(value, "echo key")
 
 
+class ConflictConfig(_Strict):
+    """What wins when a record was changed in both systems within ``window`` seconds of each
+    other (by source time). Needs ``echo`` (the pair of routes and the record key)."""
+
+    rule: Literal["latest-wins", "system-wins", "fields"] = Field(
+        description="'latest-wins': the change with the later source time wins; 'system-wins': "
+        "the system named in 'wins'; 'fields': each field belongs to one system, and changes "
+        "of the other system to it are ignored (the rest applied).",
+    )
+    wins: str | None = Field(
+        None,
+        description="For 'system-wins': the winning system, as the first word of the event "
+        "type ('crm', 'erp').",
+        examples=["crm"],
+    )
+    owned_by_target: list[str] = Field(
+        default_factory=list,
+        description="For 'fields': fields of this route's target payload that the target "
+        "system owns; this route never writes them (dotted paths).",
+        examples=[["price", "credit_limit"]],
+    )
+    window: float = Field(
+        300.0, gt=0, le=30 * 86400,
+        description="Seconds between the two changes' source times within which they "
+        "conflict.",
+    )
+
+    @model_validator(mode="after")
+    def _rule_options(self) -> ConflictConfig:
+        if self.rule == "system-wins" and not self.wins:
+            raise ValueError("rule 'system-wins' needs 'wins: <system>' (e.g. crm)")
+        if self.rule == "fields" and not self.owned_by_target:
+            raise ValueError("rule 'fields' needs 'owned_by_target': the target's fields")
+        for item in self.owned_by_target:
+            _check_path(item, "owned field")
+        return self
+
+
 class SyncConfig(_Strict):
     """Per-subject ordering, stale updates and echo suppression for one route."""
 
@@ -141,6 +179,15 @@ class SyncConfig(_Strict):
         "at most this long after the claim was last renewed. Keep it above the target timeout.",
     )
     echo: EchoConfig | None = Field(None, description="Echo suppression with a paired route.")
+    conflict: ConflictConfig | None = Field(
+        None, description="Conflict rule between this route and its echo pair.")
+
+    @model_validator(mode="after")
+    def _conflict_needs_a_pair(self) -> SyncConfig:
+        if self.conflict is not None and self.echo is None:
+            raise ValueError("sync.conflict needs sync.echo: the paired route and the record "
+                             "key are set there")
+        return self
 
     @field_validator("subject", "version")
     @classmethod

@@ -198,6 +198,9 @@ class SyncStore(Protocol):
     def release(self, route: str, subject: str, holder: str) -> None:
         """Free the holder's claim without applying (its event was dead-lettered)."""
 
+    def version(self, route: str, subject: str) -> int | None:
+        """The version last applied for the subject, if any."""
+
     def held(self, route: str | None = None) -> list[HeldSubject]:
         """Subjects claimed right now (for ``silobridge status``)."""
 

@@ -66,6 +66,11 @@ class PostgresSyncStore:
                           " WHERE route = %s AND subject = %s AND holder = %s",
                           (route, subject, holder))
 
+    def version(self, route: str, subject: str) -> int | None:
+        rows = self._backend.run("sync", "SELECT applied FROM silobridge_sync_subject"
+                                 " WHERE route = %s AND subject = %s", (route, subject))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
     def held(self, route: str | None = None) -> list[HeldSubject]:
         rows = self._backend.run(
             "sync", f"SELECT route, subject, holder, held_until - {_NOW}, parked"

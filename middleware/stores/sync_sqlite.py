@@ -66,6 +66,12 @@ class SqliteSyncStore:
             self._db.execute("BEGIN IMMEDIATE")
             self._free(route, subject, holder)
 
+    def version(self, route: str, subject: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT applied FROM sync_subject WHERE route = ?"
+                                   " AND subject = ?", (route, subject)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def _free(self, route: str, subject: str, holder: str) -> None:
         self._db.execute("UPDATE sync_subject SET holder = NULL, holder_version = NULL,"
                          " held_until = NULL, parked = 0"

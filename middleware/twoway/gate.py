@@ -29,9 +29,10 @@ from middleware.config.models import RouteConfig, SyncConfig
 from middleware.envelope import Envelope
 from middleware.errors import StoreUnavailable
 from middleware.stores.base import SyncStore
+from middleware.twoway.conflict import Rules, reassert_namespace
 from middleware.twoway.keys import at_path, fingerprint, is_marked, subject_of, version_of
 
-__all__ = ["Admission", "SyncGate", "Ticket"]
+__all__ = ["Admission", "Echo", "SyncGate", "Ticket"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,15 @@ class Admission(StrEnum):
     STALE = "stale"
     HELD = "held"
     ECHO = "echo"
+    CONFLICT = "conflict"
+
+
+class Echo(StrEnum):
+    NONE = "none"
+    ECHO = "echo"
+    """A write of the paired route, reported back: not a change."""
+    REASSERT = "reassert"
+    """A conflict winner's write reported back, to be written into the other system too."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Ticket:
     claimed: bool
     stale: bool = False
     """Older than the applied version, delivered anyway (``stale: deliver``)."""
+    reassert: bool = False
+    """A conflict winner written over a loser: its echo must flow back (see ``conflict``)."""
 
 
 class SyncGate:
@@ -74,14 +86,23 @@ class SyncGate:
         # the paired route's writes are what this route's source reports back
         self._echoes = (paired.sync.echo if echo is not None and paired is not None
                         and paired.sync is not None else None)
+        self._rules = (Rules(route, store, call) if route.sync.conflict is not None
+                       else None)
         self._held: dict[str, float] = {}
         self._held_lock = threading.Lock()
         metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
 
     def admit(self, envelope: Envelope) -> tuple[Admission, Ticket | None]:
         subject = subject_of(envelope, self._config, self._route)
-        if self._is_echo(envelope, subject):
+        echo = self._echo(envelope, subject)
+        if echo is Echo.ECHO:
             return Admission.ECHO, None
+        reassert = False
+        if self._rules is not None and echo is Echo.NONE:  # a re-assertion passes the rule
+            judgement = self._rules.judge(envelope, subject)
+            if judgement.drop:
+                return Admission.CONFLICT, None
+            reassert = judgement.reassert
         version = version_of(envelope, self._config, self._route)
         verdict = self._call("sync", "begin", lambda: self._store.begin(
             self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered))
@@ -95,20 +116,30 @@ class SyncGate:
         if verdict == Admission.STALE:
             if self._config.stale == "drop":
                 return Admission.STALE, None
-            return Admission.GO, Ticket(subject, version, claimed=False, stale=True)
-        return Admission.GO, Ticket(subject, version, claimed=self._ordered)
+            return Admission.GO, Ticket(subject, version, claimed=False, stale=True,
+                                        reassert=reassert)
+        return Admission.GO, Ticket(subject, version, claimed=self._ordered, reassert=reassert)
 
-    def _is_echo(self, envelope: Envelope, subject: str) -> bool:
+    def _echo(self, envelope: Envelope, subject: str) -> Echo:
         if self._writes is None or self._echoes is None:
-            return False
+            return Echo.NONE
         if self._writes.origin is not None and is_marked(envelope.data, self._writes.origin):
-            return True
+            return Echo.ECHO
         # the paired route filed what it wrote under its own name and the record's key there
         digest = fingerprint(envelope.data, self._echoes.fields)
         writer = self._writes.pair
-        return bool(self._call("sync", "take", lambda: self._store.take(writer, subject, digest)))
+        if self._call("sync", "take", lambda: self._store.take(writer, subject, digest)):
+            return Echo.ECHO
+        again = reassert_namespace(writer)
+        if self._call("sync", "take", lambda: self._store.take(again, subject, digest)):
+            return Echo.REASSERT
+        return Echo.NONE
 
-    def writing(self, envelope: Envelope, payload: Any) -> None:
+    def shape(self, payload: Any) -> Any:
+        """The payload to write: without the target's own fields under rule ``fields``."""
+        return payload if self._rules is None else self._rules.strip(payload)
+
+    def writing(self, envelope: Envelope, ticket: Ticket, payload: Any) -> None:
         """Just before the write: remember its fingerprint for the paired route.
 
         Before, not after: a system may report the write before its answer reaches us (a
@@ -117,12 +148,12 @@ class SyncGate:
         """
         if self._writes is None:
             return
-        key = (subject_of(envelope, self._config, self._route) if self._writes.key is None
-               else at_path(payload, self._writes.key))
+        key = ticket.subject if self._writes.key is None else at_path(payload, self._writes.key)
         if isinstance(key, str | int) and not isinstance(key, bool):
             digest, ttl = fingerprint(payload, self._writes.fields), self._writes.ttl
+            namespace = reassert_namespace(self._route) if ticket.reassert else self._route
             self._call("sync", "remember", lambda: self._store.remember(
-                self._route, str(key), digest, ttl))
+                namespace, str(key), digest, ttl))
         else:
             log.warning("no echo fingerprint: the echo key is missing in the payload",
                         route=self._route, message_id=envelope.id, key=self._writes.key)

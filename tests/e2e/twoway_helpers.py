@@ -8,7 +8,7 @@ import queue
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -107,12 +107,14 @@ def cleanup_routes(amqp_url: str, routes: list[str], tiers: int) -> Iterator[Non
 
 class EmittingPeer:
     """A system that reports every write it receives as a change event, as CRMs and ERPs do:
-    a PUT stores the record (plus the peer's own revision field) and emits
-    ``<system>.customer.updated`` with the stored record; ``edit`` is a user's change made in
-    the system itself, emitted the same way. Events leave on a thread of their own."""
+    a PUT merges the fields it carries into the record (plus the peer's own revision field) and
+    emits ``<system>.<entity>.updated`` with the stored record; ``edit`` is a user's change made
+    in the system itself, emitted the same way. Events leave on a thread of their own."""
 
-    def __init__(self, amqp_url: str, system: str) -> None:
+    def __init__(self, amqp_url: str, system: str,
+                 entity: Callable[[str], str] = lambda _subject: "customer") -> None:
         self.system = system
+        self.entity = entity
         self.lock = threading.Lock()
         self.records: dict[str, dict[str, Any]] = {}
         self.writes: list[dict[str, Any]] = []
@@ -125,7 +127,7 @@ class EmittingPeer:
         record = json.loads(body)
         with self.lock:
             self.writes.append(record)
-            self._store(record)
+            self._store({**self.records.get(str(record["no"]), {}), **record})
         return json_response({"ok": True}, 200)
 
     def edit(self, subject: str, **changes: Any) -> None:
@@ -138,7 +140,8 @@ class EmittingPeer:
         stored = {**record, "rev": rev}
         self.records[subject] = stored
         self._out.put(Envelope.new(source=f"{self.system}/e2e",
-                                   type=f"{self.system}.customer.updated", subject=subject,
+                                   type=f"{self.system}.{self.entity(subject)}.updated",
+                                   subject=subject,
                                    data=stored))
 
     def _emit(self) -> None:
@@ -149,6 +152,16 @@ class EmittingPeer:
             channel.basic_publish(EVENTS_EXCHANGE, envelope.type, envelope.to_json(),
                                   pika.BasicProperties(delivery_mode=2, message_id=envelope.id))
         connection.close()
+
+    def seed(self, subject: str, **fields: Any) -> None:
+        """A record that exists already, without a change event."""
+        with self.lock:
+            self.records[subject] = {"no": subject, **fields, "rev": 0}
+
+    def view(self, subject: str, *fields: str) -> tuple[Any, ...]:
+        with self.lock:
+            record = self.records.get(subject, {})
+            return tuple(record.get(f) for f in fields)
 
     def close(self) -> None:
         self._out.put(None)

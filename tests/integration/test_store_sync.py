@@ -74,3 +74,12 @@ def test_sync_store_forgets_a_write_fingerprint_once_it_is_taken_or_expired(
     threading.Event().wait(0.1)
     assert not two.take("to-erp", "C-3", "fp-x")
     assert two.take("to-erp", "C-1", "fp-b")
+
+
+def test_sync_store_reads_the_applied_version_another_replica_wrote(opener: Opener) -> None:
+    one, two = opener().sync, opener().sync
+    assert one is not None and two is not None
+    assert two.version("changes", "C-1") is None
+    one.applied("changes", "C-1", 7, "")
+    one.applied("changes", "C-1", 3, "")
+    assert two.version("changes", "C-1") == 7
