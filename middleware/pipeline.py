@@ -49,6 +49,7 @@ __all__ = ["RecentIds", "RouteWorker"]
 
 log = structlog.get_logger(__name__)
 
+SYNC_STORE_THREADS = 16  # bench/ordering.py: 4 threads bounded an ordered route's rate
 RECENT_IDS = 100_000  # 100 s of traffic at 1,000 events/s; RSS grew ~15 MiB as it filled
 
 
@@ -108,6 +109,8 @@ class RouteWorker:
         self._filter = compile_filter(route.filter) if route.filter else None
         self._recent = RecentIds(RECENT_IDS)
         # without a daemon's health (tests, tools) a store fault is still retried, unreported
+        if route.sync is not None:  # two round trips per message: more of them in flight
+            store_threads = max(store_threads, SYNC_STORE_THREADS)
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
         self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
         # -- two-way sync hook (middleware/twoway): None for routes without 'sync' --
