@@ -112,13 +112,18 @@ class RouteWorker:
         if route.sync is not None:  # two round trips per message: more of them in flight
             store_threads = max(store_threads, SYNC_STORE_THREADS)
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
-        self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
         # -- two-way sync hook (middleware/twoway): None for routes without 'sync' --
         self._sync: SyncGate | None = None
+        record_many = stores.idempotency.record_many
         if route.sync is not None:
             if stores.sync is None:
                 raise ValueError(f"route {route.name!r} has 'sync' but no sync store was opened")
-            self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
+            sync = self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
+
+            def record_many(records: list[tuple[str, str]]) -> None:
+                stores.idempotency.record_many(records)
+                sync.applied(records)  # applied versions commit with the records, before acks
+        self._commits = GroupCommit(self._calls, record_many)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -302,22 +307,20 @@ class RouteWorker:
         except Exception as exc:  # accepted, but its answer holds no usable link
             self._park_capture(delivery, envelope, exc)
             return
-        if not links and ticket is None:
+        if ticket is not None and self._sync is not None:
+            self._sync.delivered(envelope, ticket)  # applied in the commit before the ack
+        if not links:
             self._accepted(delivery, envelope)
         elif not self._calls.submit(
-                lambda: self._capture(delivery, envelope, links, ticket)):
+                lambda: self._capture(delivery, envelope, links)):
             self._finish(delivery, Outcome.REQUEUED)  # stopping: a redelivery re-sends the key
 
-    def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link],
-                 ticket: Ticket | None = None) -> None:
-        """Store the cross-references a delivery returned (and a synced route's applied
-        version), on a store thread, never on the target's event loop; the message is acked
-        only once they are stored."""
+    def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link]) -> None:
+        """Store the cross-references a delivery returned, on a store thread (never on the
+        target's event loop); the message is acked only once they are stored."""
         try:
             for link in links:
                 self._calls.call("xref", "link", functools.partial(self._stores.xref.link, *link))
-            if ticket is not None and self._sync is not None:
-                self._sync.delivered(envelope, ticket)
         except StoreUnavailable:
             self._finish(delivery, Outcome.REQUEUED)
             return

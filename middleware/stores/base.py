@@ -195,6 +195,9 @@ class SyncStore(Protocol):
         """The target accepted ``version``: raise the applied version (never lower it) and
         free the holder's claim."""
 
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
+        """``applied`` for many (subject, version, holder), in one transaction."""
+
     def release(self, route: str, subject: str, holder: str) -> None:
         """Free the holder's claim without applying (its event was dead-lettered)."""
 

@@ -10,6 +10,8 @@ the database's clock, so replicas whose clocks drift still agree when a claim ra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from middleware.stores.base import HeldSubject
 from middleware.stores.postgres import PostgresBackend
 from middleware.stores.sync_rules import SubjectRow, Verdict, begin
@@ -17,6 +19,15 @@ from middleware.stores.sync_rules import SubjectRow, Verdict, begin
 __all__ = ["PostgresSyncStore"]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
+_APPLIED = (
+    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied)"
+    " VALUES (%s, %s, %s) ON CONFLICT (route, subject) DO UPDATE SET"
+    " applied = greatest(s.applied, excluded.applied),"
+    " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
+    " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
+    " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
+    " parked = CASE WHEN s.holder = %s THEN false ELSE s.parked END"
+)
 _CLAIM = (
     "INSERT INTO silobridge_sync_subject AS s"
     " (route, subject, holder, holder_version, held_until, parked)"
@@ -59,16 +70,13 @@ class PostgresSyncStore:
                           (ttl, route, subject, holder))
 
     def applied(self, route: str, subject: str, version: int, holder: str) -> None:
-        self._backend.run(
-            "sync",
-            "INSERT INTO silobridge_sync_subject AS s (route, subject, applied)"
-            " VALUES (%s, %s, %s) ON CONFLICT (route, subject) DO UPDATE SET"
-            " applied = greatest(s.applied, excluded.applied),"
-            " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
-            " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
-            " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
-            " parked = CASE WHEN s.holder = %s THEN false ELSE s.parked END",
-            (route, subject, version, holder, holder, holder, holder))
+        self._backend.run("sync", _APPLIED, (route, subject, version, *[holder] * 4))
+
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
+        # sorted: two replicas' batches lock shared subjects in the same order (no deadlock)
+        with self._backend.transaction("sync") as db, db.cursor() as cursor:
+            cursor.executemany(_APPLIED, [(route, subject, version, *[holder] * 4)
+                                          for subject, version, holder in sorted(items)])
 
     def release(self, route: str, subject: str, holder: str) -> None:
         self._backend.run("sync", "UPDATE silobridge_sync_subject SET holder = NULL,"

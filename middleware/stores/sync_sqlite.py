@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from middleware.stores.base import HeldSubject
@@ -52,14 +53,18 @@ class SqliteSyncStore:
                              (time.time() + ttl, route, subject, holder))
 
     def applied(self, route: str, subject: str, version: int, holder: str) -> None:
+        self.applied_many(route, [(subject, version, holder)])
+
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT INTO sync_subject (route, subject, applied) VALUES (?, ?, ?)"
-                " ON CONFLICT (route, subject) DO UPDATE SET"
-                " applied = max(coalesce(applied, excluded.applied), excluded.applied)",
-                (route, subject, version))
-            self._free(route, subject, holder)
+            for subject, version, holder in items:
+                self._db.execute(
+                    "INSERT INTO sync_subject (route, subject, applied) VALUES (?, ?, ?)"
+                    " ON CONFLICT (route, subject) DO UPDATE SET"
+                    " applied = max(coalesce(applied, excluded.applied), excluded.applied)",
+                    (route, subject, version))
+                self._free(route, subject, holder)
 
     def release(self, route: str, subject: str, holder: str) -> None:
         with self._lock, self._db:

@@ -7,8 +7,8 @@ a target's event loop, and waits out store faults like every other store call of
   one compare-and-set in the shared store says ``stale`` (a newer version was applied), ``held``
   (ordering: another event of the subject is in flight or in a retry tier) or ``go``.
 - ``writing`` just before the write: remember its fingerprint (the paired route's echo check).
-- ``delivered`` after the target accepted, before the ack: raise the applied version, free the
-  subject.
+- ``delivered`` after the target accepted, and ``applied`` in the group commit before the
+  ack: raise the applied version, free the subject.
 - ``failed``: the event goes to a retry tier (keep its claim for the retry delay, so later events
   of its subject wait for it) or to the DLQ (free the subject).
 """
@@ -88,6 +88,8 @@ class SyncGate:
                         and paired.sync is not None else None)
         self._rules = (Rules(route, store, call) if route.sync.conflict is not None
                        else None)
+        self._pending: dict[str, tuple[str, int]] = {}  # delivered, applied at commit
+        self._pending_lock = threading.Lock()
         self._held: dict[str, float] = {}
         self._held_lock = threading.Lock()
         metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
@@ -159,10 +161,23 @@ class SyncGate:
                         route=self._route, message_id=envelope.id, key=self._writes.key)
 
     def delivered(self, envelope: Envelope, ticket: Ticket) -> None:
-        """After the target accepted, before the ack: raise the applied version, free the
-        subject."""
-        self._call("sync", "applied", lambda: self._store.applied(
-            self._route, ticket.subject, ticket.version, envelope.id))
+        """The target accepted: the applied version goes with the idempotency record of the
+        message, in the route's group commit before the ack (``applied``), not one store
+        round trip per message (bench/ordering.py)."""
+        with self._pending_lock:
+            self._pending[envelope.id] = (ticket.subject, ticket.version)
+
+    def applied(self, records: list[tuple[str, str]]) -> None:
+        """Raise the applied versions and free the subjects of these delivered messages (the
+        group commit's (route, id) records), in one transaction; on a store thread."""
+        with self._pending_lock:
+            items = [(*self._pending[ident], ident) for route, ident in records
+                     if route == self._route and ident in self._pending]
+        if items:
+            self._call("sync", "applied", lambda: self._store.applied_many(self._route, items))
+        with self._pending_lock:  # forgotten only once durable: a retried commit needs them
+            for _subject, _version, ident in items:
+                self._pending.pop(ident, None)
 
     def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
         """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
