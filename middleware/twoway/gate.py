@@ -30,7 +30,14 @@ from middleware.envelope import Envelope
 from middleware.errors import StoreUnavailable
 from middleware.stores.base import SyncStore
 from middleware.twoway.conflict import Rules, reassert_namespace
-from middleware.twoway.keys import at_path, fingerprint, is_marked, subject_of, version_of
+from middleware.twoway.keys import (
+    MAX_KEY,
+    at_path,
+    fingerprint,
+    is_marked,
+    subject_of,
+    version_of,
+)
 
 __all__ = ["Admission", "Echo", "SyncGate", "Ticket"]
 
@@ -151,13 +158,13 @@ class SyncGate:
         if self._writes is None:
             return
         key = ticket.subject if self._writes.key is None else at_path(payload, self._writes.key)
-        if isinstance(key, str | int) and not isinstance(key, bool):
+        if isinstance(key, str | int) and not isinstance(key, bool) and len(str(key)) <= MAX_KEY:
             digest, ttl = fingerprint(payload, self._writes.fields), self._writes.ttl
             namespace = reassert_namespace(self._route) if ticket.reassert else self._route
             self._call("sync", "remember", lambda: self._store.remember(
                 namespace, str(key), digest, ttl))
         else:
-            log.warning("no echo fingerprint: the echo key is missing in the payload",
+            log.warning("no echo fingerprint: the echo key is missing in the payload or too long",
                         route=self._route, message_id=envelope.id, key=self._writes.key)
 
     def delivered(self, envelope: Envelope, ticket: Ticket) -> None:

@@ -15,11 +15,16 @@ from middleware.config.sync import OriginMarker, SyncConfig
 from middleware.envelope import Envelope
 from middleware.errors import SyncKeyError
 
-__all__ = ["at_path", "fingerprint", "is_marked", "subject_of", "version_of"]
+__all__ = ["MAX_KEY", "at_path", "checked_key", "fingerprint", "is_marked", "subject_of",
+           "version_of"]
 
 _MISSING = object()
 _MAX_VERSION = 2**63 - 1  # both stores keep versions as 64-bit integers
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_KEY = 200
+"""Longest subject or record key, in characters. Keys are primary keys in the store: a huge one
+failed PostgreSQL's index row limit on every try, which the store calls retry as a fault, so
+one hostile event held a store thread for good. Refused here instead, as a permanent error."""
 
 
 def at_path(data: Any, path: str) -> Any:
@@ -38,12 +43,19 @@ def subject_of(envelope: Envelope, config: SyncConfig, route: str) -> str:
             raise SyncKeyError(f"route {route!r} syncs per subject, but the event has no "
                                f"'subject' attribute: have the source set it, or set "
                                f"sync.subject to the path of the key in the event's data")
-        return envelope.subject
+        return checked_key(envelope.subject, route, "the event's 'subject'")
     value = at_path(envelope.data, config.subject)
     if value is _MISSING or value is None or isinstance(value, dict | list) or value == "":
         raise SyncKeyError(f"route {route!r}: sync.subject {config.subject!r} is missing, "
                            f"empty or not a scalar in the event's data")
-    return str(value)
+    return checked_key(str(value), route, f"sync.subject {config.subject!r}")
+
+
+def checked_key(key: str, route: str, what: str) -> str:
+    if len(key) > MAX_KEY:
+        raise SyncKeyError(f"route {route!r}: {what} is {len(key)} characters long; a record "
+                           f"key may have at most {MAX_KEY}")
+    return key
 
 
 def version_of(envelope: Envelope, config: SyncConfig, route: str) -> int:

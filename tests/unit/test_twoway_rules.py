@@ -79,6 +79,16 @@ def test_subject_comes_from_the_envelope_or_a_data_path() -> None:
         subject_of(bare, SyncConfig(), "r")
 
 
+def test_a_huge_subject_is_refused_as_permanent_not_sent_to_the_store() -> None:
+    # a 1 MB key failed PostgreSQL's index row limit on every retry of the store call
+    huge = Envelope.new(source="s", type="crm.customer.updated", subject="C" * 1_000_000,
+                        data={"no": "N" * 201})
+    with pytest.raises(SyncKeyError, match="1000000 characters long"):
+        subject_of(huge, SyncConfig(), "r")
+    with pytest.raises(SyncKeyError, match="201 characters long"):
+        subject_of(huge, SyncConfig(subject="no"), "r")
+
+
 def test_fingerprint_ignores_unlisted_fields_and_the_spelling_of_scalars() -> None:
     fields = ["name", "price"]
     assert fingerprint({"name": "A", "price": 10, "updated": 1}, fields) == \
