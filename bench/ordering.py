@@ -6,8 +6,9 @@ interleaved per round, medians), on the PostgreSQL store at ``STORE_PG_DSN`` (a 
 own, dropped afterwards): the store replicas share, which ordering needs. The backlog is
 ``--subjects`` x ``--updates`` customer updates, interleaved across subjects with increasing
 times, queued before the worker starts; the target is an AMQP exchange (the cheapest target,
-so the ordering's store round trips weigh the most). The unordered route has no ``sync``
-section; the ordered one has ``ordering: subject`` and ``stale: drop``. A message counts as
+so the ordering's store round trips weigh the most) or, with ``--target rest``, a loopback HTTP
+server in this process answering 200 (what most real targets are). The unordered route has no
+``sync`` section; the ordered one has ``ordering: subject`` and ``stale: drop``. A message counts as
 done when it was delivered or dropped as stale (a later update of its subject overtook it); the
 rate runs from the first done message to the last. The check: ordered / unordered >= 0.7.
 
@@ -34,10 +35,15 @@ import httpx
 import pika
 import psycopg
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from bench.ingress import Served, free_port, machine
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, queue_name, retry_name
 from middleware.envelope import Envelope
+from middleware.http import ServerThread
 from middleware.scrape import parse
 
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -47,11 +53,14 @@ OUT = "bench.ordering.out"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _routes(ordered: bool) -> list[dict[str, Any]]:
+def _routes(ordered: bool, rest: str | None) -> list[dict[str, Any]]:
     name = "bench-ordered" if ordered else "bench-unordered"
-    route: dict[str, Any] = {
-        "name": name, "bind": [f"benchorder.{name}.updated"],
-        "target": {"type": "amqp", "exchange": OUT, "routing_key": "erp.customer"}}
+    target: dict[str, Any] = (
+        {"type": "amqp", "exchange": OUT, "routing_key": "erp.customer"} if rest is None else
+        {"type": "rest", "method": "PUT", "concurrency": 16, "timeout": 10,
+         "url": f"{rest}/api/customers/{{envelope.subject}}"})
+    route: dict[str, Any] = {"name": name, "bind": [f"benchorder.{name}.updated"],
+                             "target": target}
     if ordered:
         route["sync"] = {"ordering": "subject", "stale": "drop", "hold_delay": 0.2}
     return [route]
@@ -81,13 +90,13 @@ def _done(port: int, route: str) -> float:
 
 
 def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int,
-             updates: int) -> float:
-    route = _routes(ordered)[0]["name"]
+             updates: int, rest: str | None) -> float:
+    route = _routes(ordered, rest)[0]["name"]
     config = workdir / f"{route}.yaml"
     config.write_text(yaml.safe_dump({
         "broker": {"url": URL, "prefetch": 200}, "ops": {"port": "${SB_OPS_PORT:-0}"},
         "store": {"kind": "postgres", "dsn": dsn, "pool_size": 8},
-        "routes": _routes(ordered)}))
+        "routes": _routes(ordered, rest)}))
     done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
                            str(config)], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
@@ -121,12 +130,27 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
         channel.queue_purge(OUT)
 
 
+def _rest_server() -> ServerThread:
+    async def accept(_request: Request) -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/customers/{no}", accept, methods=["PUT"])])
+    server = ServerThread(app, "127.0.0.1", 0, "bench-target")
+    server.start_and_wait()
+    return server
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=2000)
     parser.add_argument("--updates", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--target", choices=("amqp", "rest"), default="amqp",
+                        help="amqp: an exchange (cheapest); rest: a loopback HTTP server "
+                        "answering 200 in this process")
     args = parser.parse_args(argv)
+    server = _rest_server() if args.target == "rest" else None
+    rest = None if server is None else f"http://127.0.0.1:{server.port}"
     schema = f"bench_order_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
@@ -144,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.rounds):
                 for ordered in (False, True):
                     rate = run_once(Path(tmp), dsn, channel, ordered, args.subjects,
-                                    args.updates)
+                                    args.updates, rest)
                     label = "ordered" if ordered else "unordered"
                     rates[label].append(rate)
                     print(json.dumps({"route": label, "rate": round(rate)}), flush=True)
     finally:
+        if server is not None:
+            server.stop()
         channel.queue_delete(OUT)
         channel.exchange_delete(OUT)
         connection.close()
@@ -159,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"median_per_s": {k: round(v) for k, v in medians.items()},
                       "ordered_over_unordered": round(ratio, 2)}))
     print(f"# {machine()}; {args.subjects} subjects x {args.updates} updates, median of "
-          f"{args.rounds}; target ordered >= {TARGET} x unordered")
+          f"{args.rounds}, {args.target} target; target ordered >= {TARGET} x unordered")
     return 0 if ratio >= TARGET else 1
 
 
