@@ -109,7 +109,7 @@ class RouteWorker:
         self._filter = compile_filter(route.filter) if route.filter else None
         self._recent = RecentIds(RECENT_IDS)
         # without a daemon's health (tests, tools) a store fault is still retried, unreported
-        if route.sync is not None:  # two round trips per message: more of them in flight
+        if route.sync is not None:  # a store round trip per message: more of them in flight
             store_threads = max(store_threads, SYNC_STORE_THREADS)
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
         # -- two-way sync hook (middleware/twoway): None for routes without 'sync' --
@@ -300,6 +300,8 @@ class RouteWorker:
         if error is not None:
             self._fail(delivery, envelope, error, ticket)
             return
+        if ticket is not None and self._sync is not None:
+            self._sync.delivered(envelope, ticket)  # applied in the commit before the ack
         try:
             result = done.result()
             links = ([] if mapping is None or result.response is None
@@ -307,12 +309,9 @@ class RouteWorker:
         except Exception as exc:  # accepted, but its answer holds no usable link
             self._park_capture(delivery, envelope, exc)
             return
-        if ticket is not None and self._sync is not None:
-            self._sync.delivered(envelope, ticket)  # applied in the commit before the ack
         if not links:
             self._accepted(delivery, envelope)
-        elif not self._calls.submit(
-                lambda: self._capture(delivery, envelope, links)):
+        elif not self._calls.submit(lambda: self._capture(delivery, envelope, links)):
             self._finish(delivery, Outcome.REQUEUED)  # stopping: a redelivery re-sends the key
 
     def _capture(self, delivery: Delivery, envelope: Envelope, links: list[Link]) -> None:
