@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("mapping_engine", "masking", "worker", "store", "ingress", "sync_lag", "memory")
+BENCHMARKS = ("mapping_engine", "masking", "worker", "store", "ordering", "ingress", "sync_lag",
+              "memory")
 
 # Arguments of a full run, and of --quick (a smoke run of a few minutes in all).
 FULL: dict[str, list[str]] = {
@@ -21,6 +22,7 @@ FULL: dict[str, list[str]] = {
     "masking": ["--max-kb", "1024", "--rounds", "3"],
     "worker": [],
     "store": ["--messages", "20000", "--rounds", "3"],
+    "ordering": ["--subjects", "1000", "--updates", "5", "--rounds", "3"],
     "ingress": ["--duration", "20", "--rounds", "3"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "30"],
     "memory": ["--warmup", "300", "--duration", "300", "--rate", "1000"],
@@ -30,6 +32,7 @@ QUICK: dict[str, list[str]] = {
     "masking": ["--max-kb", "64", "--rounds", "1"],
     "worker": ["--messages", "5000", "--rounds", "1"],
     "store": ["--messages", "3000", "--rounds", "1"],
+    "ordering": ["--subjects", "300", "--updates", "3", "--rounds", "1"],
     "ingress": ["--duration", "5", "--warmup", "1", "--rounds", "1"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "5"],
     "memory": ["--warmup", "10", "--duration", "30", "--interval", "2", "--no-check"],

@@ -163,7 +163,8 @@ class Daemon:
             worker = RouteWorker(route, self.config.retry_for(route), target, self.publisher,
                                  self.stores, provider, health=self.store_health,
                                  listener=listener,
-                                 enrichment=self.systems.enrichment(route, index))
+                                 enrichment=self.systems.enrichment(route, index),
+                                 paired=self.config.echo_pair(route))
             self.workers.append(worker)
             handlers[f"silobridge.route.{route.name}"] = worker.handle
             metrics.CONSUMERS.labels(route.name).set_function(self._consuming)

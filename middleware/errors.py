@@ -20,6 +20,7 @@
         ├── EnrichError        an enrich step's call failed or answered nothing usable; classified
         │                      like a delivery (a 503 retries, a 404 dead-letters), stage 'enrich'
         ├── DeliveryError      the target refused or failed; the adapter classifies it
+        ├── SyncKeyError       a synced route's event lacks its subject or a usable version
         └── StoreUnavailable   a worker stopped while waiting for a failing store (requeued)
 
 Foreign exceptions (pika, zeep, httpx, sqlite3, psycopg) are translated where they are caught,
@@ -50,6 +51,7 @@ __all__ = [
     "SchemaError",
     "SilobridgeError",
     "StoreUnavailable",
+    "SyncKeyError",
     "TopologyConflict",
     "XrefMissing",
 ]
@@ -213,6 +215,13 @@ class StoreUnavailable(ProcessingError):
 
     stage = "store"
     retryable = True
+
+
+class SyncKeyError(ProcessingError):
+    """A route with ``sync`` cannot tell an event's subject or version (permanent: the event
+    itself lacks them); the message names the attribute or path, never a payload value."""
+
+    stage = "sync"
 
 
 class DecodeError(ProcessingError):

@@ -18,11 +18,13 @@ __all__ = [
     "BROKER_CONNECTED",
     "BROKER_LOOP_SLOW_CALLBACKS",
     "BUILD_INFO",
+    "CONFLICTS",
     "CONSUMERS",
     "DELIVERY_SECONDS",
     "DLQ_OLDEST_AGE",
     "ENRICH_CALLS",
     "ENRICH_SECONDS",
+    "HELD_SUBJECTS",
     "IN_FLIGHT",
     "MAPPING_RELOADS",
     "MESSAGES",
@@ -92,6 +94,18 @@ QUEUE_DEPTH = Gauge(
 DLQ_OLDEST_AGE = Gauge(
     "silobridge_dlq_oldest_age_seconds",
     "Age of the oldest dead letter of a route (0 when the DLQ is empty).",
+    ["route"],
+)
+CONFLICTS = Counter(
+    "silobridge_conflicts",
+    "Records changed in both systems within the conflict window, resolved by the route's "
+    "rule (sync.conflict): a change dropped, or owned fields left out of a write.",
+    ["route", "rule"],
+)
+HELD_SUBJECTS = Gauge(
+    "silobridge_held_subjects",
+    "Subjects of an ordered route whose latest event this process held back, because an "
+    "earlier event of the subject is in flight or in a retry tier (sync.ordering: subject).",
     ["route"],
 )
 IN_FLIGHT = Gauge(

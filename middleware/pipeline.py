@@ -30,7 +30,7 @@ from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener, OutcomeRecord
 from middleware.broker.contract import Delivery, Publisher
 from middleware.broker.properties import with_headers
-from middleware.broker.topology import dlq_name, retry_name
+from middleware.broker.topology import dlq_name, hold_name, retry_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
@@ -44,11 +44,14 @@ from middleware.routing import compile_filter, compile_patterns
 from middleware.storecalls import GroupCommit, StoreCalls
 from middleware.storehealth import StoreHealth
 from middleware.stores.base import Stores
+from middleware.twoway import Admission, SyncGate
+from middleware.twoway.gate import Ticket
 
 __all__ = ["RecentIds", "RouteWorker"]
 
 log = structlog.get_logger(__name__)
 
+SYNC_STORE_THREADS = 16  # bench/ordering.py: 4 threads bounded an ordered route's rate
 RECENT_IDS = 100_000  # 100 s of traffic at 1,000 events/s; RSS grew ~15 MiB as it filled
 
 
@@ -95,6 +98,7 @@ class RouteWorker:
         listener: OutcomeListener | None = None,
         store_threads: int = 4,
         enrichment: Enrichment | None = None,
+        paired: RouteConfig | None = None,
     ) -> None:
         self.route = route
         self._enrichment = enrichment  # the route's enrich steps (middleware/enrich), if any
@@ -109,9 +113,22 @@ class RouteWorker:
         self._filter = compile_filter(route.filter) if route.filter else None
         self._recent = RecentIds(RECENT_IDS)
         # without a daemon's health (tests, tools) a store fault is still retried, unreported
+        if route.sync is not None:  # a store round trip per message: more of them in flight
+            store_threads = max(store_threads, SYNC_STORE_THREADS)
         self._calls = StoreCalls(route.name, health or StoreHealth(lambda: None), store_threads)
-        self._commits = GroupCommit(self._calls, stores.idempotency.record_many)
         self._copies = CopyRetries(route.name, lambda: publisher.connected)
+        # -- two-way sync hook (middleware/twoway): None for routes without 'sync' --
+        self._sync: SyncGate | None = None
+        record_many = stores.idempotency.record_many
+        if route.sync is not None:
+            if stores.sync is None:
+                raise ValueError(f"route {route.name!r} has 'sync' but no sync store was opened")
+            sync = self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
+
+            def record_many(records: list[tuple[str, str]]) -> None:
+                stores.idempotency.record_many(records)
+                sync.applied(records)  # applied versions commit with the records, before acks
+        self._commits = GroupCommit(self._calls, record_many)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -181,7 +198,8 @@ class RouteWorker:
             self._fail(delivery, envelope, exc)
             return
         check_seen = delivery.redelivered or headers.REPLAYS in delivery.headers
-        if not (check_seen or (mapping is not None and mapping.uses_xref)):
+        if not (check_seen or self._sync is not None
+                or (mapping is not None and mapping.uses_xref)):
             self._start(delivery, envelope, mapping, check_seen=False)
         elif not self._calls.submit(
                 lambda: self._off_loop(delivery, envelope, mapping, check_seen)):
@@ -202,6 +220,7 @@ class RouteWorker:
     def _start(
         self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None, check_seen: bool
     ) -> None:
+        ticket: Ticket | None = None
         try:
             if check_seen and self._delivered_before(delivery, envelope.id):
                 self._finish(delivery, Outcome.DUPLICATE)
@@ -209,11 +228,19 @@ class RouteWorker:
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
+            if self._sync is not None:  # two-way sync hook: echo, stale, held
+                admission, ticket = self._sync.admit(envelope)
+                if admission is not Admission.GO:
+                    self._not_admitted(delivery, envelope, admission)
+                    return
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
                 self._start_enriched(self._enrichment, delivery, envelope, mapping)
-                return
+                return  # (config refuses sync with enrich steps on one route)
             with self._trace.stage(delivery, "map"):
                 payload = self._map(mapping, envelope.data)
+            if self._sync is not None and ticket is not None:
+                payload = self._sync.shape(payload)
+                self._sync.writing(envelope, ticket, payload)
             started = time.perf_counter()
             self._trace.delivering(delivery, envelope)  # the target gets the deliver span
             future = self._deliver(envelope, payload, mapping)
@@ -221,10 +248,26 @@ class RouteWorker:
             self._finish(delivery, Outcome.REQUEUED)
             return
         except SilobridgeError as exc:
-            self._fail(delivery, envelope, exc)
+            self._fail(delivery, envelope, exc, ticket)
             return
         future.add_done_callback(lambda done: self._guarded(
-            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started)))
+            delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
+                                              ticket)))
+
+    def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
+                      ) -> None:
+        """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
+        queue (it comes back after ``sync.hold_delay`` and is asked about again)."""
+        if admission is not Admission.HELD:
+            outcome = Outcome(admission.value)  # stale, echo or conflict
+            log.info(f"{outcome.value} event not delivered", route=self.route.name,
+                     message_id=envelope.id, correlation_id=envelope.correlationid)
+            self._finish(delivery, outcome)
+            return
+        held = self._publisher.publish("", hold_name(self.route.name), delivery.body,
+                                       delivery.properties, purpose="retry")
+        held.add_done_callback(lambda done: self._guarded(delivery, lambda: self._finish(
+            delivery, Outcome.REQUEUED if done.exception() else Outcome.HELD)))
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?
@@ -307,6 +350,7 @@ class RouteWorker:
         mapping: Mapping | None,
         done: Future[Delivered],
         started: float | None,
+        ticket: Ticket | None = None,
     ) -> None:
         if started is not None:  # None: an enrich step or the mapping failed before delivery
             self._delivery.observe(time.perf_counter() - started)
@@ -316,8 +360,10 @@ class RouteWorker:
             self._finish(delivery, Outcome.REQUEUED)
             return
         if error is not None:
-            self._fail(delivery, envelope, error)
+            self._fail(delivery, envelope, error, ticket)
             return
+        if ticket is not None and self._sync is not None:
+            self._sync.delivered(envelope, ticket)  # applied in the commit before the ack
         try:
             result = done.result()
             links = ([] if mapping is None or result.response is None
@@ -384,12 +430,17 @@ class RouteWorker:
 
         parked.add_done_callback(lambda done: self._guarded(delivery, lambda: settled(done)))
 
-    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException) -> None:
+    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException,
+              ticket: Ticket | None = None) -> None:
         retryable = bool(getattr(error, "retryable", False))
         attempts_done = int(str(delivery.headers.get(headers.ATTEMPTS, 0) or 0))
         decision = decide(self._policy, attempts_done, retryable,
                           getattr(error, "retry_after", None))
         dead = isinstance(decision, DeadLetter)
+        if ticket is not None and self._sync is not None and envelope is not None:
+            # two-way sync hook: a retried event keeps its subject, a dead letter frees it
+            sync, delay = self._sync, decision.delay if isinstance(decision, Retry) else None
+            self._calls.submit(lambda: sync.failed(envelope, ticket, delay))
         if isinstance(decision, Retry):
             queue, attempts = retry_name(self.route.name, decision.tier), decision.tier
         else:

@@ -21,6 +21,7 @@ __all__ = [
     "QueueSpec",
     "Topology",
     "dlq_name",
+    "hold_name",
     "queue_name",
     "retry_name",
     "route_queues",
@@ -41,6 +42,11 @@ def retry_name(route: str, tier: int) -> str:
 
 def dlq_name(route: str) -> str:
     return f"{queue_name(route)}.dlq"
+
+
+def hold_name(route: str) -> str:
+    """Where an ordered route parks an event whose subject another event holds (two-way.md)."""
+    return f"{queue_name(route)}.hold"
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,8 @@ class Topology:
 
 
 def route_queues(route: RouteConfig, config: Config) -> list[QueueSpec]:
-    """The route queue, one delay queue per retry tier, and the DLQ."""
+    """The route queue, one delay queue per retry tier (and the hold queue of an ordered
+    route), and the DLQ."""
     policy = config.retry_for(route)
     main = QueueSpec(
         queue_name(route.name),
@@ -81,21 +88,26 @@ def route_queues(route: RouteConfig, config: Config) -> list[QueueSpec]:
         tuple((EVENTS_EXCHANGE, pattern) for pattern in route.bind),
     )
     tiers = [
-        QueueSpec(
-            retry_name(route.name, n),
-            {
-                "x-queue-type": "quorum",
-                "x-message-ttl": int(delay * 1000),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": queue_name(route.name),
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-            },
-        )
+        QueueSpec(retry_name(route.name, n), _delay_arguments(route.name, delay))
         for n, delay in enumerate(policy.delays(), start=1)
     ]
     dlq = QueueSpec(dlq_name(route.name), DLQ_ARGUMENTS)
+    if route.sync is not None and route.sync.ordering == "subject":
+        tiers.append(QueueSpec(hold_name(route.name),
+                               _delay_arguments(route.name, route.sync.hold_delay)))
     return [main, *tiers, dlq]
+
+
+def _delay_arguments(route: str, delay: float) -> dict[str, Any]:
+    """A delay queue: messages wait ``delay`` seconds, then dead-letter back to the route."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": int(delay * 1000),
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue_name(route),
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
 
 
 DLQ_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}

@@ -3,7 +3,9 @@
 Queue columns come from the broker (passive declares, the DLQ head for the oldest dead letter),
 so they work while no daemon runs; in-flight, rates and sync lag come from the daemon's
 ``/metrics`` on the config's ops port and show ``-`` when it does not answer. Rates are the
-change between two scrapes: the first table of a run waits one interval to have two.
+change between two scrapes: the first table of a run waits one interval to have two. Routes
+with ``sync.ordering: subject`` add the subjects held right now, read from the shared store (so
+they cover every replica), below the table.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ from middleware.broker.factory import blocking_channel
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config
 from middleware.config.models import Config
-from middleware.errors import BrokerUnavailable
+from middleware.errors import BrokerUnavailable, SilobridgeError
 from middleware.scrape import Scrape, histogram_quantile, scrape, scrape_url
 
-__all__ = ["Queues", "RouteStatus", "queue_status", "register", "render", "route_status"]
+__all__ = ["Queues", "RouteStatus", "held_subjects", "queue_status", "register", "render",
+           "route_status"]
+
+HELD_SHOWN = 5
+"""Subjects named per route below the table; the count covers all of them (up to 1,000)."""
 
 FAILED = ("retried", "dead_lettered", "requeued")
 """Outcomes counted as failed attempts (see middleware.outcome)."""
@@ -60,15 +66,17 @@ def _status(args: argparse.Namespace) -> int:
             time.sleep(args.interval)
             now, current = time.monotonic(), scrape(url)
             rows = route_status(config, previous[1], current, now - previous[0])
+            held = held_subjects(config)
             if args.json:  # one document per sample: a JSON-lines stream with --watch
                 print_json({"daemon": current is not None,
-                            "routes": [asdict(row) for row in rows]}, one_line=args.watch)
+                            "routes": [asdict(row) for row in rows],
+                            **({} if held is None else {"held": held})}, one_line=args.watch)
                 if not args.watch:
                     return 0
                 sys.stdout.flush()
                 previous = (now, current)
                 continue
-            table = render(rows, daemon=current is not None, url=url)
+            table = render(rows, daemon=current is not None, url=url) + render_held(held)
             if not args.watch:
                 print(table)
                 return 0
@@ -86,6 +94,46 @@ def queue_status(config: Config) -> dict[str, Queues] | None:
             return {route.name: route_counts(channel, config, route) for route in config.routes}
     except BrokerUnavailable:
         return None
+
+
+def held_subjects(config: Config) -> dict[str, list[dict[str, Any]]] | None:
+    """Per ordered route, the subjects an event holds now (in flight, or parked in a retry
+    tier); None when no route is ordered. The store is opened (and migrated) like the daemon
+    does; a store that cannot be read is reported in the result, not raised."""
+    ordered = [r.name for r in config.routes if r.sync and r.sync.ordering == "subject"]
+    if not ordered:
+        return None
+    from middleware.stores import open_stores
+
+    try:
+        stores = open_stores(config.store)
+    except SilobridgeError as exc:
+        return {name: [{"error": str(exc)}] for name in ordered}
+    try:
+        assert stores.sync is not None
+        return {name: [{"subject": h.subject, "holder": h.holder, "parked": h.parked,
+                        "seconds_left": round(h.seconds_left, 1)}
+                       for h in stores.sync.held(name)] for name in ordered}
+    except SilobridgeError as exc:
+        return {name: [{"error": str(exc)}] for name in ordered}
+    finally:
+        stores.close()
+
+
+def render_held(held: dict[str, list[dict[str, Any]]] | None) -> str:
+    """Lines below the table: held subjects per ordered route ('' without ordered routes)."""
+    if held is None:
+        return ""
+    lines = ["", "held subjects (sync.ordering: subject; an earlier event in flight or in a "
+             "retry tier):"]
+    for route, subjects in held.items():
+        if subjects and "error" in subjects[0]:
+            lines.append(f"  {route}: unknown ({subjects[0]['error']})")
+            continue
+        named = ", ".join(str(s["subject"]) for s in subjects[:HELD_SHOWN])
+        more = f", +{len(subjects) - HELD_SHOWN} more" if len(subjects) > HELD_SHOWN else ""
+        lines.append(f"  {route}: {len(subjects)}" + (f" ({named}{more})" if named else ""))
+    return "\n".join(lines)
 
 
 def route_status(

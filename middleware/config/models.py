@@ -15,13 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from middleware.config.adapter_base import AdapterConfig
 from middleware.config.enrich import EnrichStep
+from middleware.config.sync import ConflictConfig, EchoConfig, OriginMarker, SyncConfig
 from middleware.tls.names import parse_subject
 
 __all__ = [
     "BrokerConfig",
     "ClientCertConfig",
     "Config",
+    "ConflictConfig",
     "ConsoleConfig",
+    "EchoConfig",
     "EndpointLimits",
     "HttpLimits",
     "IngressConfig",
@@ -29,11 +32,13 @@ __all__ = [
     "OidcConfig",
     "OidcRoleRule",
     "OpsConfig",
+    "OriginMarker",
     "ProcessesConfig",
     "RetryPolicy",
     "RouteConfig",
     "ServerTlsConfig",
     "StoreConfig",
+    "SyncConfig",
     "TargetTlsConfig",
     "TlsConfig",
 ]
@@ -556,6 +561,10 @@ class RouteConfig(_Strict):
         "in order: before the mapping, or with after_mapping just before delivery. A failed "
         "call is retried or dead-lettered like a delivery, with stage 'enrich'.",
     )
+    sync: SyncConfig | None = Field(
+        None, description="Two-way sync: per-subject ordering, stale updates, echo suppression "
+        "(docs/two-way.md)."
+    )
 
     @field_validator("name")
     @classmethod
@@ -573,6 +582,15 @@ class RouteConfig(_Strict):
                     f"{pattern!r} is not a routing-key pattern: dot-separated words, '*' or '#'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _sync_without_enrich(self) -> RouteConfig:
+        if self.sync is not None and self.enrich:
+            raise ValueError(
+                "a route with 'sync' cannot have 'enrich' steps yet (the two-way checks run "
+                "on the event before the mapping, the steps change it after); split the route "
+                "or drop one of them")
+        return self
 
 
 class Config(_Strict):
@@ -643,6 +661,29 @@ class Config(_Strict):
                 f"known: {', '.join(sorted(known)) or 'none'}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _echo_pairs(self) -> Config:
+        """Echo suppression needs both routes: each reads the fingerprints the other wrote."""
+        routes = {r.name: r for r in self.routes}
+        for route in self.routes:
+            echo = route.sync.echo if route.sync else None
+            if echo is None:
+                continue
+            other = routes.get(echo.pair)
+            back = other.sync.echo if other is not None and other.sync else None
+            if other is None or other is route or back is None or back.pair != route.name:
+                raise ValueError(
+                    f"route {route.name!r}: sync.echo.pair names {echo.pair!r}, which must be "
+                    f"a route whose sync.echo.pair names {route.name!r} (the opposite direction "
+                    f"over the same entity)")
+        return self
+
+    def echo_pair(self, route: RouteConfig) -> RouteConfig | None:
+        """The route in the opposite direction whose writes this route's echoes are."""
+        if route.sync is None or route.sync.echo is None:
+            return None
+        return next((r for r in self.routes if r.name == route.sync.echo.pair), None)
 
     def retry_for(self, route: RouteConfig) -> RetryPolicy:
         return route.retry or self.retry

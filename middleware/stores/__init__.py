@@ -1,4 +1,4 @@
-"""Stores the daemon opens from its config: idempotency, state, cross-references and leases.
+"""Stores the daemon opens: idempotency, state, cross-references, leases and two-way sync.
 
 ``store.kind`` picks one backend for all of them. Opening migrates the schema first (see
 ``migrations``), so every store finds the tables it expects, and a database written by a newer
@@ -45,6 +45,7 @@ def open_stores(config: StoreConfig) -> Stores:
     if config.kind == "postgres":
         from middleware.stores.lease_postgres import PostgresLeaseStore
         from middleware.stores.postgres_stores import PostgresIdempotencyStore, PostgresStateStore
+        from middleware.stores.sync_postgres import PostgresSyncStore
         from middleware.stores.xref_postgres import PostgresXrefStore
 
         backend = _backend(config)
@@ -55,16 +56,17 @@ def open_stores(config: StoreConfig) -> Stores:
             raise
         return Stores(PostgresIdempotencyStore(backend), PostgresXrefStore(backend),
                       PostgresStateStore(backend), PostgresLeaseStore(backend),
-                      shared_close=backend.close)
+                      shared_close=backend.close, sync=PostgresSyncStore(backend))
     from middleware.stores.idempotency_sqlite import SqliteIdempotencyStore
     from middleware.stores.lease_sqlite import SqliteLeaseStore
     from middleware.stores.sqlite import SqliteStateStore, migrate_sqlite
+    from middleware.stores.sync_sqlite import SqliteSyncStore
     from middleware.stores.xref_sqlite import SqliteXrefStore
 
     path = Path(config.path)
     migrate_sqlite(path)
     return Stores(SqliteIdempotencyStore(path), SqliteXrefStore(path), SqliteStateStore(path),
-                  SqliteLeaseStore(path))
+                  SqliteLeaseStore(path), sync=SqliteSyncStore(path))
 
 
 def migrate_store(config: StoreConfig) -> MigrationReport:

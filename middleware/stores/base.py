@@ -13,10 +13,12 @@ from typing import Protocol
 
 __all__ = [
     "Claim",
+    "HeldSubject",
     "IdempotencyStore",
     "LeaseStore",
     "StateStore",
     "Stores",
+    "SyncStore",
     "XrefImport",
     "XrefLink",
     "XrefStore",
@@ -161,6 +163,59 @@ class LeaseStore(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class HeldSubject:
+    """A subject whose later events wait: the claim of the event being retried or delivered."""
+
+    route: str
+    subject: str
+    holder: str
+    seconds_left: float
+    parked: bool
+    """True while the holding event waits in a retry tier (not merely being delivered)."""
+
+
+class SyncStore(Protocol):
+    """Two-way sync state shared by replicas: per-subject sequence and fingerprints of writes.
+
+    ``begin`` is the one compare-and-set every event of a synced route passes: stale when a
+    newer version of its subject was applied, held while another event of the subject holds
+    the claim (ordering), else go (and, with ``claim``, hold the subject until ``applied`` or
+    ``release``). See ``sync_rules`` for the decision both backends share.
+    """
+
+    def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
+              claim: bool) -> str:
+        """'go', 'stale' or 'held' (a ``sync_rules.Verdict`` value)."""
+
+    def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
+        """The holder waits in a retry tier: keep its claim for ``ttl`` more seconds."""
+
+    def applied(self, route: str, subject: str, version: int, holder: str) -> None:
+        """The target accepted ``version``: raise the applied version (never lower it) and
+        free the holder's claim."""
+
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
+        """``applied`` for many (subject, version, holder), in one transaction."""
+
+    def release(self, route: str, subject: str, holder: str) -> None:
+        """Free the holder's claim without applying (its event was dead-lettered)."""
+
+    def version(self, route: str, subject: str) -> int | None:
+        """The version last applied for the subject, if any."""
+
+    def held(self, route: str | None = None) -> list[HeldSubject]:
+        """Subjects claimed right now (for ``silobridge status``)."""
+
+    def remember(self, namespace: str, key: str, fingerprint: str, ttl: float) -> None:
+        """A write into ``namespace:key`` with this fingerprint, kept for ``ttl`` seconds."""
+
+    def take(self, namespace: str, key: str, fingerprint: str) -> bool:
+        """Forget one unexpired matching write; True when there was one (an echo)."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Stores:
     """The stores a daemon opened from its config, handed to the pipeline and adapters."""
@@ -171,6 +226,8 @@ class Stores:
     lease: LeaseStore
     shared_close: Callable[[], None] | None = None
     """Closes what the three stores share (the PostgreSQL pool), after them."""
+    sync: SyncStore | None = None
+    """Two-way sync state; opened by ``open_stores`` (None in tests that build Stores)."""
 
     def probe(self) -> None:
         """Raises while the backend cannot serve; all three stores share it."""
@@ -181,5 +238,7 @@ class Stores:
         self.xref.close()
         self.state.close()
         self.lease.close()
+        if self.sync is not None:
+            self.sync.close()
         if self.shared_close is not None:
             self.shared_close()

@@ -127,6 +127,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             " action text NOT NULL, target text NOT NULL, before text, after text)",
         ),
     ),
+    Migration(
+        5, "two-way sync: per-subject applied version and claim; fingerprints of writes",
+        sqlite=(
+            "CREATE TABLE sync_subject ("
+            " route TEXT NOT NULL, subject TEXT NOT NULL, applied INTEGER,"
+            " holder TEXT, holder_version INTEGER, held_until REAL, parked INTEGER NOT NULL"
+            " DEFAULT 0, PRIMARY KEY (route, subject)) WITHOUT ROWID",
+            "CREATE TABLE sync_echo ("
+            " ns TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+            " expires REAL NOT NULL, PRIMARY KEY (ns, key, fingerprint)) WITHOUT ROWID",
+            "CREATE INDEX sync_echo_expires ON sync_echo (expires)",
+        ),
+        postgres=(
+            "CREATE TABLE silobridge_sync_subject ("
+            " route text NOT NULL, subject text NOT NULL, applied bigint,"
+            " holder text, holder_version bigint, held_until double precision,"
+            " parked boolean NOT NULL DEFAULT false, PRIMARY KEY (route, subject))",
+            "CREATE TABLE silobridge_sync_echo ("
+            " ns text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " expires double precision NOT NULL, PRIMARY KEY (ns, key, fingerprint))",
+            "CREATE INDEX silobridge_sync_echo_expires ON silobridge_sync_echo (expires)",
+        ),
+    ),
 )
 
 

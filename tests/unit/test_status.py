@@ -4,6 +4,7 @@ scrapes of real prometheus-client output, and the table when the daemon or broke
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -11,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from middleware.cli import status
 from middleware.config.models import Config
 from middleware.scrape import histogram_quantile, parse
+from middleware.stores import open_stores
 
 
 def test_scrape_histogram_quantile_interpolates_like_promql() -> None:
@@ -93,3 +95,25 @@ def test_status_lag_within_the_buckets_is_not_capped_and_long_lags_use_hours_and
     assert row.lag_p95_capped is False
     assert [status._seconds(v) for v in (90, 600, 14_400, 3 * 86400)] == [
         "90s", "10m", "4h", "3d"]
+
+
+def test_status_lists_held_subjects_of_ordered_routes_from_the_store(tmp_path: Path) -> None:
+    # Given an ordered route whose subject C-1 is claimed by an event in a retry tier
+    config = Config.model_validate({
+        "store": {"path": str(tmp_path / "s.db")},
+        "routes": [{"name": "orders", "bind": ["crm.order.*"], "sync": {"ordering": "subject"},
+                    "target": {"type": "amqp", "exchange": "x", "routing_key": "y"}},
+                   CONFIG.routes[0].model_dump() | {"name": "plain"}]})
+    stores = open_stores(config.store)
+    assert stores.sync is not None
+    assert stores.sync.begin("orders", "C-1", 1, "event-1", 30.0, claim=True) == "go"
+    stores.sync.park("orders", "C-1", "event-1", 60.0)
+    stores.close()
+    # When status reads it
+    held = status.held_subjects(config)
+    # Then the ordered route (only) lists it, and the text says so below the table
+    assert held is not None and list(held) == ["orders"]
+    (row,) = held["orders"]
+    assert row["subject"] == "C-1" and row["parked"] is True and row["seconds_left"] > 30
+    assert "  orders: 1 (C-1)" in status.render_held(held).splitlines()
+    assert status.held_subjects(CONFIG) is None and status.render_held(None) == ""

@@ -1,0 +1,193 @@
+"""The cost of ``sync.ordering: subject``: an ordered route's throughput next to an unordered
+one, in the same run, on the same broker, store and machine.
+
+Both routes run in one ``silobridge run --role worker`` process each (one variant at a time,
+interleaved per round, medians), on the PostgreSQL store at ``STORE_PG_DSN`` (a schema of its
+own, dropped afterwards): the store replicas share, which ordering needs. The backlog is
+``--subjects`` x ``--updates`` customer updates, interleaved across subjects with increasing
+times, queued before the worker starts; the target is an AMQP exchange (the cheapest target,
+so the ordering's store round trips weigh the most) or, with ``--target rest``, a loopback HTTP
+server in this process answering 200 (what most real targets are). The unordered route has no
+``sync`` section; the ordered one has ``ordering: subject`` and ``stale: drop``. A message counts as
+done when it was delivered or dropped as stale (a later update of its subject overtook it); the
+rate runs from the first done message to the last. The check: ordered / unordered >= 0.7.
+
+Run:  .venv/bin/python -m bench.ordering [--subjects 2000] [--updates 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pika
+import psycopg
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bench.ingress import Served, free_port, machine
+from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, queue_name, retry_name
+from middleware.envelope import Envelope
+from middleware.http import ServerThread
+from middleware.scrape import parse
+
+URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+PG_DSN = os.environ.get("STORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+TARGET = 0.7
+OUT = "bench.ordering.out"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _routes(ordered: bool, rest: str | None) -> list[dict[str, Any]]:
+    name = "bench-ordered" if ordered else "bench-unordered"
+    target: dict[str, Any] = (
+        {"type": "amqp", "exchange": OUT, "routing_key": "erp.customer"} if rest is None else
+        {"type": "rest", "method": "PUT", "concurrency": 16, "timeout": 10,
+         "url": f"{rest}/api/customers/{{envelope.subject}}"})
+    route: dict[str, Any] = {"name": name, "bind": [f"benchorder.{name}.updated"],
+                             "target": target}
+    if ordered:
+        route["sync"] = {"ordering": "subject", "stale": "drop", "hold_delay": 0.2}
+    return [route]
+
+
+def _events(route: str, subjects: int, updates: int) -> list[Envelope]:
+    return [Envelope.new(source="crm/bench", type=f"benchorder.{route}.updated",
+                         subject=f"C-{s}", time=T0 + timedelta(milliseconds=u),
+                         data={"customer_no": f"C-{s}", "update": u, "name": f"Kunde {s}"})
+            for u in range(updates) for s in range(subjects)]
+
+
+def _publish(channel: Any, envelopes: list[Envelope]) -> None:
+    for envelope in envelopes:
+        channel.basic_publish(EVENTS_EXCHANGE, envelope.type, envelope.to_json(),
+                              pika.BasicProperties(delivery_mode=2, message_id=envelope.id))
+
+
+def _done(port: int, route: str) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    metrics = parse(text)
+    return sum(metrics.sum("silobridge_messages_total", route=route, outcome=o)
+               for o in ("delivered", "stale"))
+
+
+def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int,
+             updates: int, rest: str | None) -> float:
+    route = _routes(ordered, rest)[0]["name"]
+    config = workdir / f"{route}.yaml"
+    config.write_text(yaml.safe_dump({
+        "broker": {"url": URL, "prefetch": 200}, "ops": {"port": "${SB_OPS_PORT:-0}"},
+        "store": {"kind": "postgres", "dsn": dsn, "pool_size": 8},
+        "routes": _routes(ordered, rest)}))
+    done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
+                           str(config)], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
+    total = subjects * updates
+    _publish(channel, _events(route, subjects, updates))
+    port = free_port()
+    server = Served([sys.executable, "-m", "middleware", "run", "-c", str(config), "--role",
+                     "worker", "--log-format", "json"], port, env={"SB_OPS_PORT": str(port)},
+                    log=workdir / f"{route}.log")
+    try:
+        first = last = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            count = _done(port, route)
+            now = time.monotonic()
+            if count > 0 and first is None:
+                first = (now, count)
+            if count >= total:
+                last = (now, count)
+                break
+            time.sleep(0.05)
+        if first is None or last is None:
+            raise RuntimeError(f"{route}: not done within 600 s")
+        return (last[1] - first[1]) / max(1e-6, last[0] - first[0])
+    finally:
+        server.stop()
+        for name in (queue_name(route), dlq_name(route), hold_name(route),
+                     *(retry_name(route, n) for n in range(1, 6))):
+            channel.queue_delete(name)
+        channel.queue_purge(OUT)
+
+
+def _rest_server() -> ServerThread:
+    async def accept(_request: Request) -> Response:
+        return Response(b'{"ok":true}', media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/customers/{no}", accept, methods=["PUT"])])
+    server = ServerThread(app, "127.0.0.1", 0, "bench-target")
+    server.start_and_wait()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=2000)
+    parser.add_argument("--updates", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--target", choices=("amqp", "rest"), default="amqp",
+                        help="amqp: an exchange (cheapest); rest: a loopback HTTP server "
+                        "answering 200 in this process")
+    args = parser.parse_args(argv)
+    server = _rest_server() if args.target == "rest" else None
+    rest = None if server is None else f"http://127.0.0.1:{server.port}"
+    schema = f"bench_order_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+    separator = "&" if "?" in PG_DSN else "?"
+    dsn = f"{PG_DSN}{separator}options={quote(f'-csearch_path={schema}')}"
+    connection = pika.BlockingConnection(pika.URLParameters(URL))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.exchange_declare(OUT, "topic", durable=True)
+    channel.queue_declare(OUT, durable=True)
+    channel.queue_bind(OUT, OUT, "#")
+    rates: dict[str, list[float]] = {"unordered": [], "ordered": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.rounds):
+                for ordered in (False, True):
+                    rate = run_once(Path(tmp), dsn, channel, ordered, args.subjects,
+                                    args.updates, rest)
+                    label = "ordered" if ordered else "unordered"
+                    rates[label].append(rate)
+                    print(json.dumps({"route": label, "rate": round(rate)}), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+        channel.queue_delete(OUT)
+        channel.exchange_delete(OUT)
+        connection.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = medians["ordered"] / medians["unordered"]
+    print(json.dumps({"median_per_s": {k: round(v) for k, v in medians.items()},
+                      "ordered_over_unordered": round(ratio, 2)}))
+    print(f"# {machine()}; {args.subjects} subjects x {args.updates} updates, median of "
+          f"{args.rounds}, {args.target} target; target ordered >= {TARGET} x unordered")
+    return 0 if ratio >= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The two-way sync decisions of one route, around the pipeline's delivery.
+
+Every call here runs on the route's store threads (``StoreCalls``), never on the broker loop or
+a target's event loop, and waits out store faults like every other store call of the pipeline.
+
+- ``admit`` before mapping: an origin-marked or fingerprinted echo is dropped (``echo``); then
+  one compare-and-set in the shared store says ``stale`` (a newer version was applied), ``held``
+  (ordering: another event of the subject is in flight or in a retry tier) or ``go``.
+- ``writing`` just before the write: remember its fingerprint (the paired route's echo check).
+- ``delivered`` after the target accepted, and ``applied`` in the group commit before the
+  ack: raise the applied version, free the subject.
+- ``failed``: the event goes to a retry tier (keep its claim for the retry delay, so later events
+  of its subject wait for it) or to the DLQ (free the subject).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import structlog
+
+from middleware import metrics
+from middleware.config.models import RouteConfig, SyncConfig
+from middleware.envelope import Envelope
+from middleware.errors import StoreUnavailable
+from middleware.stores.base import SyncStore
+from middleware.twoway.conflict import Rules, reassert_namespace
+from middleware.twoway.keys import (
+    MAX_KEY,
+    at_path,
+    fingerprint,
+    is_marked,
+    subject_of,
+    version_of,
+)
+
+__all__ = ["Admission", "Echo", "SyncGate", "Ticket"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Call = Callable[[str, str, Callable[[], T]], T]
+HELD_MEMORY = 10_000  # subjects this worker remembers as held, for the gauge
+
+
+class Admission(StrEnum):
+    GO = "go"
+    STALE = "stale"
+    HELD = "held"
+    ECHO = "echo"
+    CONFLICT = "conflict"
+
+
+class Echo(StrEnum):
+    NONE = "none"
+    ECHO = "echo"
+    """A write of the paired route, reported back: not a change."""
+    REASSERT = "reassert"
+    """A conflict winner's write reported back, to be written into the other system too."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What ``admit`` learnt about an event that may go: its subject, version, claim."""
+
+    subject: str
+    version: int
+    claimed: bool
+    stale: bool = False
+    """Older than the applied version, delivered anyway (``stale: deliver``)."""
+    reassert: bool = False
+    """A conflict winner written over a loser: its echo must flow back (see ``conflict``)."""
+
+
+class SyncGate:
+    """One route's sync state machine; thread-safe (the store decides every race)."""
+
+    def __init__(self, route: RouteConfig, store: SyncStore, call: Call[Any],
+                 paired: RouteConfig | None = None) -> None:
+        assert route.sync is not None
+        self._route = route.name
+        self._config: SyncConfig = route.sync
+        self._store = store
+        self._call = call
+        self._ordered = route.sync.ordering == "subject"
+        echo = route.sync.echo
+        self._writes = echo  # fingerprints of this route's writes
+        # the paired route's writes are what this route's source reports back
+        self._echoes = (paired.sync.echo if echo is not None and paired is not None
+                        and paired.sync is not None else None)
+        self._rules = (Rules(route, store, call) if route.sync.conflict is not None
+                       else None)
+        self._pending: dict[str, tuple[str, int]] = {}  # delivered, applied at commit
+        self._pending_lock = threading.Lock()
+        self._held: dict[str, float] = {}
+        self._held_lock = threading.Lock()
+        metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
+
+    def admit(self, envelope: Envelope) -> tuple[Admission, Ticket | None]:
+        subject = subject_of(envelope, self._config, self._route)
+        echo = self._echo(envelope, subject)
+        if echo is Echo.ECHO:
+            return Admission.ECHO, None
+        reassert = False
+        if self._rules is not None and echo is Echo.NONE:  # a re-assertion passes the rule
+            judgement = self._rules.judge(envelope, subject)
+            if judgement.drop:
+                return Admission.CONFLICT, None
+            reassert = judgement.reassert
+        version = version_of(envelope, self._config, self._route)
+        verdict = self._call("sync", "begin", lambda: self._store.begin(
+            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered))
+        if verdict == Admission.HELD:
+            with self._held_lock:
+                if len(self._held) >= HELD_MEMORY:
+                    self._held.clear()
+                self._held[subject] = time.monotonic() + self._config.claim_ttl
+            return Admission.HELD, None
+        self._forget_held(subject)
+        if verdict == Admission.STALE:
+            if self._config.stale == "drop":
+                return Admission.STALE, None
+            return Admission.GO, Ticket(subject, version, claimed=False, stale=True,
+                                        reassert=reassert)
+        return Admission.GO, Ticket(subject, version, claimed=self._ordered, reassert=reassert)
+
+    def _echo(self, envelope: Envelope, subject: str) -> Echo:
+        if self._writes is None or self._echoes is None:
+            return Echo.NONE
+        if self._writes.origin is not None and is_marked(envelope.data, self._writes.origin):
+            return Echo.ECHO
+        # the paired route filed what it wrote under its own name and the record's key there
+        digest = fingerprint(envelope.data, self._echoes.fields)
+        writer = self._writes.pair
+        if self._call("sync", "take", lambda: self._store.take(writer, subject, digest)):
+            return Echo.ECHO
+        again = reassert_namespace(writer)
+        if self._call("sync", "take", lambda: self._store.take(again, subject, digest)):
+            return Echo.REASSERT
+        return Echo.NONE
+
+    def shape(self, payload: Any) -> Any:
+        """The payload to write: without the target's own fields under rule ``fields``."""
+        return payload if self._rules is None else self._rules.strip(payload)
+
+    def writing(self, envelope: Envelope, ticket: Ticket, payload: Any) -> None:
+        """Just before the write: remember its fingerprint for the paired route.
+
+        Before, not after: a system may report the write before its answer reaches us (a
+        webhook is quicker than the HTTP response), and the paired route must already know it
+        then. A write that then fails leaves a fingerprint that expires after ``echo.ttl``.
+        """
+        if self._writes is None:
+            return
+        key = ticket.subject if self._writes.key is None else at_path(payload, self._writes.key)
+        if isinstance(key, str | int) and not isinstance(key, bool) and len(str(key)) <= MAX_KEY:
+            digest, ttl = fingerprint(payload, self._writes.fields), self._writes.ttl
+            namespace = reassert_namespace(self._route) if ticket.reassert else self._route
+            self._call("sync", "remember", lambda: self._store.remember(
+                namespace, str(key), digest, ttl))
+        else:
+            log.warning("no echo fingerprint: the echo key is missing in the payload or too long",
+                        route=self._route, message_id=envelope.id, key=self._writes.key)
+
+    def delivered(self, envelope: Envelope, ticket: Ticket) -> None:
+        """The target accepted: the applied version goes with the idempotency record of the
+        message, in the route's group commit before the ack (``applied``), not one store
+        round trip per message (bench/ordering.py)."""
+        with self._pending_lock:
+            self._pending[envelope.id] = (ticket.subject, ticket.version)
+
+    def applied(self, records: list[tuple[str, str]]) -> None:
+        """Raise the applied versions and free the subjects of these delivered messages (the
+        group commit's (route, id) records), in one transaction; on a store thread."""
+        with self._pending_lock:
+            items = [(*self._pending[ident], ident) for route, ident in records
+                     if route == self._route and ident in self._pending]
+        if items:
+            self._call("sync", "applied", lambda: self._store.applied_many(self._route, items))
+        with self._pending_lock:  # forgotten only once durable: a retried commit needs them
+            for _subject, _version, ident in items:
+                self._pending.pop(ident, None)
+
+    def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
+        """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
+        if not ticket.claimed:
+            return
+        try:
+            if retry_delay is None:
+                self._call("sync", "release", lambda: self._store.release(
+                    self._route, ticket.subject, envelope.id))
+            else:
+                ttl = retry_delay + self._config.claim_ttl
+                self._call("sync", "park", lambda: self._store.park(
+                    self._route, ticket.subject, envelope.id, ttl))
+        except StoreUnavailable:  # stopping: the claim runs out by itself (claim_ttl)
+            log.warning("subject claim left to expire", route=self._route,
+                        message_id=envelope.id)
+
+    def _forget_held(self, subject: str) -> None:
+        if self._held:
+            with self._held_lock:
+                self._held.pop(subject, None)
+
+    def _held_now(self) -> float:
+        """Subjects whose last event this worker saw was held (and not long ago): a gauge read
+        at scrape time; the store's view across replicas is ``silobridge status``."""
+        now = time.monotonic()
+        with self._held_lock:
+            for subject in [s for s, until in self._held.items() if until <= now]:
+                del self._held[subject]
+            return float(len(self._held))

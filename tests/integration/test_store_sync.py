@@ -1,0 +1,85 @@
+"""The two-way sync store on both backends, opened twice like two replicas: the per-subject
+compare-and-set decides every race once, applied versions never go back, fingerprints are
+taken once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from middleware.stores import Stores
+
+Opener = Callable[[], Stores]
+
+
+def test_sync_store_gives_a_contended_subject_to_exactly_one_replica(opener: Opener) -> None:
+    replicas = [opener(), opener()]
+    verdicts: list[str] = []
+    lock, start = threading.Lock(), threading.Barrier(8)
+
+    def claim(n: int) -> None:
+        sync = replicas[n % 2].sync
+        assert sync is not None
+        start.wait()
+        verdict = sync.begin("r", "C-1", 10 + n, f"event-{n}", 30.0, claim=True)
+        with lock:
+            verdicts.append(verdict)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(verdicts) == ["go"] + ["held"] * 7
+    (held,) = [h for h in replicas[1].sync.held("r")]  # type: ignore[union-attr]
+    assert held.subject == "C-1" and 0 < held.seconds_left <= 30 and not held.parked
+
+
+def test_sync_store_applies_versions_forward_only_and_frees_the_claim(opener: Opener) -> None:
+    one, two = opener().sync, opener().sync
+    assert one is not None and two is not None
+    assert one.begin("r", "S", 5, "e5", 30.0, claim=True) == "go"
+    one.park("r", "S", "e5", 60.0)
+    assert [h.parked for h in two.held("r")] == [True]
+    assert two.begin("r", "S", 6, "e6", 30.0, claim=True) == "held"
+    one.applied("r", "S", 5, "e5")
+    assert two.held("r") == []
+    assert two.begin("r", "S", 6, "e6", 30.0, claim=True) == "go"
+    two.applied("r", "S", 6, "e6")
+    one.applied("r", "S", 5, "late-copy")  # never lowers the applied version
+    assert one.begin("r", "S", 5, "e5-replayed", 30.0, claim=False) == "stale"
+    assert one.begin("r", "S", 6, "e6-copy", 30.0, claim=False) == "go"
+    # a released claim (dead letter) frees the subject without applying
+    assert one.begin("r", "T", 1, "t1", 30.0, claim=True) == "go"
+    one.release("r", "T", "t1")
+    assert two.begin("r", "T", 2, "t2", 30.0, claim=True) == "go"
+    # an expired claim (its holder died) is free for the next event
+    assert one.begin("r", "U", 1, "u1", 0.05, claim=True) == "go"
+    threading.Event().wait(0.1)  # the claim's own expiry is what is under test
+    assert two.begin("r", "U", 2, "u2", 30.0, claim=True) == "go"
+
+
+def test_sync_store_forgets_a_write_fingerprint_once_it_is_taken_or_expired(
+    opener: Opener
+) -> None:
+    one, two = opener().sync, opener().sync
+    assert one is not None and two is not None
+    one.remember("to-erp", "C-1", "fp-a", 60.0)
+    one.remember("to-erp", "C-1", "fp-b", 60.0)
+    assert not two.take("to-erp", "C-1", "fp-c")
+    assert two.take("to-erp", "C-1", "fp-a")
+    assert not one.take("to-erp", "C-1", "fp-a")  # taken once: a repeat is a real change
+    assert not two.take("to-erp", "C-2", "fp-b")  # another record
+    one.remember("to-erp", "C-3", "fp-x", 0.05)
+    threading.Event().wait(0.1)
+    assert not two.take("to-erp", "C-3", "fp-x")
+    assert two.take("to-erp", "C-1", "fp-b")
+
+
+def test_sync_store_reads_the_applied_version_another_replica_wrote(opener: Opener) -> None:
+    one, two = opener().sync, opener().sync
+    assert one is not None and two is not None
+    assert two.version("changes", "C-1") is None
+    one.applied("changes", "C-1", 7, "")
+    one.applied("changes", "C-1", 3, "")
+    assert two.version("changes", "C-1") == 7
