@@ -1,5 +1,9 @@
 """One route's processing: decode -> filter -> validate -> map -> validate -> deliver -> ack.
 
+This module takes a message as far as the target's answer; how the outcome is settled (ack,
+retry tier, dead letter, a copy held while the broker cannot take it) is the base class's,
+``middleware.settling``.
+
 ``handle`` runs on the consumer's connection thread and never blocks: delivery is started and
 finished in a callback when the target's Future completes. A message is acked only after the
 target accepted it, or after its retry-tier or DLQ copy was confirmed by the broker; when even
@@ -17,20 +21,17 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
-from middleware.audit import OutcomeListener, OutcomeRecord
+from middleware.audit import OutcomeListener
 from middleware.broker.contract import Delivery, Publisher
-from middleware.broker.properties import with_headers
-from middleware.broker.topology import dlq_name, hold_name, retry_name
+from middleware.broker.topology import hold_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
@@ -39,52 +40,24 @@ from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, Xr
 from middleware.lineage import delivery_for
 from middleware.mapping import Link, Mapping
 from middleware.outcome import Outcome
-from middleware.retry import DeadLetter, Retry, decide
+from middleware.recent import RECENT_IDS, RecentIds
 from middleware.routing import compile_filter, compile_patterns
+from middleware.settling import Settling
 from middleware.storecalls import GroupCommit, StoreCalls
 from middleware.storehealth import StoreHealth
 from middleware.stores.base import Stores
 from middleware.twoway import Admission, SyncGate
 from middleware.twoway.gate import Ticket
 
-__all__ = ["RecentIds", "RouteWorker"]
+__all__ = ["RouteWorker"]
 
 log = structlog.get_logger(__name__)
 
 SYNC_STORE_THREADS = 16  # bench/ordering.py: 4 threads bounded an ordered route's rate
-RECENT_IDS = 100_000  # 100 s of traffic at 1,000 events/s; RSS grew ~15 MiB as it filled
 
 
-class RecentIds:
-    """A bounded set that forgets its oldest entries first.
-
-    A set for membership and a deque for the order, both O(1). An insertion-ordered dict that
-    drops ``next(iter(d))`` looks the same but is not: the deleted slots at the front of the
-    dict stay until it is resized and every ``next(iter(d))`` walks over them, so once full each
-    add cost ~55 µs instead of ~0.5 µs (100,000 ids), after the first 100 s of a busy route.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._ids: set[str] = set()
-        self._order: deque[str] = deque()
-        self._lock = threading.Lock()  # added to from adapters' threads too
-
-    def __contains__(self, item: str) -> bool:
-        return item in self._ids
-
-    def add(self, item: str) -> None:
-        with self._lock:
-            if item in self._ids:
-                return
-            self._ids.add(item)
-            self._order.append(item)
-            if len(self._order) > self._size:
-                self._ids.discard(self._order.popleft())
-
-
-class RouteWorker:
-    """Processes the messages of one route queue."""
+class RouteWorker(Settling):
+    """Processes the messages of one route queue (settling: ``middleware.settling``)."""
 
     def __init__(
         self,
@@ -389,142 +362,3 @@ class RouteWorker:
             self._park_capture(delivery, envelope, exc)
             return
         self._accepted(delivery, envelope)
-
-    def _accepted(self, delivery: Delivery, envelope: Envelope,
-                  outcome: Outcome = Outcome.DELIVERED,
-                  failure: dict[str, Any] | None = None) -> None:
-        if envelope.time is not None:
-            self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
-        self._recent.add(envelope.id)
-        self._finish(delivery, outcome, (self.route.name, envelope.id), failure=failure)
-
-    def _park_capture(self, delivery: Delivery, envelope: Envelope, error: Exception) -> None:
-        """The target accepted; storing what its answer links failed for good.
-
-        Delivery and bookkeeping are separate outcomes: the message counts as delivered (its
-        idempotency record is committed, so neither a redelivery nor a replay reaches the target
-        again), and a copy marked as accepted goes to the DLQ, where the operator sees the
-        reason, fixes the link (``silobridge xref``) and drops the letter; ``dlq replay``
-        refuses it. Should even that copy fail to publish, the delivery still stands and the
-        log keeps the reason.
-        """
-        failure = headers.failure_headers(
-            dict(delivery.headers), error, attempts=0, route=self.route.name,
-            target=self._target_name, now=datetime.now(UTC))
-        failure[headers.STAGE] = "capture"
-        failure[headers.ACCEPTED] = "true"
-        failure[headers.REASON] = (f"target accepted; capture failed: {failure[headers.REASON]}"
-                                   )[:1000]
-        log.error("capture parked", route=self.route.name, message_id=envelope.id,
-                  correlation_id=envelope.correlationid, reason=failure[headers.REASON])
-        properties = with_headers(delivery.properties, failure, envelope.id)
-        parked = self._publisher.publish("", dlq_name(self.route.name), delivery.body,
-                                         properties, purpose="dlq")
-
-        def settled(done: Future[None]) -> None:
-            if done.exception() is not None:
-                log.error("could not park the capture failure; the delivery stands",
-                          route=self.route.name, message_id=envelope.id,
-                          error=type(done.exception()).__name__)
-            self._accepted(delivery, envelope, Outcome.CAPTURE_PARKED, failure)
-
-        parked.add_done_callback(lambda done: self._guarded(delivery, lambda: settled(done)))
-
-    def _fail(self, delivery: Delivery, envelope: Envelope | None, error: BaseException,
-              ticket: Ticket | None = None) -> None:
-        retryable = bool(getattr(error, "retryable", False))
-        attempts_done = int(str(delivery.headers.get(headers.ATTEMPTS, 0) or 0))
-        decision = decide(self._policy, attempts_done, retryable,
-                          getattr(error, "retry_after", None))
-        dead = isinstance(decision, DeadLetter)
-        if ticket is not None and self._sync is not None and envelope is not None:
-            # two-way sync hook: a retried event keeps its subject, a dead letter frees it
-            sync, delay = self._sync, decision.delay if isinstance(decision, Retry) else None
-            self._calls.submit(lambda: sync.failed(envelope, ticket, delay))
-        if isinstance(decision, Retry):
-            queue, attempts = retry_name(self.route.name, decision.tier), decision.tier
-        else:
-            queue, attempts = dlq_name(self.route.name), attempts_done
-        new_headers = headers.failure_headers(
-            dict(delivery.headers), error, attempts=attempts, route=self.route.name,
-            target=self._target_name, now=datetime.now(UTC),
-        )
-        if isinstance(decision, DeadLetter):
-            new_headers[headers.REASON] = f"{decision.reason}: {new_headers[headers.REASON]}"
-        properties = with_headers(delivery.properties, new_headers,
-                                  envelope.id if envelope else None)
-        outcome = Outcome.DEAD_LETTERED if dead else Outcome.RETRIED
-        self._trace.failing(delivery, envelope, error, new_headers[headers.STAGE], dead)
-        log.warning(
-            "dead-lettered" if dead else "retry scheduled", route=self.route.name,
-            message_id=properties.message_id,
-            correlation_id=envelope.correlationid if envelope else None,
-            stage=new_headers[headers.STAGE], error=new_headers[headers.ERROR],
-            reason=new_headers[headers.REASON], attempts=new_headers[headers.ATTEMPTS],
-        )
-        send = functools.partial(self._publisher.publish, "", queue, delivery.body, properties,
-                                 purpose="dlq" if dead else "retry")
-        self._park(delivery, send, outcome, new_headers, 0)
-
-    def _park(self, delivery: Delivery, send: Callable[[], Future[None]], outcome: Outcome,
-              failure: dict[str, Any], tries: int) -> None:
-        send().add_done_callback(lambda done: self._guarded(
-            delivery, lambda: self._parked(delivery, done, outcome, failure, send, tries)))
-
-    def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
-                failure: dict[str, Any], send: Callable[[], Future[None]], tries: int) -> None:
-        """The copy's confirm: ack the message, or hold it and publish the copy again later
-        (``middleware.copyretry``: a requeue here looped hot and spent the delivery limit)."""
-        self._trace.parked(delivery, done.exception())
-        if done.exception() is None:
-            if tries:
-                log.info("parked failed message after waiting", route=self.route.name,
-                         tries=tries + 1)
-            self._finish(delivery, outcome, failure=failure)
-            return
-        if tries % 30 == 0:  # at first, then about once a minute while it keeps failing
-            log.error("could not park failed message; holding it and trying again",
-                      route=self.route.name, error=str(done.exception()), tries=tries + 1)
-        self._copies.later(
-            tries + 1,
-            lambda: self._guarded(delivery, lambda: self._park(
-                delivery, send, outcome, failure, tries + 1)),
-            lambda: self._finish(delivery, Outcome.REQUEUED))
-
-    def _guarded(self, delivery: Delivery, callback: Callable[[], None]) -> None:
-        """Run a Future's done callback so that a bug in it still settles the delivery.
-
-        concurrent.futures logs and swallows what a done callback raises, so an exception
-        there left the message unacked (held until the connection closed) and the in-flight
-        count raised for good. Here it returns the message to its queue instead.
-        """
-        try:
-            self._trace.run(delivery, callback)
-        except Exception:
-            log.exception("unexpected error in a delivery callback", route=self.route.name)
-            if not delivery.settled:
-                self._finish(delivery, Outcome.REQUEUED)
-
-    def _begin(self) -> None:
-        with self._count_lock:
-            self._in_flight += 1
-
-    def _finish(
-        self, delivery: Delivery, outcome: Outcome, record: tuple[str, str] | None = None,
-        failure: dict[str, Any] | None = None,
-    ) -> None:
-        """Settle; a delivered message's idempotency record is committed before its ack."""
-        try:
-            if outcome is Outcome.REQUEUED:
-                delivery.nack()
-            else:
-                delivery.ack(record)
-            self._trace.finished(delivery, outcome)  # after settling: never holds a message
-            self._messages[outcome].inc()
-            if self._listener is not None:
-                self._listener(OutcomeRecord(self.route.name, outcome, delivery.body, failure))
-            self._processing.observe(time.monotonic() - delivery.received)
-        finally:  # counted down once, even when settling raised
-            with self._count_lock:
-                self._in_flight -= 1
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from middleware.pipeline import RecentIds
+from middleware.recent import RecentIds
 
 
 def test_recent_ids_remember_until_full_then_forget_oldest_first() -> None:
