@@ -28,8 +28,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from middleware.config.strict import Strict as _Strict
 from middleware.envelope import Envelope
 from middleware.yamlfile import did_you_mean
 
@@ -42,8 +43,6 @@ _INTO = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 ENVELOPE_ATTRIBUTES = tuple(name for name in Envelope.model_fields if name != "data")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def placeholder_problems(template: str) -> list[str]:

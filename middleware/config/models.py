@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from middleware.config.adapter_base import AdapterConfig
+from middleware.config.console import ConsoleConfig, OidcConfig, OidcRoleRule
 from middleware.config.enrich import EnrichStep
+from middleware.config.strict import Strict as _Strict
 from middleware.config.sync import ConflictConfig, EchoConfig, OriginMarker, SyncConfig
-from middleware.tls.names import parse_subject
+from middleware.config.tls import ClientCertConfig, ServerTlsConfig, TargetTlsConfig, TlsConfig
 
 __all__ = [
     "BrokerConfig",
@@ -45,143 +46,6 @@ __all__ = [
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PATTERN = re.compile(r"^([a-z0-9_-]+|\*|#)(\.([a-z0-9_-]+|\*|#))*$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TlsConfig(_Strict):
-    """TLS to the broker; used when ``broker.url`` starts with ``amqps://``."""
-
-    ca_file: str | None = Field(
-        None,
-        description="PEM CA bundle that signed the broker's certificate; unset: the system CAs.",
-        examples=["/etc/silobridge/tls/broker-ca.pem"],
-    )
-    cert_file: str | None = Field(
-        None,
-        description="PEM client certificate for brokers that require one (mutual TLS); may "
-        "hold the private key too.",
-        examples=["/etc/silobridge/tls/client.pem"],
-    )
-    key_file: str | None = Field(
-        None,
-        description="Unencrypted PEM private key of cert_file, when not inside cert_file.",
-        examples=["/etc/silobridge/tls/client.key"],
-    )
-    server_hostname: str | None = Field(
-        None,
-        description="Name to verify in the broker certificate when it differs from the URL "
-        "host (a broker reached by IP address or through a tunnel).",
-        examples=["rabbitmq.internal.example.com"],
-    )
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> TlsConfig:
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file is set without cert_file: a client certificate needs "
-                             "both (or cert_file alone when it holds the key)")
-        return self
-
-
-class TargetTlsConfig(_Strict):
-    """TLS to an HTTPS target or polled API: a private CA and/or a client certificate.
-
-    One model for the REST target, the SOAP target and the poller. Paths are read at start
-    (relative to the working directory, like ``broker.tls``), so a wrong path stops the start.
-    """
-
-    ca_file: str | None = Field(
-        None, description="PEM bundle of the CA(s) that sign the peer's certificate; it "
-        "replaces the system trust store for this peer.",
-        examples=["/etc/silobridge/tls/erp-ca.pem"],
-    )
-    cert_file: str | None = Field(
-        None, description="Client certificate (PEM, chain allowed) for peers that require "
-        "mutual TLS.", examples=["/etc/silobridge/tls/client.pem"],
-    )
-    key_file: str | None = Field(
-        None, description="Private key of cert_file (PEM); omit when cert_file holds it too."
-    )
-
-    @model_validator(mode="after")
-    def _key_needs_cert(self) -> TargetTlsConfig:
-        if self.key_file and not self.cert_file:
-            raise ValueError("key_file without cert_file: set cert_file to the client "
-                             "certificate that goes with the key")
-        return self
-
-
-class ServerTlsConfig(_Strict):
-    """HTTPS on a listener: TLS 1.2 or later, ECDHE with AES-GCM or ChaCha20 only.
-
-    The certificate, key and client CA are read again when their files change (checked every
-    ``reload_interval`` seconds), so a renewed certificate is served without a restart; a new
-    file that does not load is logged and the previous certificate stays in use.
-    """
-
-    cert_file: str = Field(
-        description="Server certificate chain (PEM, leaf first).",
-        examples=["/etc/silobridge/tls/ingress.pem"],
-    )
-    key_file: str = Field(
-        description="Private key of the certificate (PEM).",
-        examples=["/etc/silobridge/tls/ingress-key.pem"],
-    )
-    client_ca_file: str | None = Field(
-        None, description="CA bundle that client certificates must chain to; needed by "
-        "endpoints with client_cert (the listener then asks every client for a certificate, "
-        "optionally).", examples=["/etc/silobridge/tls/salesforce-ca.pem"],
-    )
-    reload_interval: float = Field(
-        5.0, gt=0, le=3600,
-        description="Seconds between checks of the files' modification times.",
-    )
-
-
-class ClientCertConfig(_Strict):
-    """Client-certificate authentication of one inbound endpoint (mutual TLS).
-
-    The certificate is verified against ``ingress.tls.client_ca_file`` during the handshake;
-    here the endpoint decides whether a verified certificate is needed and which ones it takes.
-    With neither list set any certificate that chains to the client CA is accepted.
-    """
-
-    required: bool = Field(
-        True, description="Refuse requests without a client certificate (403 / Client fault); "
-        "false accepts them but still checks a certificate that is presented.",
-    )
-    allowed_subjects: list[str] = Field(
-        default_factory=list,
-        description="Subject DNs accepted, in RFC 4514 form (most specific first, as "
-        "'openssl x509 -noout -subject -nameopt RFC2253' prints it); compared as names.",
-        examples=[["CN=proxy.salesforce.com,O=salesforce.com\\, inc.,L=San Francisco,C=US"]],
-    )
-    fingerprints: list[str] = Field(
-        default_factory=list,
-        description="SHA-256 fingerprints of accepted certificates (hex, colons optional).",
-        examples=[["50:D8:58:E0:98:5E:CC:7F:60:41:8A:AF:0C:C5:AB:58:"
-                   "7F:42:C2:57:0A:88:40:95:A9:E8:CC:AC:D0:F6:54:5C"]],
-    )
-
-    @field_validator("allowed_subjects")
-    @classmethod
-    def _subjects(cls, value: list[str]) -> list[str]:
-        for subject in value:
-            parse_subject(subject)  # raises ValueError naming the bad DN
-        return value
-
-    @field_validator("fingerprints")
-    @classmethod
-    def _fingerprints(cls, value: list[str]) -> list[str]:
-        normalised = [entry.replace(":", "").strip().lower() for entry in value]
-        for raw, entry in zip(value, normalised, strict=True):
-            if not re.fullmatch(r"[0-9a-f]{64}", entry):
-                raise ValueError(f"{raw!r} is not a SHA-256 fingerprint (64 hex digits, colons "
-                                 "optional), e.g. from 'openssl x509 -noout -fingerprint "
-                                 "-sha256 -in cert.pem'")
-        return normalised
 
 
 class BrokerConfig(_Strict):
@@ -246,121 +110,6 @@ class OpsConfig(_Strict):
     host: str = Field("127.0.0.1", description="Address of the ops HTTP server.")
     port: int = Field(9080, ge=0, le=65535, description="/healthz, /readyz, /metrics port.")
     tls: ServerTlsConfig | None = Field(None, description="Serve the ops endpoints over HTTPS.")
-
-
-class OidcRoleRule(_Strict):
-    """One value of the identity provider's role claim and what it grants here."""
-
-    value: str = Field(
-        min_length=1, description="A value of the role claim (a group, an app role).",
-        examples=["silobridge-operators"],
-    )
-    role: Literal["viewer", "operator", "integrator", "admin"] = Field(
-        description="The console role a user with this claim value gets."
-    )
-    routes: list[str] = Field(
-        default_factory=list,
-        description="Routes that role is limited to; empty: every route.",
-        examples=[["crm-customer", "crm-order"]],
-    )
-
-
-class OidcConfig(_Strict):
-    """OpenID Connect sign-in to the console (authorization code flow with PKCE)."""
-
-    issuer: str = Field(
-        description="The provider's issuer URL, exactly as its ID tokens name it; "
-        "'/.well-known/openid-configuration' is read from it. HTTPS (plain HTTP on loopback "
-        "only).",
-        examples=["https://sso.example.com/realms/acme"],
-    )
-    client_id: str = Field(min_length=1, description="This console's client id at the provider.")
-    client_secret: str | None = Field(
-        None, description="The client secret (confidential client), e.g. "
-        "'${file:/run/secrets/oidc-secret}'; unset: a public client (PKCE only).",
-    )
-    redirect_url: str = Field(
-        description="This console's callback as the browser reaches it; register it at the "
-        "provider.", examples=["https://console.example.com/api/v1/oidc/callback"],
-    )
-    label: str = Field(
-        "single sign-on", max_length=60,
-        description="Button text on the sign-in page ('Sign in with ...').",
-    )
-    scopes: list[str] = Field(
-        default_factory=lambda: ["openid", "profile", "email"],
-        description="Scopes asked for; 'openid' is always sent.",
-    )
-    name_claim: str = Field(
-        "preferred_username",
-        description="ID token claim that names the user (falls back to 'sub'); users are "
-        "called 'oidc:<value>' here so they never meet a local user.",
-    )
-    role_claim: str = Field(
-        "groups", description="ID token claim holding the user's groups or roles; a dotted "
-        "path reaches into objects (Keycloak: 'realm_access.roles', Entra ID: 'roles').",
-    )
-    roles: list[OidcRoleRule] = Field(
-        default_factory=list,
-        description="Claim values to roles, first match wins; a user matching none is "
-        "refused.",
-    )
-    clock_skew: float = Field(
-        60.0, ge=0, le=600, description="Seconds of clock difference tolerated on exp/iat."
-    )
-    timeout: float = Field(
-        10.0, gt=0, description="Seconds to wait for the provider (discovery, token, keys)."
-    )
-
-    @field_validator("issuer", "redirect_url")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        url = urlsplit(value)
-        loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
-        if url.scheme != "https" and not (url.scheme == "http" and loopback):
-            raise ValueError("must be an https:// URL (plain http only on loopback)")
-        return value
-
-
-class ConsoleConfig(_Strict):
-    """The admin API and web console (``docs/console.md``); off unless enabled."""
-
-    enabled: bool = Field(
-        False, description="Serve the admin API (/api/v1) and the web console (/console)."
-    )
-    port: int | None = Field(
-        None, ge=0, le=65535,
-        description="Own port for the console (0 picks a free one); unset: the ops server's port.",
-    )
-    host: str = Field(
-        "127.0.0.1", description="Address of the console's own server (with 'port' only)."
-    )
-    tls: ServerTlsConfig | None = Field(
-        None, description="Serve the console's own port over HTTPS (with 'port' only)."
-    )
-    session_ttl: float = Field(
-        8 * 3600.0, gt=0, description="Seconds a login session lasts without renewal."
-    )
-    secure_cookies: bool = Field(
-        True,
-        description="Mark the session cookie Secure (sent over HTTPS only); turn off only for "
-                    "plain-HTTP use on loopback.",
-    )
-    login_attempts: int = Field(
-        5, ge=1, description="Failed logins allowed per user name and per client address "
-                             "within 'login_window' before 429 (counted in the store: "
-                             "replicas share the count)."
-    )
-    login_window: float = Field(
-        300.0, gt=0, description="Seconds over which failed logins are counted."
-    )
-    audit_retention_days: float = Field(
-        365.0, gt=0, description="Audit records older than this are deleted at start."
-    )
-    oidc: OidcConfig | None = Field(
-        None, description="Sign in through an OpenID Connect provider (Keycloak, Entra ID, "
-        "Okta) next to local users; see docs/console.md."
-    )
 
 
 class HttpLimits(_Strict):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from middleware.config.strict import Strict as _Strict
 
 __all__ = ["ConflictConfig", "EchoConfig", "OriginMarker", "SyncConfig"]
 
@@ -25,8 +27,6 @@ def _check_path(value: str | None, what: str) -> str | None:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class OriginMarker(_Strict):
