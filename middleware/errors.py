@@ -167,7 +167,8 @@ class ProcessingError(SilobridgeError):
     """A message failed at one pipeline stage.
 
     ``stage`` names the stage (decode, validate, map, deliver), ``retryable`` decides between a
-    retry tier and the dead-letter queue, ``details`` are short strings copied into DLQ headers.
+    retry tier and the dead-letter queue, ``retry_after`` (seconds) carries a peer's Retry-After
+    hint into that decision, ``details`` are short strings copied into DLQ headers.
     """
 
     stage = "process"
@@ -178,11 +179,13 @@ class ProcessingError(SilobridgeError):
         message: str,
         *,
         retryable: bool | None = None,
+        retry_after: float | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         if retryable is not None:
             self.retryable = retryable
+        self.retry_after = retry_after
         self.details: dict[str, Any] = details or {}
 
 
@@ -192,17 +195,6 @@ class EnrichError(ProcessingError):
     and the step, so a dead letter says which call failed and why."""
 
     stage = "enrich"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        retry_after: float | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable, details=details)
-        self.retry_after = retry_after
 
 
 class StoreUnavailable(ProcessingError):
@@ -299,14 +291,3 @@ class DeliveryError(ProcessingError):
     """
 
     stage = "deliver"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool,
-        retry_after: float | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message, retryable=retryable, details=details)
-        self.retry_after = retry_after

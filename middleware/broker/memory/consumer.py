@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from middleware.broker.contract import Handler, Record
 from middleware.broker.guard import report
 from middleware.broker.memory.state import Message, Queue
+from middleware.broker.pending import PendingCommits
 from middleware.broker.properties import Properties
 
 if TYPE_CHECKING:  # the broker creates its consumers; only the type is needed here
@@ -66,8 +67,7 @@ class MemoryConsumer:
         self._unsettled: dict[int, tuple[Queue, Message]] = {}
         self._per_queue: dict[str, int] = {}
         self._settles: list[tuple[int, int, bool, Record | None]] = []
-        self._committing = 0  # batches whose records are being committed (loop thread only)
-        self._idle_waiters: list[Callable[[], None]] = []
+        self._commits = PendingCommits()  # batches whose records are being committed
         self._lock = threading.Lock()
         self._consuming = threading.Event()
 
@@ -97,7 +97,7 @@ class MemoryConsumer:
 
         def flush() -> None:
             self._flush()
-            self._after_commits(flushed.set)
+            self._commits.when_idle(flushed.set)
 
         self._broker.loop.run(flush)
         if not self._broker.loop.in_loop():
@@ -163,7 +163,7 @@ class MemoryConsumer:
             return
         done.add_done_callback(lambda finished: self._broker.loop.call_soon(
             lambda: self._committed(held, finished)))
-        self._committing += 1  # after: _committed runs in a later turn of this loop
+        self._commits.started()  # after: _committed runs in a later turn of this loop
 
     def _committed(self, held: list[tuple[int, int, bool, Record | None]],
                    done: Future[None]) -> None:
@@ -174,17 +174,7 @@ class MemoryConsumer:
                 held = [(g, tag, False, record) for g, tag, _ack, record in held]
             self._apply([item for item in held if item[0] == self._generation])
         finally:
-            self._committing -= 1
-            if not self._committing:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter()
-
-    def _after_commits(self, callback: Callable[[], None]) -> None:
-        if self._committing:
-            self._idle_waiters.append(callback)
-        else:
-            callback()
+            self._commits.finished()
 
     def _apply(self, current: list[tuple[int, int, bool, Record | None]]) -> None:
         ready: set[str] = set()

@@ -34,6 +34,7 @@ from pika.spec import Basic
 
 from middleware.broker.contract import Handler, Record
 from middleware.broker.guard import guarded, report
+from middleware.broker.pending import PendingCommits
 from middleware.broker.properties import Properties
 from middleware.broker.rabbitmq.connection import BrokerLoop, ManagedConnection
 from middleware.broker.rabbitmq.convert import from_pika
@@ -108,8 +109,7 @@ class Consumer:
         self._unsettled: dict[int, None] = {}
         self._settles: deque[Settle] = deque()
         self._flush_scheduled = False
-        self._committing = 0  # batches whose records are being committed (loop thread only)
-        self._idle_waiters: list[Callable[[], None]] = []
+        self._commits = PendingCommits()  # batches whose records are being committed
         self._lock = threading.Lock()
         self._consuming = threading.Event()
         self._paused = False
@@ -148,7 +148,7 @@ class Consumer:
 
         def flush() -> None:
             self._flush()
-            self._after_commits(flushed.set)
+            self._commits.when_idle(flushed.set)
 
         if self._loop.call_soon(flush) and not self._loop.in_loop():
             flushed.wait(commit_wait)
@@ -265,7 +265,7 @@ class Consumer:
                 committing.set_exception(exc)
             committing.add_done_callback(lambda done: self._loop.call_soon(
                 lambda: self._committed(generation, held, done)))
-            self._committing += 1  # after: _committed runs in a later turn of this loop
+            self._commits.started()  # after: _committed runs in a later turn of this loop
             current = [item for item in current if not (item[3] is not None and item[2])]
         self._send(current)
 
@@ -280,18 +280,7 @@ class Consumer:
                 held = [(g, tag, False, record) for g, tag, _ack, record in held]
             self._send(held)
         finally:
-            self._committing -= 1
-            if not self._committing:
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for waiter in waiters:
-                    waiter()
-
-    def _after_commits(self, callback: Callable[[], None]) -> None:
-        """On the loop: ``callback`` once no commit is in progress (at once when none is)."""
-        if self._committing:
-            self._idle_waiters.append(callback)
-        else:
-            callback()
+            self._commits.finished()
 
     def _send(self, items: list[Settle]) -> None:
         channel = self._channel
