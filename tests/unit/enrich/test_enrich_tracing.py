@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import StatusCode
 
 from middleware.adapter import Delivered
@@ -221,3 +222,18 @@ def test_enrich_tracing_a_configured_header_of_the_same_name_wins(
         assert wait_until(lambda: len(r.target.calls) == 1)
     [(_, _, headers, _)] = peer.requests
     assert headers["traceparent"] == own
+
+
+def test_enrich_tracing_a_caller_that_did_not_sample_is_still_propagated_to_systems(
+    tmp_path: Path, prefix: str
+) -> None:
+    unsampled = f"{CALLER[:-2]}00"  # the caller decided not to record
+    with traced(ParentBased(ALWAYS_ON)) as exporter, Peer(crm) as peer, enriched_route(
+            tmp_path, prefix, system(peer.url), BOTH) as r:
+        r.route.send(_traced_hook(prefix, unsampled, None))
+        assert wait_until(lambda: len(r.target.calls) == 1)
+    assert exporter.get_finished_spans() == ()
+    sent = [traceparent for traceparent, _ in _sent(peer)]
+    assert len(sent) == 2 and len(set(sent)) == 2  # one enrich span of ours per phase
+    assert all(value is not None and value.startswith(f"00-{CALLER_TRACE}-")
+               and value.endswith("-00") and value != unsampled for value in sent)
