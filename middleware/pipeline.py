@@ -292,7 +292,7 @@ class RouteWorker(Settling):
             spans.delivering(envelope)  # the target gets the deliver span
             return self._deliver(envelope, payload, mapping)
 
-        future = enrichment.process(envelope, map_payload, deliver)
+        future = enrichment.process(envelope, map_payload, deliver, spans.carried)
         future.add_done_callback(lambda done: self._guarded(delivery, lambda: self._delivered(
             delivery, enriched[0] if enriched else envelope, mapping, done,
             sent[0] if sent else None)))

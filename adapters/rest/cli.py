@@ -2,7 +2,9 @@
 
 Operators use ``--once`` to run the daily master-data batch now (after an outage, or to test a
 new poller); it publishes through the same confirmed path and advances the same watermark as the
-daemon's schedule. Without ``--once`` the poller runs on its schedule in the foreground.
+daemon's schedule. Without ``--once`` the poller runs on its schedule in the foreground. The
+``OTEL_*`` variables turn tracing on as for ``silobridge run`` (each record a trace of its own);
+the spans still queued are exported before the command exits.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from adapters.rest.poll import Poller
 from adapters.rest.poll_config import PollConfig
+from middleware import tracing
 from middleware.adapter import AdapterContext
 from middleware.broker.factory import connect
 from middleware.broker.topology import topology_for
@@ -46,6 +49,7 @@ def _poll(args: argparse.Namespace) -> int:
         print(f"error: no poller named {args.name!r} in {args.config}; known: {known}",
               file=sys.stderr)
         return 2
+    tracing.configure_from_env()  # a wrong OTEL_* value stops here (ConfigError)
     stores = open_stores(config.store)
     broker = connect(config.broker, topology_for(config))
     publisher = broker.publisher(name="poll")
@@ -69,6 +73,7 @@ def _poll(args: argparse.Namespace) -> int:
         poller.close()
         publisher.stop()
         stores.close()
+        tracing.shutdown()
     print(f"poll {args.name}: fetched {result.fetched}, published {result.published}, "
           f"skipped {result.skipped} already published; watermark "
           f"{result.watermark_before} -> {result.watermark_after}")

@@ -19,12 +19,15 @@ false``, leaves the payload as it was). Every template value is URL-encoded, so 
 is refused, since a server would read it as a step up the path, and so is an empty value in the
 path, which would ask for a whole collection. An answer must be JSON and at
 most ``max_response_bytes`` long: anything else is a permanent failure naming what came.
+While tracing is on, the request carries ``traceparent`` / ``tracestate`` naming the message's
+``enrich`` span, as a REST target's carries its deliver span (a header of the same name in
+``headers`` wins, whatever its case).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -141,12 +144,16 @@ class _Get:
                 details={"template": self._step.get})
         return Prepared(url, url)
 
-    def fetch(self, prepared: Prepared) -> Future[Any]:
-        return self._system.client.submit(self._get(prepared.request))
+    def fetch(self, prepared: Prepared, trace: Mapping[str, str]) -> Future[Any]:
+        return self._system.client.submit(self._get(prepared.request, trace))
 
-    async def _get(self, url: str) -> Any:
+    async def _get(self, url: str, trace: Mapping[str, str]) -> Any:
         system = self._system
         headers = {"Accept": "application/json", **system.config.headers}
+        if trace:
+            configured = {name.lower() for name in headers}
+            headers.update((name, value) for name, value in trace.items()
+                           if name not in configured)
         answer = await system.client.send("GET", url, headers,
                                           limit=system.config.max_response_bytes)
         if answer.status == 404 and not self._step.required:

@@ -18,7 +18,8 @@ page and commits the watermark only while it still holds it. A tick its holder d
 (it died) is run at once by the replica that takes the lease over.
 
 ``tls`` (a private CA, a client certificate) is loaded when the poller opens; a failed
-handshake fails the run with what to set, and the next run tries again.
+handshake fails the run with what to set, and the next run tries again. While tracing is on,
+each published envelope starts a trace of its own (a root ``publish`` span written into it).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from adapters.rest.client import OAuth2ClientCredentials, build_auth
 from adapters.rest.poll_config import PollConfig
 from adapters.rest.poll_lease import PollLease
 from adapters.rest.poll_retry import PollFailed, fetch_page
-from middleware import metrics
+from middleware import metrics, tracing
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import publish_envelopes
 from middleware.envelope import Envelope
@@ -221,7 +222,10 @@ class Poller:
             fresh = [e for e in envelopes if not seen.seen(self._namespace, e.id)]
             skipped += len(envelopes) - len(fresh)
             if fresh:
-                publish_envelopes(context.publisher, fresh, context.broker.publish_timeout)
+                # tracing hook: each event a trace of its own, its publish span the root
+                with tracing.starting(self.name, "poll", fresh) as publishing:
+                    publish_envelopes(context.publisher, fresh, context.broker.publish_timeout)
+                    publishing.confirmed([envelope.id for envelope in fresh])
                 seen.record_many([(self._namespace, envelope.id) for envelope in fresh])
                 published += len(fresh)
                 self._received.inc(len(fresh))

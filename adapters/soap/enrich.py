@@ -21,6 +21,8 @@ Operation and argument names are checked against the WSDL at start. Calls block 
 run on the system's own pool of ``max_workers`` threads and a slow service holds only those.
 An answer is read up to ``max_response_bytes``. An argument that is one placeholder alone
 (``"{payload.qty}"``) keeps its value's type; any other string is a template filled as text.
+While tracing is on, the call carries ``traceparent`` / ``tracestate`` HTTP headers naming the
+message's ``enrich`` span, as the SOAP target's call carries its deliver span.
 """
 
 from __future__ import annotations
@@ -117,10 +119,11 @@ class _Call:
                                              default=str).decode()
         return Prepared(key, arguments)
 
-    def fetch(self, prepared: Prepared) -> Future[Any]:
+    def fetch(self, prepared: Prepared, trace: Mapping[str, str]) -> Future[Any]:
         system = self._system
         assert system.executor is not None and system.service is not None
-        return system.executor.submit(system.service.call, self._operation, prepared.request)
+        return system.executor.submit(system.service.call, self._operation, prepared.request,
+                                      dict(trace))
 
 
 def _filled(value: Any, values: dict[str, Any]) -> Any:

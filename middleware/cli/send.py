@@ -1,4 +1,9 @@
-"""``silobridge send``: wrap a JSON file in an envelope and publish it, confirmed."""
+"""``silobridge send``: wrap a JSON file in an envelope and publish it, confirmed.
+
+With tracing on (the ``OTEL_*`` variables, as for ``silobridge run``) the event starts a trace:
+its root ``publish`` span is written into the envelope, exported before the command exits, and
+its trace id printed, so the routes' spans of a hand-sent event can be found.
+"""
 
 from __future__ import annotations
 
@@ -39,16 +44,23 @@ def _send(args: argparse.Namespace) -> int:
     envelope = Envelope.new(source=args.source, type=args.type, data=data,
                             subject=args.subject, id=args.id)
     config = config_from_args(args)
+    from middleware import tracing  # the SDK only for this command, not every CLI start
+
+    tracing.configure_from_env()  # a wrong OTEL_* value stops here (ConfigError)
     publisher = connect(config.broker).publisher(name="send")
     try:
         if not publisher.start(wait=10):
             print("error: cannot connect to the broker", file=sys.stderr)
             return 1
-        publish_envelopes(publisher, [envelope], timeout=config.broker.publish_timeout)
+        with tracing.starting("send", "cli", [envelope]) as publishing:
+            publish_envelopes(publisher, [envelope], timeout=config.broker.publish_timeout)
+            publishing.confirmed([envelope.id])
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         publisher.stop()
-    print(f"sent {envelope.type} id={envelope.id}")
+        tracing.shutdown()  # export the span before the process ends
+    trace = f" trace_id={envelope.traceparent[3:35]}" if envelope.traceparent else ""
+    print(f"sent {envelope.type} id={envelope.id}{trace}")
     return 0

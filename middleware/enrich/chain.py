@@ -13,13 +13,18 @@ delivery: a 503 is retried (Retry-After honoured), a 404 is dead-lettered.
 
 The source payload is validated against the mapping's schema after the steps before it: the
 mapping reads what they added, so its schema describes the enriched payload.
+
+``process`` takes ``trace``, asked for the W3C headers each time a step sends its request (the
+route's tracer gives the ``enrich`` span in progress, which changes between the phases before
+and after the mapping; ``no_trace`` while tracing is off), so a system sees which message's
+trace called it.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -30,10 +35,19 @@ from middleware.enrich.contract import Prepared, StepCall
 from middleware.envelope import Envelope
 from middleware.errors import EnrichError, ProcessingError
 
-__all__ = ["Enrichment", "Step", "merged", "selected", "then"]
+__all__ = ["Enrichment", "Step", "merged", "no_trace", "selected", "then"]
 
 T = TypeVar("T")
 U = TypeVar("U")
+Trace = Callable[[], Mapping[str, str]]
+"""The W3C headers a step's request carries, asked for when it is sent."""
+
+_NONE: Mapping[str, str] = {}
+
+
+def no_trace() -> Mapping[str, str]:
+    """No trace context to send (tracing is off)."""
+    return _NONE
 
 
 def completed(value: T) -> Future[T]:
@@ -131,8 +145,9 @@ class Step:
                        for result in ("fetched", "cached", "failed")}
         self._seconds = metrics.ENRICH_SECONDS.labels(route, config.system)
 
-    def run(self, envelope: Envelope, payload: Any) -> Future[Any]:
-        """A Future of the payload with this step's answer merged in."""
+    def run(self, envelope: Envelope, trace: Trace, payload: Any) -> Future[Any]:
+        """A Future of the payload with this step's answer merged in; a request sent carries
+        the headers ``trace`` gives."""
         try:
             prepared = self._call.prepare(envelope, payload)
         except Exception as exc:  # rendering is deterministic: trying again cannot help
@@ -147,7 +162,7 @@ class Step:
                 except EnrichError as exc:
                     return failed(self.error(exc))
         try:
-            fetching = self._call.fetch(prepared)
+            fetching = self._call.fetch(prepared, trace())
         except Exception as exc:  # e.g. a pool closed under it: retried, never a lost message
             self._calls["failed"].inc()
             return failed(self.error(exc))
@@ -211,12 +226,12 @@ class Enrichment:
         self._after = [step for step in steps if step.config.after_mapping]
 
     def process(self, envelope: Envelope, map_payload: Callable[[Any], Future[Any]],
-                deliver: Callable[[Any], Future[T]]) -> Future[T]:
+                deliver: Callable[[Any], Future[T]], trace: Trace = no_trace) -> Future[T]:
         """Steps before, ``map_payload``, steps after, then ``deliver``: one Future for all."""
         future: Future[Any] = completed(envelope.data)
         for step in self._before:
-            future = then(future, functools.partial(step.run, envelope))
+            future = then(future, functools.partial(step.run, envelope, trace))
         future = then(future, map_payload)
         for step in self._after:
-            future = then(future, functools.partial(step.run, envelope))
+            future = then(future, functools.partial(step.run, envelope, trace))
         return then(future, deliver)

@@ -6,12 +6,16 @@ operation in its WSDL) at start, so a mistake stops the start instead of dead-le
 message, and returns the step's call. The call is split in two so the core can cache answers:
 ``prepare`` renders the request from envelope and payload (its ``key`` identifies it), and
 ``fetch`` sends it without blocking the caller (a Future, resolved on the system's own thread or
-pool). Failures are ``ProcessingError``s the adapter classified (``DeliveryError``: retryable or
-not, with Retry-After); the core turns them into ``EnrichError`` with stage ``enrich``.
+pool), with ``trace``: the W3C headers (``traceparent``, ``tracestate``) naming the message's
+``enrich`` span, so the system's own spans join the message's trace. It is empty while tracing
+is off, and it is kept out of ``prepare`` because a cached answer must not depend on it.
+Failures are ``ProcessingError``s the adapter classified (``DeliveryError``: retryable or not,
+with Retry-After); the core turns them into ``EnrichError`` with stage ``enrich``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,8 +42,9 @@ class StepCall(Protocol):
     def prepare(self, envelope: Envelope, payload: Any) -> Prepared:
         """Render the request; a template value that cannot be used raises (permanent)."""
 
-    def fetch(self, prepared: Prepared) -> Future[Any]:
-        """Send it; the Future holds the answer as plain data (None: the system has none)."""
+    def fetch(self, prepared: Prepared, trace: Mapping[str, str]) -> Future[Any]:
+        """Send it with the ``trace`` headers (none while tracing is off); the Future holds the
+        answer as plain data (None: the system has none)."""
 
 
 class System(Protocol):

@@ -9,7 +9,8 @@ span is written into its envelope as ``traceparent`` / ``tracestate`` before it 
 so the worker continues from there; a CloudEvent that arrived with a ``traceparent`` of its
 own becomes a span link, so the event's original trace is still one click away. REST and SOAP
 share this through ``middleware.ingress.endpoint``, and it is the endpoint that holds the
-tracer only while tracing is on: off, a request pays one ``is None``.
+tracer only while tracing is on: off, a request pays one ``is None``. Events with no request
+around them (a scheduled poll's, ``silobridge send``'s) get a root publish span (``starting``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.responses import Response
 
 from middleware.broker.topology import EVENTS_EXCHANGE
 from middleware.envelope import Envelope
+from middleware.tracing.setup import tracer
 from middleware.tracing.spans import (
     ADAPTER,
     CALLER,
@@ -44,7 +46,7 @@ from middleware.tracing.w3c import (
     parent_from_values,
 )
 
-__all__ = ["IngressTracer", "Publishing", "passing_on"]
+__all__ = ["IngressTracer", "Publishing", "passing_on", "starting"]
 
 
 class Publishing:
@@ -90,6 +92,18 @@ def passing_on(events: Sequence[tuple[str | None, Envelope]]) -> Publishing:
     return _NOT_PUBLISHING
 
 
+def starting(name: str, adapter: str, envelopes: Sequence[Envelope]) -> Publishing:
+    """Events that begin here, with no request around them (a scheduled poll's records,
+    ``silobridge send``): while tracing is on, each gets a publish span that is the root of its
+    own trace, written into its envelope, so the consume spans of the routes have a parent and
+    one event's routes share one trace. Off, nothing happens."""
+    current = tracer()
+    if current is None:
+        return _NOT_PUBLISHING
+    events = [(None, envelope) for envelope in envelopes]
+    return IngressTracer(current, name, adapter).publishing(events, parent=Context())
+
+
 class IngressTracer:
     """Spans of one endpoint's requests."""
 
@@ -130,14 +144,16 @@ class IngressTracer:
         span.set_attribute(OUTCOME, "refused")
         span.set_attribute(ERROR_TYPE, reason)
 
-    def publishing(self, events: Sequence[tuple[str | None, Envelope]]) -> Publishing:
-        """Start a publish span per event and write it into the event's envelope."""
+    def publishing(self, events: Sequence[tuple[str | None, Envelope]],
+                   parent: Context | None = None) -> Publishing:
+        """Start a publish span per event and write it into the event's envelope; each is a
+        child of ``parent`` (None: the current span, the request's receive span)."""
         spans = []
         for _, envelope in events:
             own = parent_from_values(envelope.traceparent, envelope.tracestate)
             links = [Link(trace.get_current_span(own).get_span_context())] if own else None
             span = self._tracer.start_span(
-                "publish", kind=SpanKind.PRODUCER, links=links,
+                "publish", context=parent, kind=SpanKind.PRODUCER, links=links,
                 attributes={**self._attributes, EVENT_TYPE: envelope.type,
                             "messaging.system": "rabbitmq",
                             "messaging.destination.name": EVENTS_EXCHANGE})

@@ -16,7 +16,8 @@ by whoever published the event), else the AMQP header of that name. A retried me
 same body again, so every attempt is a child of the same publish span: one trace shows all.
 ``delivering`` rewrites the envelope's ``traceparent`` to the deliver span, so the target
 receives the context of the call it answers (REST and SOAP as HTTP headers, AMQP in the
-envelope and its headers).
+envelope and its headers); an enrich step's request carries its ``enrich`` span the same way
+(``EnrichSpans.carried``).
 
 ``NoTrace`` is what a route gets while tracing is off: every hook returns at once.
 """
@@ -24,7 +25,7 @@ envelope and its headers).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -50,7 +51,13 @@ from middleware.tracing.spans import (
     TARGET,
     failed,
 )
-from middleware.tracing.w3c import TRACEPARENT, TRACESTATE, format_context, parent_from_values
+from middleware.tracing.w3c import (
+    TRACEPARENT,
+    TRACESTATE,
+    format_context,
+    outgoing,
+    parent_from_values,
+)
 
 if TYPE_CHECKING:
     from middleware.enrich import Enrichment
@@ -110,7 +117,14 @@ class EnrichSpans:
     def delivering(self, envelope: Envelope) -> None:
         """The steps after the mapping answered; the target is called with ``envelope``."""
 
+    def carried(self) -> Mapping[str, str]:
+        """The W3C headers a step's request carries: none while tracing is off (an event's
+        own ``traceparent`` is passed on to its target, but a system call is silobridge's
+        own read, with no span of ours to name while nothing traces)."""
+        return _NO_HEADERS
 
+
+_NO_HEADERS: Mapping[str, str] = {}
 _NO_ENRICH = EnrichSpans()
 
 
@@ -292,6 +306,14 @@ class _Enriched(EnrichSpans):
     def delivering(self, envelope: Envelope) -> None:
         self._end_step()
         self._tracer.delivering(self._delivery, envelope)
+
+    def carried(self) -> Mapping[str, str]:
+        """The enrich span in progress (before or after the mapping) as the parent of the
+        request, sampled or not, like the deliver span for the target."""
+        span = self._message.step
+        if span is None:
+            return _NO_HEADERS
+        return outgoing(*format_context(span.get_span_context()))
 
     def _end_step(self) -> None:
         span, self._message.step = self._message.step, None

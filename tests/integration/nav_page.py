@@ -51,6 +51,8 @@ class NavPage:
     """Seconds a Read of these numbers takes (a service that hangs)."""
     busy: dict[str, int] = field(default_factory=dict)
     """Reads of these numbers answered with a Server fault, this many times."""
+    traced: list[tuple[str | None, str | None]] = field(default_factory=list)
+    """(traceparent, tracestate) HTTP headers of each Read, None where absent."""
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -93,6 +95,8 @@ def _application(page: NavPage) -> WsgiApplication:
         @rpc(Unicode, _returns=Customer, _out_message_name="Read_Result",
              _out_variable_name="Customer")
         def Read(ctx: Any, No: str) -> Customer | None:
+            environ = ctx.transport.req_env
+            page.traced.append((environ.get("HTTP_TRACEPARENT"), environ.get("HTTP_TRACESTATE")))
             return as_customer(page.read(No))
 
         @rpc(Customer, _returns=Customer, _out_message_name="Update_Result",

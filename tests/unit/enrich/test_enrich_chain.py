@@ -3,6 +3,7 @@ Future chain that hands every failure on instead of raising in a callback."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from middleware.config.enrich import EnrichStep
 from middleware.enrich.cache import AnswerCache
-from middleware.enrich.chain import Step, merged, selected, then
+from middleware.enrich.chain import Step, merged, no_trace, selected, then
 from middleware.enrich.contract import Prepared
 from middleware.envelope import Envelope
 from middleware.errors import EnrichError
@@ -98,13 +99,14 @@ class _Refusing:
     def prepare(self, envelope: Envelope, payload: Any) -> Prepared:
         return Prepared("k", None)
 
-    def fetch(self, prepared: Prepared) -> Future[Any]:
+    def fetch(self, prepared: Prepared, trace: Mapping[str, str]) -> Future[Any]:
         raise RuntimeError("cannot schedule new futures after shutdown")
 
 
 def test_enrich_step_whose_system_refuses_work_fails_retryable() -> None:
     step = Step(EnrichStep.model_validate({"system": "crm", "get": "/x", "into": "c"}),
                 _Refusing(), 1, "r")
-    error = step.run(Envelope.new(source="s", type="a.b.c", data={}), {}).exception(1)
+    error = step.run(Envelope.new(source="s", type="a.b.c", data={}), no_trace,
+                     {}).exception(1)
     assert isinstance(error, EnrichError) and error.retryable is True
     assert str(error) == "enrich step 1 (crm) failed: RuntimeError"
