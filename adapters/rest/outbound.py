@@ -77,9 +77,12 @@ class RestTarget:
         headers = {name: render(value, values, in_url=False)
                    for name, value in config.headers.items()}
         headers.setdefault("Accept", "application/json")
-        # the deliver span's W3C context (configured headers of the same name win)
-        for name, value in outgoing(envelope.traceparent, envelope.tracestate).items():
-            headers.setdefault(name, value)
+        # the deliver span's W3C context (configured headers of the same name win, whatever
+        # their case: two traceparent fields would make the receiver ignore both)
+        configured = {name.lower() for name in headers}
+        headers.update((name, value) for name, value in
+                       outgoing(envelope.traceparent, envelope.tracestate).items()
+                       if name.lower() not in configured)
         if config.idempotency_header:
             headers[config.idempotency_header] = envelope.id
         content = None

@@ -97,7 +97,7 @@ def running_route(tmp_path: Path, prefix: str, target: OutboundAdapter,
     worker = RouteWorker(route_config, config.retry_for(route_config), target, publisher,
                          stores, lambda: None)
     consumer = broker.consumer({queue_name(prefix): worker.handle}, prefetch=10,
-                               before_ack=stores.idempotency.record_many)
+                               before_ack=worker.commit)
     consumer.start()
     try:
         yield Route(broker, publisher, consumer, worker, target, stores, prefix)

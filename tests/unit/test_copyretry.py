@@ -54,7 +54,7 @@ def test_copy_that_cannot_be_published_is_held_then_parked_once_the_publisher_is
     gate = _Gate()
     worker._copies = CopyRetries(prefix, gate, backoff=(0.01, 0.02))
     consumer = broker.consumer({queue_name(prefix): worker.handle}, prefetch=10,
-                               before_ack=stores.idempotency.record_many)
+                               before_ack=worker.commit)
     consumer.start()
     try:
         envelope = event(prefix)

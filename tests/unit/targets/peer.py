@@ -34,6 +34,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    names: tuple[str, ...] = ()  # every header field's name as sent, repeats included
 
 
 def _soap(inner: str) -> bytes:
@@ -95,7 +96,8 @@ class UnixPeer:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         answer = self.answer
-        self.requests.append(Received(answer, request.path, dict(request.headers), body))
+        self.requests.append(Received(answer, request.path, dict(request.headers), body,
+                                      tuple(request.headers.keys())))
         if answer == "stall":
             assert self._released is not None
             with contextlib.suppress(TimeoutError):

@@ -88,9 +88,13 @@ class Kind(Protocol):
 
 
 class RestKind:
+    def __init__(self, headers: dict[str, str] | None = None) -> None:
+        self.headers = headers or {}
+
     def make(self, bench: Bench) -> OutboundAdapter:
         target = RestTarget(RestTargetConfig.model_validate({
-            "type": "rest", "url": "http://erp.test/rest/orders", "timeout": TIMEOUT}),
+            "type": "rest", "url": "http://erp.test/rest/orders", "timeout": TIMEOUT,
+            "headers": self.headers}),
             connector=lambda: aiohttp.UnixConnector(path=str(bench.peer.socket)))
         target.start(AdapterContext(None, BrokerConfig(), None, bench.tmp_path))  # type: ignore[arg-type]
         return target

@@ -81,3 +81,16 @@ def test_target_never_sends_a_context_that_is_not_valid(
         received = _received(bench)
     assert len(received) == 1
     assert "traceparent" not in received[0] and "tracestate" not in received[0]
+
+
+def test_rest_target_configured_trace_header_wins_whatever_its_case(
+    tmp_path: Path, prefix: str
+) -> None:
+    configured = f"00-{TRACE}-{PUBLISH}-01"
+    kind = RestKind({"TraceParent": configured})
+    with traced(), contract_route(kind, tmp_path, prefix, "accept") as bench:
+        _send(bench, f"00-{TRACE}-{'1' * 16}-01", None)
+        (got,) = bench.peer.requests
+    # one field, the configured one (the config may normalise the name's case)
+    assert len([n for n in got.names if n.lower() == "traceparent"]) == 1
+    assert {k.lower(): v for k, v in got.headers.items()}["traceparent"] == configured, got
