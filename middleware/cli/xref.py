@@ -4,9 +4,10 @@ A conflict dead-letters a message with a message that names this command; before
 integrator stopped the daemon and deleted rows in the ``sqlite3`` shell, guessing the table.
 The commands work on the configured store (SQLite or PostgreSQL) while the daemon runs, and
 every change is an audit line on stderr through the masking logger: who (the OS user), what,
-and the link before and after. ``list``, ``show`` and ``link`` go through a running daemon's
-admin API instead when one is named and a token is given (``adminapi``, ``xref_api``), so its
-roles and audit log apply; the others have no API endpoint and always use the store.
+and the link before and after. ``list``, ``show``, ``link`` and ``unlink`` go through a running
+daemon's admin API instead when one is named and a token is given (``adminapi``, ``xref_api``),
+so its roles and audit log apply; ``import`` and ``export`` have no API endpoint and always use
+the store.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def register(sub: Any) -> None:
 
     for parser in (listing, show, link, unlink, load, dump):
         add_config_argument(parser, required=True)
-    for parser in (listing, show, link):
+    for parser in (listing, show, link, unlink):
         add_api_argument(parser)
 
 
@@ -208,6 +209,9 @@ def _link(args: argparse.Namespace) -> int:
 def _unlink(args: argparse.Namespace) -> int:
     namespace, key = _ref(args.ref)
     other = _namespace(args.other)
+    code = store_unless_api(args, lambda api: xref_api.unlink_via(api, namespace, key, other))
+    if code is not None:
+        return code
     with _store(args) as store:
         removed = store.unlink(namespace, key, other)
     if removed is None:

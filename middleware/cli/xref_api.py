@@ -1,6 +1,7 @@
-"""``silobridge xref list|show|link`` through a daemon's admin API (``adminapi``): the same
-output and exit codes as the direct way, with the daemon's role checks (``xref:read``,
-``xref:write``) and its audit log (``xref.fix`` under the token's user) in between.
+"""``silobridge xref list|show|link|unlink`` through a daemon's admin API (``adminapi``): the
+same output and exit codes as the direct way, with the daemon's role checks (``xref:read``,
+``xref:write``) and its audit log (``xref.fix``, ``xref.unlink`` under the token's user) in
+between.
 
 The API's search matches a key by prefix on either side; the CLI's filters are exact and a
 key and namespace given together must be on one side, so the answers are narrowed here. The
@@ -10,7 +11,7 @@ refuses to, so that a wrong link is removed on purpose (``xref unlink``) and nev
 Between that look and the write another writer may link one of the keys; the API then
 replaces that link, and the audit record shows what it replaced.
 
-``unlink``, ``import`` and ``export`` have no admin API endpoint: they always use the store.
+``import`` and ``export`` have no admin API endpoint: they always use the store.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
-from middleware.cli.adminapi import AdminApi
+from middleware.cli.adminapi import AdminApi, ApiRefused
 from middleware.cli.common import print_json
 from middleware.stores.base import XrefLink
 from middleware.stores.xref_rules import conflict
 
-__all__ = ["link_via", "list_via", "show_via"]
+__all__ = ["link_via", "list_via", "show_via", "unlink_via"]
 
 _SEARCH = "/api/v1/xref"
 
@@ -95,4 +96,18 @@ def link_via(api: AdminApi, ns_a: str, key_a: str, ns_b: str, key_b: str) -> int
         raise conflict(lookup, ns_a, key_a, ns_b, key_b)  # main prints it, exit 1
     api.call("PUT", _SEARCH, body={"ns_a": ns_a, "key_a": key_a, "ns_b": ns_b, "key_b": key_b})
     print(f"linked {ns_a}:{key_a} <-> {ns_b}:{key_b} (through {api.url}, audited)")
+    return 0
+
+
+def unlink_via(api: AdminApi, namespace: str, key: str, other: str) -> int:
+    try:
+        removed = api.call("POST", f"{_SEARCH}/unlink",
+                           body={"namespace": namespace, "key": key, "other": other})["removed"]
+    except ApiRefused as exc:
+        if exc.status != 404:
+            raise
+        print(f"error: {namespace}:{key} has no link to {other}", file=sys.stderr)
+        return 1
+    gone = removed["key_b"] if removed["ns_b"] == other else removed["key_a"]
+    print(f"unlinked {namespace}:{key} <-> {other}:{gone} (through {api.url}, audited)")
     return 0

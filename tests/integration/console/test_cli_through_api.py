@@ -113,6 +113,18 @@ def test_cli_xref_goes_through_the_admin_api_with_its_roles_and_audit(
     assert f"the admin API at {away} cannot be reached" in err and "using the store" in err
     assert out == f"crm.customer:{key} <-> erp.account:A-1\n"
 
+    assert main(["xref", "unlink", f"crm.customer:{key}", "erp.account", *api]) == 1
+    assert "refused (403)" in capsys.readouterr().err
+    assert len(_links(console, key)) == 2 and _audited(console, "xref.unlink") == []
+    monkeypatch.setenv(TOKEN_ENV, console.tokens["integrator"])
+    assert main(["xref", "unlink", "erp.account:A-1", "crm.customer", *api]) == 0
+    assert f"unlinked erp.account:A-1 <-> crm.customer:{key} (through" in capsys.readouterr().out
+    [gone] = _audited(console, "xref.unlink")
+    assert (gone["actor"], gone["before"]["key_a"], gone["after"]) == ("integrator", key, None)
+    assert [link["key_a"] for link in _links(console, key)] == [f"{key}0"]
+    assert main(["xref", "unlink", "erp.account:A-1", "crm.customer", *api]) == 1
+    assert "erp.account:A-1 has no link to crm.customer" in capsys.readouterr().err
+
 
 def test_cli_users_go_through_the_admin_api_with_its_roles_and_audit(
     console: Console, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
