@@ -8,8 +8,11 @@ config enables (its own port, or the ops port it shares). The token comes from
 
 Only an API that cannot be reached falls back to the direct way (the broker for ``dlq``, the
 store for ``xref`` and ``users``) with a note on stderr: a refusal (401, 403) is an answer, and
-going around it would defeat it. ``through_api`` is that rule, shared by every command group;
-each group's ``*_api`` module holds only what it asks the API and how it prints the answer.
+going around it would defeat it. Nor does a change the API took without answering (the
+connection broke, or the answer timed out): the daemon may have made it, and making it again
+the direct way could replay a message twice. ``through_api`` is that rule, shared by every
+command group; each group's ``*_api`` module holds only what it asks the API and how it prints
+the answer.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import httpx
 from middleware.config.loader import load_config
 from middleware.config.models import Config
 
-__all__ = ["API_ENV", "TOKEN_ENV", "AdminApi", "ApiRefused", "ApiUnreachable", "Via",
+__all__ = ["API_ENV", "TOKEN_ENV", "AdminApi", "ApiLost", "ApiRefused", "ApiUnreachable", "Via",
            "add_api_argument", "api_from_args", "store_unless_api", "through_api"]
 
 API_ENV = "SILOBRIDGE_API"
@@ -35,6 +38,15 @@ TOKEN_ENV = "SILOBRIDGE_API_TOKEN"
 
 class ApiUnreachable(Exception):
     """No answer from the API (connection refused, timeout, TLS failure)."""
+
+
+class ApiLost(Exception):
+    """A change was sent but no answer came: it may or may not have been made."""
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+             httpx.UnsupportedProtocol)
+"""Failures before the request left: the daemon cannot have acted on it."""
 
 
 class ApiRefused(Exception):
@@ -98,7 +110,7 @@ def through_api(args: argparse.Namespace, config: Config, via: Via, *,
     except ApiUnreachable as exc:
         print(f"note: {exc}; using {direct} directly", file=sys.stderr)
         return None
-    except ApiRefused as exc:
+    except (ApiRefused, ApiLost) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -124,6 +136,10 @@ class AdminApi:
         try:
             answer = self._client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
+            if method != "GET" and not isinstance(exc, _NOT_SENT):
+                raise ApiLost(f"the admin API at {self.url} took the request but gave no "
+                              f"answer ({type(exc).__name__}); it may have made the change: "
+                              "look (list or show) before trying again") from None
             raise ApiUnreachable(f"the admin API at {self.url} cannot be reached "
                                  f"({type(exc).__name__})") from None
         try:
