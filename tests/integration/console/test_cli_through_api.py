@@ -15,6 +15,8 @@ import pytest
 from middleware.broker.topology import dlq_name
 from middleware.cli import main
 from middleware.cli.adminapi import TOKEN_ENV
+from middleware.stores import open_stores
+from middleware.stores.base import XrefLink
 from tests.integration.console.conftest import PASSWORD, Console
 from tests.integration.helpers import queue_count, wait_until
 from tests.ports import free_port
@@ -106,6 +108,18 @@ def test_cli_xref_goes_through_the_admin_api_with_its_roles_and_audit(
     assert main(["xref", "list", "--key", "A-10", *api]) == 0
     out = capsys.readouterr().out
     assert f"crm.customer:{key}0 <-> erp.account:A-10" in out and "1 link(s) (through" in out
+
+    # more than one page of the API (500): every link, each once
+    left, right = f"{console.prefix}.left", f"{console.prefix}.right"
+    stores = open_stores(console.daemon.config.store)
+    try:
+        stores.xref.import_links([XrefLink(left, f"L{n:04}", right, f"R{n:04}")
+                                  for n in range(501)])
+    finally:
+        stores.close()
+    assert main(["xref", "list", "--namespace", right, "--json", *api]) == 0
+    listed = orjson.loads(capsys.readouterr().out)
+    assert [link["key_a"] for link in listed] == [f"L{n:04}" for n in range(501)]
 
     away = f"http://127.0.0.1:{free_port()}"
     assert main(["xref", "show", f"crm.customer:{key}", "-c", config, "--api", away]) == 0
