@@ -6,23 +6,31 @@ token's user. Where is the API: ``--api URL``, else ``$SILOBRIDGE_API``, else th
 config enables (its own port, or the ops port it shares). The token comes from
 ``$SILOBRIDGE_API_TOKEN`` only (an option would put it in the shell history and ``ps``).
 
-Only an API that cannot be reached falls back to the broker (with a note on stderr): a refusal
-(401, 403) is an answer, and going around it would defeat it.
+Only an API that cannot be reached falls back to the direct way (the broker for ``dlq``, the
+store for ``xref`` and ``users``) with a note on stderr: a refusal (401, 403) is an answer, and
+going around it would defeat it. Nor does a change the API took without answering (the
+connection broke, or the answer timed out): the daemon may have made it, and making it again
+the direct way could replay a message twice. ``through_api`` is that rule, shared by every
+command group; each group's ``*_api`` module holds only what it asks the API and how it prints
+the answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from middleware.config.loader import load_config
 from middleware.config.models import Config
 
-__all__ = ["API_ENV", "TOKEN_ENV", "AdminApi", "ApiRefused", "ApiUnreachable",
-           "add_api_argument", "api_from_args"]
+__all__ = ["API_ENV", "TOKEN_ENV", "AdminApi", "ApiLost", "ApiRefused", "ApiUnreachable", "Via",
+           "add_api_argument", "api_from_args", "store_unless_api", "through_api"]
 
 API_ENV = "SILOBRIDGE_API"
 TOKEN_ENV = "SILOBRIDGE_API_TOKEN"
@@ -30,6 +38,15 @@ TOKEN_ENV = "SILOBRIDGE_API_TOKEN"
 
 class ApiUnreachable(Exception):
     """No answer from the API (connection refused, timeout, TLS failure)."""
+
+
+class ApiLost(Exception):
+    """A change was sent but no answer came: it may or may not have been made."""
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+             httpx.UnsupportedProtocol)
+"""Failures before the request left: the daemon cannot have acted on it."""
 
 
 class ApiRefused(Exception):
@@ -45,7 +62,8 @@ def add_api_argument(parser: argparse.ArgumentParser) -> None:
         "--api", metavar="URL", default=os.environ.get(API_ENV) or None,
         help=f"go through the daemon's admin API at URL (default ${API_ENV}, else the console "
              f"the config enables) with the token in ${TOKEN_ENV}; checked by the daemon's "
-             "roles and audited; without a token: straight to the broker")
+             "roles and audited; without a token, or when the API cannot be reached: "
+             "straight to the broker or store")
 
 
 def _from_config(config: Config) -> str | None:
@@ -75,6 +93,37 @@ def api_from_args(args: argparse.Namespace, config: Config) -> AdminApi | None:
     return AdminApi(url, token)
 
 
+Via = Callable[["AdminApi", argparse.Namespace], int]
+"""One command done through the API; returns the exit code."""
+
+
+def through_api(args: argparse.Namespace, config: Config, via: Via, *,
+                direct: str = "the broker") -> int | None:
+    """Run ``via`` against the API; None when the command should go the direct way instead
+    (no API or token, or the API cannot be reached, which is said on stderr naming ``direct``,
+    what the command uses then)."""
+    api = api_from_args(args, config)
+    if api is None:
+        return None
+    try:
+        return via(api, args)
+    except ApiUnreachable as exc:
+        print(f"note: {exc}; using {direct} directly", file=sys.stderr)
+        return None
+    except (ApiRefused, ApiLost) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        api.close()
+
+
+def store_unless_api(args: argparse.Namespace, via: Callable[[AdminApi], int]) -> int | None:
+    """``through_api`` for commands whose direct way is the configured store (``-c`` is
+    required there): the exit code through the API, or None: use the store."""
+    return through_api(args, load_config(args.config).config, lambda api, _args: via(api),
+                       direct="the store")
+
+
 class AdminApi:
     def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
@@ -87,6 +136,10 @@ class AdminApi:
         try:
             answer = self._client.request(method, path, params=params, json=body)
         except httpx.HTTPError as exc:
+            if method != "GET" and not isinstance(exc, _NOT_SENT):
+                raise ApiLost(f"the admin API at {self.url} took the request but gave no "
+                              f"answer ({type(exc).__name__}); it may have made the change: "
+                              "look (list or show) before trying again") from None
             raise ApiUnreachable(f"the admin API at {self.url} cannot be reached "
                                  f"({type(exc).__name__})") from None
         try:
@@ -97,6 +150,18 @@ class AdminApi:
             message = data.get("error") if isinstance(data, dict) else None
             raise ApiRefused(answer.status_code, str(message or answer.reason_phrase))
         return data
+
+    def pages(self, path: str, field: str, params: dict[str, Any] | None = None,
+              size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every item of an ``offset``/``limit`` paged listing, one request per page."""
+        offset = 0
+        while True:
+            page = self.call("GET", path, params={**(params or {}), "limit": size,
+                                                  "offset": offset})[field]
+            yield from page
+            if len(page) < size:
+                return
+            offset += len(page)
 
     def dead_letters(self, route: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` summaries, read page by page (the API pages at 500)."""

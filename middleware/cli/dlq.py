@@ -16,14 +16,14 @@ import orjson
 
 from middleware.broker import dlq
 from middleware.broker.topology import dlq_name
-from middleware.cli.adminapi import add_api_argument
+from middleware.cli.adminapi import add_api_argument, through_api
 from middleware.cli.common import (
     add_config_argument,
     add_json_argument,
     config_from_args,
     print_json,
 )
-from middleware.cli.dlq_api import list_via, purge_via, replay_via, show_via, through_api
+from middleware.cli.dlq_api import list_via, purge_via, replay_via, show_via
 from middleware.config.models import Config
 
 __all__ = ["register"]

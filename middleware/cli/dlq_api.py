@@ -1,8 +1,8 @@
 """``silobridge dlq`` through a daemon's admin API (``adminapi``): the same output as the
 direct way, with the daemon's role checks and audit log in between.
 
-Each ``*_via`` returns the exit code; ``through_api`` runs one and answers None when the
-command should go to the broker instead (no API configured, or the API cannot be reached).
+Each ``*_via`` returns the exit code; ``adminapi.through_api`` runs one and answers None when
+the command should go to the broker instead (no API configured, or the API cannot be reached).
 """
 
 from __future__ import annotations
@@ -10,31 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 
-from middleware.cli.adminapi import AdminApi, ApiRefused, ApiUnreachable, api_from_args
+from middleware.cli.adminapi import AdminApi, ApiRefused
 from middleware.cli.common import print_json
-from middleware.config.models import Config
 
-__all__ = ["list_via", "purge_via", "replay_via", "show_via", "through_api"]
-
-Via = Callable[[AdminApi, argparse.Namespace], int]
-
-
-def through_api(args: argparse.Namespace, config: Config, via: Via) -> int | None:
-    api = api_from_args(args, config)
-    if api is None:
-        return None
-    try:
-        return via(api, args)
-    except ApiUnreachable as exc:
-        print(f"note: {exc}; using the broker directly", file=sys.stderr)
-        return None
-    except ApiRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        api.close()
+__all__ = ["list_via", "purge_via", "replay_via", "show_via"]
 
 
 def list_via(api: AdminApi, args: argparse.Namespace) -> int:

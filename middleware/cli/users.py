@@ -4,6 +4,10 @@ The first admin has to come from somewhere other than the console: this command 
 configured store directly (the daemon need not run). Passwords are read from standard input
 (``--password-stdin``, for scripts and secrets) or asked for twice without echo; they are stored
 as argon2 hashes only. Every change is written to the audit log with the actor ``cli:<login>``.
+
+Where a daemon runs, the same commands go through its admin API when one is named and a token
+is given (``adminapi``, ``users_api``): then the token's user must be an admin, the daemon
+writes the audit record under that user, and it keeps the last admin from being removed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import sys
 from typing import Any
 
+from middleware.cli import users_api
+from middleware.cli.adminapi import add_api_argument, store_unless_api
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.config.loader import load_config
 from middleware.console.audit import record
@@ -62,6 +68,7 @@ def register(sub: Any) -> None:
 
     for parser in (add, listing, remove, set_role, token):
         add_config_argument(parser, required=True)
+        add_api_argument(parser)
 
 
 def _store(args: argparse.Namespace) -> ConsoleStore:
@@ -95,17 +102,21 @@ def _read_password(from_stdin: bool) -> str | None:
 
 
 def _add(args: argparse.Namespace) -> int:
+    password = None  # read once: standard input cannot be read again for the fallback
+    if not args.no_password:
+        password = _read_password(args.password_stdin)
+        if password is None:
+            return 2
+    code = store_unless_api(args, lambda api: users_api.add_via(
+        api, args.name, args.role, _routes(args.routes), password))
+    if code is not None:
+        return code
     store = _store(args)
     try:
         if store.user(args.name) is not None:
             print(f"error: user {args.name!r} exists; use 'users set-role' to change it",
                   file=sys.stderr)
             return 1
-        password = None
-        if not args.no_password:
-            password = _read_password(args.password_stdin)
-            if password is None:
-                return 2
         user = store.add_user(args.name, hash_password(password) if password else None,
                               args.role, _routes(args.routes))
         record(store, _actor(), "user.add", args.name, None, user.public())
@@ -116,6 +127,9 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    code = store_unless_api(args, lambda api: users_api.list_via(api, args.json))
+    if code is not None:
+        return code
     store = _store(args)
     try:
         users = store.users()
@@ -130,6 +144,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    code = store_unless_api(args, lambda api: users_api.remove_via(api, args.name))
+    if code is not None:
+        return code
     store = _store(args)
     try:
         user = store.user(args.name)
@@ -145,6 +162,10 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _set_role(args: argparse.Namespace) -> int:
+    code = store_unless_api(args, lambda api: users_api.set_role_via(
+        api, args.name, args.role, _routes(args.routes)))
+    if code is not None:
+        return code
     store = _store(args)
     try:
         before = store.user(args.name)
@@ -161,6 +182,9 @@ def _set_role(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
+    code = store_unless_api(args, lambda api: users_api.token_via(api, args.name, args.label))
+    if code is not None:
+        return code
     config = load_config(args.config).config
     store = open_console_store(config.store)
     try:

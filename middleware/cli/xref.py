@@ -4,7 +4,10 @@ A conflict dead-letters a message with a message that names this command; before
 integrator stopped the daemon and deleted rows in the ``sqlite3`` shell, guessing the table.
 The commands work on the configured store (SQLite or PostgreSQL) while the daemon runs, and
 every change is an audit line on stderr through the masking logger: who (the OS user), what,
-and the link before and after.
+and the link before and after. ``list``, ``show``, ``link`` and ``unlink`` go through a running
+daemon's admin API instead when one is named and a token is given (``adminapi``, ``xref_api``),
+so its roles and audit log apply; ``import`` and ``export`` have no API endpoint and always use
+the store.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from middleware.cli import xref_api
+from middleware.cli.adminapi import add_api_argument, store_unless_api
 from middleware.cli.common import add_config_argument, add_json_argument, print_json
 from middleware.cli.xref_csv import NAMESPACE, read_links, write_links
 from middleware.config.loader import load_config
@@ -74,6 +79,8 @@ def register(sub: Any) -> None:
 
     for parser in (listing, show, link, unlink, load, dump):
         add_config_argument(parser, required=True)
+    for parser in (listing, show, link, unlink):
+        add_api_argument(parser)
 
 
 class _Usage(Exception):
@@ -141,6 +148,10 @@ def _as_json(link: XrefLink) -> dict[str, str]:
 @_usage_errors
 def _list(args: argparse.Namespace) -> int:
     namespace = None if args.namespace is None else _namespace(args.namespace)
+    code = store_unless_api(args, lambda api: xref_api.list_via(
+        api, namespace, args.key, args.limit, args.json))
+    if code is not None:
+        return code
     with _store(args) as store:
         found: list[XrefLink] = []
         for link in _pages(store, namespace, args.key):
@@ -160,6 +171,9 @@ def _list(args: argparse.Namespace) -> int:
 @_usage_errors
 def _show(args: argparse.Namespace) -> int:
     namespace, key = _ref(args.ref)
+    code = store_unless_api(args, lambda api: xref_api.show_via(api, namespace, key, args.json))
+    if code is not None:
+        return code
     with _store(args) as store:
         found = list(_pages(store, namespace, key))
     if args.json:
@@ -177,6 +191,9 @@ def _link(args: argparse.Namespace) -> int:
     (ns_a, key_a), (ns_b, key_b) = _ref(args.ref_a), _ref(args.ref_b)
     if ns_a == ns_b:
         raise _Usage("both keys are in one namespace; a link joins two systems")
+    code = store_unless_api(args, lambda api: xref_api.link_via(api, ns_a, key_a, ns_b, key_b))
+    if code is not None:
+        return code
     with _store(args) as store:
         before = store.lookup(ns_a, key_a, ns_b)
         store.link(ns_a, key_a, ns_b, key_b)  # a conflict raises, naming the unlink command
@@ -192,6 +209,9 @@ def _link(args: argparse.Namespace) -> int:
 def _unlink(args: argparse.Namespace) -> int:
     namespace, key = _ref(args.ref)
     other = _namespace(args.other)
+    code = store_unless_api(args, lambda api: xref_api.unlink_via(api, namespace, key, other))
+    if code is not None:
+        return code
     with _store(args) as store:
         removed = store.unlink(namespace, key, other)
     if removed is None:

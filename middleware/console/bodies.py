@@ -14,7 +14,8 @@ from middleware.console.rbac import Role
 
 __all__ = ["BODIES", "EditReplayBody", "LoginBody", "MappingPreviewBody", "MappingSaveBody",
            "MappingTestBody", "PurgeBody", "ReplayBody", "TokenBody",
-           "UserAddBody", "UserUpdateBody", "XrefFixBody", "query_int", "query_text", "read"]
+           "UserAddBody", "UserUpdateBody", "XrefFixBody", "XrefUnlinkBody", "query_int",
+           "query_text", "read"]
 
 MAX_BODY = 1_048_576
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
@@ -108,6 +109,14 @@ class XrefFixBody(_Body):
         return self
 
 
+class XrefUnlinkBody(_Body):
+    namespace: str = Field(min_length=1, max_length=255,
+                           description="Namespace of the record, e.g. crm.customer.")
+    key: str = Field(min_length=1, max_length=255, description="Key in namespace.")
+    other: str = Field(min_length=1, max_length=255,
+                       description="The namespace it links to, e.g. erp.account.")
+
+
 class UserAddBody(_Body):
     name: str = Field(pattern=_NAME, description="Login name.")
     role: Role = Field(description="viewer, operator, integrator or admin.")
@@ -130,7 +139,8 @@ class TokenBody(_Body):
 
 BODIES: dict[str, type[BaseModel]] = {
     "login": LoginBody, "replay": ReplayBody, "edit_replay": EditReplayBody,
-    "purge": PurgeBody, "xref_fix": XrefFixBody, "user_add": UserAddBody,
+    "purge": PurgeBody, "xref_fix": XrefFixBody, "xref_unlink": XrefUnlinkBody,
+    "user_add": UserAddBody,
     "user_update": UserUpdateBody, "token_add": TokenBody,
     "mapping_preview": MappingPreviewBody, "mapping_test": MappingTestBody,
     "mapping_save": MappingSaveBody,

@@ -32,7 +32,6 @@ from middleware.console.bodies import (
     TokenBody,
     UserAddBody,
     UserUpdateBody,
-    XrefFixBody,
     query_int,
     query_text,
     read,
@@ -40,8 +39,9 @@ from middleware.console.bodies import (
 from middleware.console.openapi import document
 from middleware.console.rbac import GRANTS, Permission, Role, allowed, body_view
 from middleware.console.signin import SIGNIN_HANDLERS
-from middleware.console.store import User, XrefLink
+from middleware.console.store import User
 from middleware.console.studio import Link, with_links
+from middleware.console.xrefs import XREF_HANDLERS
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DecodeError
 
@@ -262,34 +262,6 @@ async def mapping_save(request: Request, principal: Principal | None, context: C
     return JSONResponse({"saved": True, "yaml": text})
 
 
-async def xref_search(request: Request, _p: Principal | None, context: Context) -> Response:
-    limit, offset = query_int(request, "limit", 50, 1, 500), query_int(request, "offset", 0, 0,
-                                                                        1_000_000)
-    found = await run_in_threadpool(context.store.xref_search, query_text(request, "namespace"),
-                                    query_text(request, "key"), limit, offset)
-    return JSONResponse({"offset": offset, "limit": limit,
-                         "links": [link.__dict__ for link in found]})
-
-
-async def xref_fix(request: Request, principal: Principal | None, context: Context) -> Response:
-    body = await read(request, XrefFixBody)
-    link = XrefLink(body.ns_a, body.key_a, body.ns_b, body.key_b)
-
-    def fix() -> list[XrefLink]:
-        before = [*context.store.xref_search(body.ns_a, body.key_a, 100, 0),
-                  *context.store.xref_search(body.ns_b, body.key_b, 100, 0)]
-        context.store.xref_fix(link)
-        return [old for old in before
-                if {old.ns_a, old.ns_b} == {body.ns_a, body.ns_b}
-                and (body.key_a in (old.key_a, old.key_b) or body.key_b in (old.key_a, old.key_b))]
-
-    replaced = await run_in_threadpool(fix)
-    await run_in_threadpool(record, context.store, _who(principal).name, "xref.fix",
-                            f"{body.ns_a}:{body.key_a}", [old.__dict__ for old in replaced],
-                            link.__dict__)
-    return JSONResponse({"link": link.__dict__, "replaced": [old.__dict__ for old in replaced]})
-
-
 async def users(_request: Request, _p: Principal | None, context: Context) -> Response:
     found = await run_in_threadpool(context.store.users)
     return JSONResponse({"users": [user.public() for user in found]})
@@ -399,9 +371,9 @@ async def audit(request: Request, _p: Principal | None, context: Context) -> Res
 HANDLERS: dict[str, Handler] = {
     "openapi": openapi, "login": login, "logout": logout, "me": me, "routes": routes,
     "route": route, "errors": errors, "dead_letters": dead_letters, "dead_letter": dead_letter,
-    "replay": replay, "edit_replay": edit_replay, "purge": purge, "xref_search": xref_search,
-    "xref_fix": xref_fix, "users": users, "user_add": user_add, "user_update": user_update,
+    "replay": replay, "edit_replay": edit_replay, "purge": purge, "users": users,
+    "user_add": user_add, "user_update": user_update,
     "user_remove": user_remove, "token_add": token_add, "audit": audit, "mapping": mapping,
     "mapping_preview": mapping_preview, "mapping_test": mapping_test,
-    "mapping_save": mapping_save, **SIGNIN_HANDLERS,
+    "mapping_save": mapping_save, **SIGNIN_HANDLERS, **XREF_HANDLERS,
 }

@@ -38,7 +38,7 @@ _ANSWERS = {
     "401": "Not signed in, or the session expired",
     "403": "The role may not do this, the route is outside the user's scope, or the "
            "X-CSRF-Token header is missing or wrong",
-    "404": "No such route, dead letter or user",
+    "404": "No such route, dead letter, user or cross-reference link",
     "409": "Conflicts with what exists",
     "413": "Body too large",
     "422": "The body is invalid (details name each field)",

@@ -152,6 +152,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Search cross-references by namespace and key prefix"),
     Endpoint("xref_fix", "PUT", "/api/v1/xref", Permission.XREF_WRITE,
              "Set the link between two records, replacing their old links"),
+    Endpoint("xref_unlink", "POST", "/api/v1/xref/unlink", Permission.XREF_WRITE,
+             "Remove the link of one record to another namespace"),
     Endpoint("users", "GET", "/api/v1/users", Permission.USERS_READ, "Every user and role"),
     Endpoint("user_add", "POST", "/api/v1/users", Permission.USERS_WRITE, "Add a user"),
     Endpoint("user_update", "PUT", "/api/v1/users/{name}", Permission.USERS_WRITE,

@@ -305,6 +305,17 @@ class ConsoleStore:
         self._sql.run_many([(delete, (a_ns, b_ns, a_key, b_key)),
                             (insert, (a_ns, a_key, b_ns, b_key))])
 
+    def xref_unlink(self, namespace: str, key: str, other: str) -> XrefLink | None:
+        """Remove the link of ``namespace:key`` to namespace ``other``; the removed link, or
+        None when there was none."""
+        if namespace <= other:
+            rows = self._sql.run(f"DELETE FROM {self._xref} WHERE ns_a = ? AND key_a = ?"
+                                 " AND ns_b = ? RETURNING key_b", (namespace, key, other))
+            return XrefLink(namespace, key, other, str(rows[0][0])) if rows else None
+        rows = self._sql.run(f"DELETE FROM {self._xref} WHERE ns_a = ? AND ns_b = ?"
+                             " AND key_b = ? RETURNING key_a", (other, namespace, key))
+        return XrefLink(other, str(rows[0][0]), namespace, key) if rows else None
+
     def close(self) -> None:
         self._sql.close()
 

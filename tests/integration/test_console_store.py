@@ -136,3 +136,23 @@ def test_console_store_xref_fix_replaces_both_sides_atomically(
         assert store.xref_search(None, "C_", 10, 0) == []  # LIKE wildcards are literal
     finally:
         stores.close()
+
+
+def test_console_store_xref_unlink_removes_one_link_from_either_side(
+    store: ConsoleStore, store_config: StoreConfig
+) -> None:
+    stores = open_stores(store_config)
+    try:
+        stores.xref.link("crm.customer", "C-1", "erp.account", "A-1")
+        stores.xref.link("crm.customer", "C-2", "erp.account", "A-2")
+        stores.xref.link("crm.customer", "C-1", "shop.buyer", "B-1")
+        # from the side stored second (erp.account > crm.customer), then from the first
+        assert store.xref_unlink("erp.account", "A-1", "crm.customer") == XrefLink(
+            "crm.customer", "C-1", "erp.account", "A-1")
+        assert store.xref_unlink("crm.customer", "C-2", "erp.account") == XrefLink(
+            "crm.customer", "C-2", "erp.account", "A-2")
+        assert store.xref_unlink("crm.customer", "C-1", "erp.account") is None
+        assert stores.xref.lookup("crm.customer", "C-1", "erp.account") is None
+        assert stores.xref.lookup("crm.customer", "C-1", "shop.buyer") == "B-1"  # kept
+    finally:
+        stores.close()

@@ -32,6 +32,8 @@ def _request(console: Console, endpoint: Endpoint, route: str | None = None
         "purge": {"confirm": "not-the-route"},
         "xref_fix": {"ns_a": "crm.customer", "key_a": f"C-{next(_names)}",
                      "ns_b": "erp.account", "key_b": f"A-{next(_names)}"},
+        "xref_unlink": {"namespace": "crm.customer", "key": "no-such-key",
+                        "other": "erp.account"},
         "user_add": {"name": f"u{next(_names)}-{time.time_ns()}", "role": "viewer"},
         "user_update": {"role": "viewer"}, "token_add": {"label": "x"},
         "mapping_preview": {"input": {}}, "mapping_test": {}, "mapping_save": {"links": []},
