@@ -84,7 +84,7 @@ class SlowLoopCallbacks(logging.Handler):
 
 
 def _debug_loop(target: OutboundAdapter) -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop = target._loop  # type: ignore[attr-defined]
+    loop: asyncio.AbstractEventLoop = target._client._loop  # type: ignore[attr-defined]
     loop.call_soon_threadsafe(loop.set_debug, True)
     loop.slow_callback_duration = BLOCKED_AFTER
     return loop
