@@ -80,8 +80,8 @@ def test_consumer_holds_the_ack_until_the_commit_completes(
         [(records, _)] = commits.pending
         assert records == [("route", "evt-1")]
     finally:
-        # When the connection goes before the commit completed
-        consumer.stop()
+        # When the connection goes before the commit completed (stop waits for it, bounded)
+        consumer.stop(commit_wait=0.2)
     # Then the message was not acked: the broker has it ready again
     assert wait_until(lambda: queue_count(amqp_url, queue) == 1, 10)
 
@@ -102,7 +102,7 @@ def test_consumer_acks_without_a_record_go_out_past_a_pending_commit(
         publisher.loop.call_soon(flushed.set)  # the acks queued before this have gone out
         assert flushed.wait(5)
     finally:
-        consumer.stop()
+        consumer.stop(commit_wait=0.2)  # the commit never completes: stop waits only so long
     # Then only the message waiting for its commit came back: the other one was acked at once,
     # and no "multiple" ack covered the one still waiting
     assert wait_until(lambda: queue_count(amqp_url, queue) == 1, 10)
