@@ -237,10 +237,11 @@ class RouteWorker(Settling):
                      message_id=envelope.id, correlation_id=envelope.correlationid)
             self._finish(delivery, outcome)
             return
-        held = self._publisher.publish("", hold_name(self.route.name), delivery.body,
-                                       delivery.properties, purpose="retry")
-        held.add_done_callback(lambda done: self._guarded(delivery, lambda: self._finish(
-            delivery, Outcome.REQUEUED if done.exception() else Outcome.HELD)))
+        # parked like a retry copy: a failed publish waits and tries again (a requeue here
+        # looped hot while the publisher was away and spent the quorum delivery limit)
+        send = functools.partial(self._publisher.publish, "", hold_name(self.route.name),
+                                 delivery.body, delivery.properties, purpose="retry")
+        self._park(delivery, send, Outcome.HELD, None, 0)
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?

@@ -138,12 +138,13 @@ class Settling:
         self._park(delivery, send, outcome, new_headers, 0)
 
     def _park(self, delivery: Delivery, send: Callable[[], Future[None]], outcome: Outcome,
-              failure: dict[str, Any], tries: int) -> None:
+              failure: dict[str, Any] | None, tries: int) -> None:
         send().add_done_callback(lambda done: self._guarded(
             delivery, lambda: self._parked(delivery, done, outcome, failure, send, tries)))
 
     def _parked(self, delivery: Delivery, done: Future[None], outcome: Outcome,
-                failure: dict[str, Any], send: Callable[[], Future[None]], tries: int) -> None:
+                failure: dict[str, Any] | None, send: Callable[[], Future[None]],
+                tries: int) -> None:
         """The copy's confirm: ack the message, or hold it and publish the copy again later
         (``middleware.copyretry``: a requeue here looped hot and spent the delivery limit)."""
         self._trace.parked(delivery, done.exception())

@@ -16,8 +16,9 @@ from prometheus_client import REGISTRY
 
 from middleware.adapter import Delivered
 from middleware.broker.memory import MemoryBroker
+from middleware.broker.memory.broker import MemoryPublisher
 from middleware.broker.properties import Properties
-from middleware.broker.topology import dlq_name, hold_name, queue_name, topology_for
+from middleware.broker.topology import dlq_name, hold_name, queue_name, retry_name, topology_for
 from middleware.config.models import Config, StoreConfig
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
@@ -65,6 +66,7 @@ class Running:
     config: Config
     targets: dict[str, Recorder]
     stores: Stores
+    publisher: MemoryPublisher  # the workers' own
 
     def acked(self, route: str, envelope: Envelope) -> bool:
         """Delivered and committed: its applied version is in the store."""
@@ -111,7 +113,7 @@ def running(tmp_path: Path, routes: list[dict[str, Any]]) -> Iterator[Running]:
     consumer = broker.consumer(handlers, prefetch=10, before_ack=commit)
     consumer.start()
     try:
-        yield Running(broker, config, targets, stores)
+        yield Running(broker, config, targets, stores, publisher)
     finally:
         consumer.stop()
         publisher.stop()
@@ -168,6 +170,32 @@ def test_ordering_holds_a_subject_while_its_earlier_event_waits_in_a_retry_tier(
         assert order.index(other.id) < order.index(first.id)  # not behind C-1's retry
         assert run.broker.depth(hold_name(prefix)) == 0
         assert run.broker.depth(dlq_name(prefix)) == 0
+
+
+def test_a_held_event_whose_hold_copy_cannot_be_published_waits_instead_of_requeueing(
+    tmp_path: Path, prefix: str
+) -> None:
+    # Given: C-1's first update waits in a retry tier, and then the workers' publisher is away
+    route = {"name": prefix, "bind": [f"{prefix}.customer.*"],
+             "sync": {"ordering": "subject", "hold_delay": 0.05}}
+    with running(tmp_path, [route]) as run:
+        target = run.targets[prefix]
+        first, second = update(prefix, "C-1", 1, v=1), update(prefix, "C-1", 2, v=2)
+        target.fail_once.add(first.id)
+        run.send(prefix, first)
+        assert wait_until(lambda: run.broker.depth(retry_name(prefix, 1)) == 1)
+        run.publisher.stop()
+        # When: the second update arrives and is held, but its hold copy cannot be published
+        run.send(prefix, second)
+        # Then: it waits unacked (before, it was requeued at once, round and round, spending
+        # the quorum queue's delivery limit) ...
+        assert wait_until(lambda: [i for i, _ in target.accepted] == [first.id])
+        assert not wait_until(lambda: outcome(prefix, "requeued") > 0, 1.0)
+        # ... and once the publisher is back it is held, comes back and is delivered in order
+        run.publisher.start()
+        assert wait_until(lambda: [i for i, _ in target.accepted] == [first.id, second.id], 10)
+        assert outcome(prefix, "requeued") == 0
+        assert outcome(prefix, "held") >= 1
 
 
 def test_ordering_frees_the_subject_when_the_earlier_event_is_dead_lettered(
