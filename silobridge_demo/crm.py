@@ -1,23 +1,24 @@
-"""The demo CRM: sends signed webhooks for new customers and won orders, receives callbacks.
+"""The demo CRM: sends signed webhooks for new customers and won orders, receives callbacks,
+and keeps its customers in sync with the ERP both ways.
 
-It plays the CRM of the demo config (``config/demo.yaml``): every event is a JSON POST to the
-ingress, signed the way that config checks (HMAC-SHA256 over ``<unix time>.<body>``,
-``X-Signature: sha256=<hex>``), with ``X-Event-Id`` as the envelope id so a resend is
-deduplicated. An event refused with 429, 5xx or no answer at all (the ingress is starting, the
-broker is down) is sent again, so what the CRM reports as sent is what the ingress confirmed.
-With ``bad_every`` it makes every n-th event one the ERP side must refuse (a customer from an
-unknown country, an order in an unknown currency), so the DLQ has something to show.
+It plays the CRM of the demo config (``config/demo.yaml``): every event is a signed JSON POST to
+the ingress (``webhooks``), sent again until the ingress confirms it. With ``bad_every`` it makes
+every n-th event one the ERP side must refuse (a customer from an unknown country, an order in an
+unknown currency), so the DLQ has something to show.
 
-Its own HTTP server takes status callbacks (``POST /callbacks/<name>``) and reports what it sent
-and received at ``GET /state``.
+Like a real CRM it reports every change of a customer as a webhook (``X-CRM-Event: update``,
+the whole record): the edits its users make (``edit``) and the writes it receives from
+silobridge (``PATCH /api/customers/<customer_no>``, merged into the record), which are the echoes
+silobridge must recognise. It counts those writes, and the ones that changed nothing: a write
+that changes nothing is what an echo written back looks like.
+
+Its own HTTP server also takes status callbacks (``POST /callbacks/<name>``) and reports what it
+sent and received at ``GET /state``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
-import os
 import random
 import threading
 import time
@@ -34,21 +35,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from middleware.http import ServerThread
+from silobridge_demo.webhooks import DEFAULT_SECRET, SECRET_ENV, Outbox, deliver, demo_secret, sign
 
 __all__ = ["DEFAULT_SECRET", "SECRET_ENV", "CrmEvents", "DemoCrm", "Event", "Sent", "demo_secret",
-           "sign"]
+           "now_iso", "sign"]
 
-SECRET_ENV = "SILOBRIDGE_DEMO_WEBHOOK_SECRET"
-DEFAULT_SECRET = "silobridge-demo-secret"
-"""Used when SECRET_ENV is unset: a demo value, never a production secret."""
+CUSTOMERS = "/webhooks/crm/customers"
 
 _COUNTRIES = ("Germany", "Austria", "Switzerland", "France", "China", "United States")
 _PRODUCTS = (("SKU-100", "19.90"), ("SKU-200", "249.00"), ("SKU-300", "0.045"),
              ("SKU-400", "7.50"))
-
-
-def demo_secret() -> str:
-    return os.environ.get(SECRET_ENV) or DEFAULT_SECRET
 
 
 @dataclass
@@ -62,6 +58,12 @@ class Sent:
     refused: int = 0
     """Events the ingress refused for good (4xx other than 429): none, unless misconfigured."""
     callbacks: dict[str, int] = field(default_factory=dict)
+    edits: int = 0
+    """Customer edits of the CRM's users that the ingress confirmed."""
+    writes: int = 0
+    """Writes silobridge made into CRM customers (a resend with the same key counts once)."""
+    idle_writes: int = 0
+    """Of those, writes that changed nothing: echoes written back."""
 
     @property
     def total(self) -> int:
@@ -107,9 +109,9 @@ class CrmEvents:
             "customer_no": f"C-{number}", "name": f"Demo Customer {number} GmbH",
             "email": f"buyer{number}@customer.example", "country": country,
             "currency": "eur", "tier": self._random.choice(("gold", "silver", "bronze")),
-            "status": "active", "created_at": _now(),
+            "status": "active", "created_at": _now(), "updated_at": now_iso(),
         }
-        return Event("/webhooks/crm/customers", "customer", payload, bad)
+        return Event(CUSTOMERS, "customer", payload, bad)
 
     def _order(self, n: int, bad: bool) -> Event:
         customer = self._random.choice(self._customers)
@@ -126,19 +128,19 @@ class CrmEvents:
         return Event("/webhooks/crm/orders", "order", payload, bad)
 
 
-def sign(secret: bytes, body: bytes, now: float) -> dict[str, str]:
-    """The headers the demo config checks: HMAC-SHA256 over ``<unix time>.<body>``."""
-    stamp = str(int(now))
-    digest = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {"X-Timestamp": stamp, "X-Signature": f"sha256={digest}"}
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def now_iso() -> str:
+    """A change time to the microsecond: the version two-way sync orders a record's changes by
+    (two changes of one record within the same second must not look equal)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class DemoCrm:
-    """Sends ``rate`` events per second to ``ingress_url`` and serves callbacks on host:port."""
+    """Sends ``rate`` events per second to ``ingress_url`` and serves callbacks and customer
+    writes on host:port; reports every change of a customer back to the ingress."""
 
     def __init__(self, ingress_url: str, host: str = "127.0.0.1", port: int = 8091,
                  rate: float = 2.0, bad_every: int = 0, secret: str | None = None) -> None:
@@ -149,12 +151,20 @@ class DemoCrm:
         self._events = CrmEvents(bad_every=bad_every)
         self._lock = threading.Lock()
         self._callback_keys: dict[str, set[str]] = {}
+        self._write_keys: set[str] = set()
+        self._customers: dict[str, dict[str, Any]] = {}
+        """Customers the ingress confirmed (the bad ones left out), as the CRM holds them."""
+        self._touched: dict[str, float] = {}
+        """customer_no -> when it last changed here (monotonic): an edit or a write."""
         self._halt = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="demo-crm-send", daemon=True)
+        self.changes = Outbox(self._ingress, CUSTOMERS, "X-CRM-Event", self._secret.decode(),
+                              "demo-crm")
         self.server = ServerThread(self._app(), host, port, "demo-crm")
 
     def start(self) -> DemoCrm:
         self.server.start_and_wait()
+        self.changes.start()
         self._sender.start()
         return self
 
@@ -165,11 +175,38 @@ class DemoCrm:
 
     def stop(self) -> None:
         self.stop_sending()
+        self.changes.close()
         self.server.stop()
 
     def counts(self) -> Sent:
         with self._lock:
-            return Sent(**asdict(self.sent))  # asdict copies the callbacks dict too
+            sent = Sent(**asdict(self.sent))  # asdict copies the callbacks dict too
+        sent.edits = self.changes.sent("edit")
+        return sent
+
+    def customers(self) -> dict[str, dict[str, Any]]:
+        """A copy of the customers the CRM holds, by customer number."""
+        with self._lock:
+            return {no: dict(record) for no, record in self._customers.items()}
+
+    def quiet(self, seconds: float) -> list[str]:
+        """Customers that have not changed here for ``seconds``."""
+        since = time.monotonic() - seconds
+        with self._lock:
+            return [no for no in self._customers if self._touched.get(no, 0.0) <= since]
+
+    def edit(self, customer_no: str, **changes: Any) -> None:
+        """A CRM user changes a customer; the CRM reports it like every change."""
+        with self._lock:
+            self._change(customer_no, changes, "edit")
+
+    def _change(self, customer_no: str, changes: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Apply and report a change; under the lock, so changes are reported in order."""
+        record = self._customers[customer_no]
+        record.update(changes, updated_at=now_iso())
+        self._touched[customer_no] = time.monotonic()
+        self.changes.put(dict(record), "update", kind)
+        return dict(record)
 
     def _send_loop(self) -> None:
         interval, due = 1.0 / self._rate, time.monotonic()
@@ -182,25 +219,15 @@ class DemoCrm:
 
     def _deliver(self, client: httpx.Client, event: Event) -> None:
         """Send until the ingress confirms or refuses for good; give up only when halted."""
-        body = orjson.dumps(event.payload)
         action = "create" if event.kind == "customer" else "won"
-        while True:
-            headers = {"Content-Type": "application/json", "X-Event-Id": event.id,
-                       "X-CRM-Event": action, **sign(self._secret, body, time.time())}
-            try:
-                status = client.post(self._ingress + event.path, content=body,
-                                     headers=headers).status_code
-            except httpx.HTTPError:
-                status = 0
-            if status < 300 and status != 0:
-                self._record(event)
-                return
-            if 400 <= status < 500 and status != 429:
-                with self._lock:
-                    self.sent.refused += 1
-                return
-            if self._halt.wait(1.0):
-                return
+        status = deliver(client, self._ingress + event.path, orjson.dumps(event.payload),
+                         {"X-Event-Id": event.id, "X-CRM-Event": action}, self._secret,
+                         self._halt.wait)
+        if 200 <= status < 300:
+            self._record(event)
+        elif status:
+            with self._lock:
+                self.sent.refused += 1
 
     def _record(self, event: Event) -> None:
         self._events.accepted(event)
@@ -208,6 +235,9 @@ class DemoCrm:
             if event.kind == "customer":
                 self.sent.customers += 1
                 self.sent.bad_customers += event.bad
+                if not event.bad:
+                    self._customers[event.payload["customer_no"]] = dict(event.payload)
+                    self._touched[event.payload["customer_no"]] = time.monotonic()
             else:
                 self.sent.orders += 1
                 self.sent.bad_orders += event.bad
@@ -224,9 +254,31 @@ class DemoCrm:
                 self.sent.callbacks[name] = len(keys)
             return Response(status_code=204)
 
+        async def write(request: Request) -> Response:
+            """silobridge writes fields of a customer (PATCH: fields it leaves out are kept)."""
+            customer_no = request.path_params["customer_no"]
+            fields = orjson.loads(await request.body())
+            if not isinstance(fields, dict):
+                return JSONResponse({"error": "a JSON object of fields"}, 400)
+            key = request.headers.get("idempotency-key") or str(uuid.uuid4())
+            with self._lock:
+                if customer_no not in self._customers:
+                    return JSONResponse({"error": f"no customer {customer_no}"}, 404)
+                if key in self._write_keys:  # a resend after a lost answer: done already
+                    return JSONResponse(self._customers[customer_no])
+                self._write_keys.add(key)
+                changes = {k: v for k, v in fields.items() if k != "customer_no"}
+                old = self._customers[customer_no]
+                self.sent.writes += 1
+                self.sent.idle_writes += all(old.get(k) == v for k, v in changes.items())
+                record = self._change(customer_no, changes, "write")
+            return JSONResponse(record)
+
         async def state(_request: Request) -> Response:
             counts = self.counts()
             return JSONResponse({**asdict(counts), "total": counts.total})
 
         return Starlette(routes=[Route("/callbacks/{name}", callback, methods=["POST"]),
+                                 Route("/api/customers/{customer_no}", write,
+                                       methods=["PATCH"]),
                                  Route("/state", state)])

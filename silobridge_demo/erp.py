@@ -11,7 +11,11 @@ matter to the middleware:
   busy ERP does, so retries can be shown;
 - ``state.delay_next(operation, seconds)`` makes the next call do its work and answer late, the
   way a lost answer looks to the caller (it times out and resends the same RequestId);
-- everything received is kept in ``ErpState`` (and served as JSON at ``/state``) for inspection.
+- everything received is kept in ``ErpState`` (and served as JSON at ``/state``) for inspection;
+- every change of an account is reported to ``state.on_change`` (``ErpFeed`` posts it to
+  silobridge as a change event), the writes of the SOAP operations as well as the edits of the
+  ERP's own users (``state.edit``). Accounts carry two fields only the ERP sets (``CreditLimit``,
+  ``PaymentTerms``): the SOAP operations leave them as they are.
 """
 
 from __future__ import annotations
@@ -65,6 +69,44 @@ class ErpState:
     _delays: dict[str, float] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
+    on_change: Callable[[str, dict[str, Any]], None] | None = None
+    """Called (under the lock, so in order) with "create" or "update" and the changed account."""
+    account_writes: int = 0
+    """Accounts written through SOAP (a resent RequestId counts once)."""
+    idle_writes: int = 0
+    """Of those, writes that changed nothing: echoes written back."""
+    edits: int = 0
+    """Changes the ERP's own users made (``edit``)."""
+    _touched: dict[str, float] = field(default_factory=dict)
+    """AccountNo -> when it last changed (monotonic)."""
+
+    def edit(self, account_no: str, **changes: Any) -> None:
+        """An ERP user changes an account; the ERP reports it like every change."""
+        with self.lock:
+            self.accounts[account_no].update(changes)
+            self.edits += 1
+            self._changed("update", account_no)
+
+    def quiet(self, seconds: float) -> list[str]:
+        """Accounts (by AccountNo) that have not changed for ``seconds``."""
+        since = time.monotonic() - seconds
+        with self.lock:
+            return [no for no in self.accounts if self._touched.get(no, 0.0) <= since]
+
+    def _changed(self, action: str, account_no: str) -> None:
+        account = self.accounts[account_no]
+        account["ChangedAt"] = datetime.now(UTC).isoformat(timespec="microseconds")
+        self._touched[account_no] = time.monotonic()
+        if self.on_change is not None:
+            self.on_change(action, _jsonable(account))
+
+    def wrote(self, account_no: str, changes: dict[str, Any], created: bool) -> None:
+        """A SOAP operation wrote ``changes`` into an account (made it, when ``created``)."""
+        account = self.accounts[account_no]
+        self.account_writes += 1
+        self.idle_writes += not created and all(account.get(k) == v for k, v in changes.items())
+        account.update(changes)
+        self._changed("create" if created else "update", account_no)
 
     def fail_next(self, operation: str, times: int) -> None:
         """Answer the next ``times`` calls of ``operation`` with a Server fault."""
@@ -188,10 +230,12 @@ class ErpService(ServiceBase):
         def create(new_id: str) -> str:
             existing = state.accounts.get(AccountNo)
             updated.append(existing is not None)
-            account_id = existing["AccountId"] if existing else new_id
-            state.accounts[AccountNo] = {"AccountId": account_id, "AccountNo": AccountNo,
-                                         "Name": Name, "Country": Country, "Email": Email}
-            return str(account_id)
+            if existing is None:  # the ERP's own fields are empty until its users fill them
+                state.accounts[AccountNo] = {"AccountId": new_id, "AccountNo": AccountNo,
+                                             "CreditLimit": None, "PaymentTerms": None}
+            state.wrote(AccountNo, {"Name": Name, "Country": Country, "Email": Email},
+                        created=existing is None)
+            return str(state.accounts[AccountNo]["AccountId"])
 
         account_id, created = state.handle("UpsertAccount", RequestId, create)
         return Result(Id=account_id, Created=created and not any(updated))
@@ -212,7 +256,8 @@ class ErpService(ServiceBase):
                 raise _client_fault("UnknownAccount", f"no account {AccountId!r}",
                                     field="AccountId")
             changes = {"Name": Name, "Country": Country, "Email": Email}
-            found[0].update({key: value for key, value in changes.items() if value is not None})
+            state.wrote(found[0]["AccountNo"], {key: value for key, value in changes.items()
+                                                if value is not None}, created=False)
             return str(AccountId)
 
         account_id, _ = state.handle("UpdateAccount", RequestId, update)

@@ -2,7 +2,7 @@
 
 ``/soap`` is the spyne application (its WSDL at ``/soap?wsdl``), ``/state`` the JSON snapshot of
 what the ERP received. Tests start it in-process on port 0; ``silobridge demo erp`` runs it in the
-foreground.
+foreground. ``report_changes`` connects its account changes to silobridge's ingress.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ import orjson
 from spyne.model.fault import Fault
 
 from silobridge_demo.erp import ErpState, build_wsgi_app
+from silobridge_demo.webhooks import Outbox, demo_secret
 
-__all__ = ["DemoErpServer"]
+__all__ = ["ACCOUNT_CHANGES", "DemoErpServer", "report_changes"]
+
+ACCOUNT_CHANGES = "/webhooks/erp/accounts"
+"""Where the ERP posts its account changes (the demo config's ``demo-erp-accounts`` endpoint)."""
 
 StartResponse = Callable[..., Any]
 
@@ -96,3 +100,12 @@ class DemoErpServer:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def report_changes(state: ErpState, ingress_url: str, secret: str | None = None) -> Outbox:
+    """Post every account change of ``state`` to the ingress (signed, in order), as an ERP's
+    change notifications do; the caller starts and closes the returned outbox."""
+    outbox = Outbox(ingress_url, ACCOUNT_CHANGES, "X-ERP-Event", secret or demo_secret(),
+                    "demo-erp")
+    state.on_change = lambda action, account: outbox.put(account, action, "change")
+    return outbox

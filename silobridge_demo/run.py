@@ -3,11 +3,16 @@
 The daemon runs as a subprocess (its own signals and logs, in a file); the demo ERP and CRM run
 as threads here, so their records can be compared with what the daemon reports. The run starts
 from empty demo queues and a fresh store, so every number on the screen belongs to this run.
-At the end (``--duration`` elapsed or Ctrl-C) the CRM stops sending, the queues drain, and the
-summary compares three independent counts per route: what the CRM sent (minus the bad events
-it made on purpose) or the warehouse reported, what the daemon delivered (its metrics), and
-what the ERP holds (for shipments: the status callbacks the CRM received); the exit code is 0
-when they agree and the bad events are all in the DLQs.
+Both systems report every change of a customer back to silobridge, and their users edit
+customers while it runs (``edits``), so the customer routes sync both ways.
+
+At the end (``--duration`` elapsed or Ctrl-C) the CRM and the editors stop, the queues and the
+systems' change reports settle, and the summary compares three independent counts per one-way
+route: what the CRM sent (minus the bad events it made on purpose) or the warehouse reported,
+what the daemon delivered (its metrics), and what the ERP holds (for shipments: the status
+callbacks the CRM received). For customers it compares both systems field by field through
+the cross-reference store and the writes per change (``compare``). The exit code is 0 when all
+of it agrees and the bad events are all in the DLQs.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,12 +36,17 @@ from middleware.broker.topology import route_queues
 from middleware.cli.status import queue_status, route_status
 from middleware.config.loader import LoadedConfig, load_config
 from middleware.errors import BrokerUnavailable
+from middleware.mapping import load_mapping
 from middleware.scrape import Scrape, scrape, scrape_url
-from silobridge_demo.crm import SECRET_ENV, DemoCrm, Sent, demo_secret
-from silobridge_demo.erp_server import DemoErpServer
+from middleware.stores import open_stores
+from silobridge_demo.compare import TwoWay, compare_customers
+from silobridge_demo.crm import SECRET_ENV, DemoCrm, demo_secret
+from silobridge_demo.edits import Editors
+from silobridge_demo.erp_server import DemoErpServer, report_changes
 from silobridge_demo.resources import config_path
 from silobridge_demo.view import Totals, render_summary, render_view
 from silobridge_demo.warehouse import Warehouse
+from silobridge_demo.webhooks import Outbox
 
 __all__ = ["run_demo"]
 
@@ -44,6 +55,10 @@ BAD_EVERY = 12
 ROUTES = {"accounts": "demo-customer-account", "sales_orders": "demo-order-sales-order",
           "reservations": "demo-order-reservation", "shipments": "demo-shipment-to-crm"}
 """Record kind -> the demo route that creates it (shipments: status callbacks in the CRM)."""
+TWO_WAY = ("demo-customer-account", "demo-account-customer")
+"""The pair of customer routes, CRM -> ERP and ERP -> CRM."""
+EDITS_PER_EVENT = 0.1
+"""Users' edits per second, per CRM event per second (--rate)."""
 
 
 def run_demo(rate: float, duration: float | None) -> int:
@@ -68,7 +83,9 @@ def run_demo(rate: float, duration: float | None) -> int:
             return 1
         log = Path(workdir) / "daemon.log"
         daemon = _start_daemon(config, log)
+        feed = report_changes(erp.state, ingress).start()
         crm: DemoCrm | None = None
+        editors: Editors | None = None
         try:
             if not _wait_ready(loaded, daemon):
                 print(f"the daemon did not become ready; its log:\n{log.read_text()}",
@@ -76,21 +93,27 @@ def run_demo(rate: float, duration: float | None) -> int:
                 return 1
             crm = DemoCrm(ingress, crm_url.hostname or "127.0.0.1", crm_url.port or 8091,
                           rate=rate, bad_every=BAD_EVERY).start()
+            editors = Editors(crm, erp.state, rate * EDITS_PER_EVENT).start()
             warehouse = Warehouse(erp.state, f"{ingress}/soap/erp/shipments")
-            _watch(loaded, crm, warehouse, rate, duration, log)
+            run = _Run(loaded, crm, editors, warehouse)
+            _watch(run, rate, duration, log)
+            editors.stop()
             crm.stop_sending()
             print("stopped sending; waiting for the queues to drain...", flush=True)
-            _drain(loaded)
+            _drain(loaded, [crm.changes, feed])
             if not _until(lambda: warehouse.ship_and_report() == 0 and warehouse.pending == 0,
                           30):
                 print("the warehouse still had shipments to report after 30s", flush=True)
-            _drain(loaded)
-            totals = _totals(loaded, crm.counts(), warehouse)
+            _drain(loaded, [crm.changes, feed])
+            totals = run.totals(compare=True)
             print(render_summary(totals))
             return 0 if totals.consistent else 1
         finally:
+            if editors is not None:
+                editors.stop()
             if crm is not None:
                 crm.stop()
+            feed.close()
             daemon.send_signal(signal.SIGTERM)
             try:
                 daemon.wait(30)
@@ -129,9 +152,9 @@ def _wait_ready(loaded: LoadedConfig, daemon: subprocess.Popen[bytes]) -> bool:
     return False
 
 
-def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float,
-           duration: float | None, log: Path) -> None:
+def _watch(run: _Run, rate: float, duration: float | None, log: Path) -> None:
     """Redraw the view every second (every 5 s as plain lines when not on a terminal)."""
+    loaded, warehouse = run.loaded, run.warehouse
     url = scrape_url(loaded.config.ops.host, loaded.config.ops.port)
     tty = sys.stdout.isatty()
     started = before_at = time.monotonic()
@@ -151,7 +174,7 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float
                 busy_at += 10
             warehouse.ship_and_report()
             rows = route_status(loaded.config, before, after, now - before_at)
-            view = render_view(rows, _totals(loaded, crm.counts(), warehouse, after),
+            view = render_view(rows, run.totals(after),
                                elapsed=now - started, duration=duration, rate=rate, log=log,
                                metrics_url=url)
             print("\x1b[H\x1b[2J" + view if tty else view + "\n", flush=True)
@@ -160,17 +183,27 @@ def _watch(loaded: LoadedConfig, crm: DemoCrm, warehouse: Warehouse, rate: float
         print("\nCtrl-C: stopping", flush=True)
 
 
-def _drain(loaded: LoadedConfig, timeout: float = 60.0) -> None:
-    """Wait until no route has messages ready, in a retry tier or in flight."""
+def _drain(loaded: LoadedConfig, outboxes: list[Outbox], timeout: float = 60.0) -> None:
+    """Wait until no route has messages ready, in a retry tier or in flight, and the systems
+    have reported all their changes; twice in a row, because a write delivered just now is
+    reported by its system a moment later (and an event held for order returns from the hold
+    queue, which the broker counts do not include, after ``hold_delay``)."""
     url = scrape_url(loaded.config.ops.host, loaded.config.ops.port)
 
     def idle() -> bool:
         queues = queue_status(loaded.config) or {}
         metrics = scrape(url)
         waiting = sum((q.ready or 0) + (q.retry or 0) for q in queues.values())
-        return waiting == 0 and (metrics is None or metrics.sum("silobridge_in_flight") == 0)
+        return (waiting == 0 and all(outbox.idle for outbox in outboxes)
+                and (metrics is None or metrics.sum("silobridge_in_flight") == 0))
 
-    if not _until(idle, timeout):
+    def settled() -> bool:
+        if not idle():
+            return False
+        time.sleep(1.5)
+        return idle()
+
+    if not _until(settled, timeout):
         print(f"the queues did not drain in {timeout:g}s; the counts below may not match yet",
               flush=True)
 
@@ -184,19 +217,61 @@ def _until(predicate: Callable[[], bool], timeout: float) -> bool:
     return False
 
 
-def _totals(loaded: LoadedConfig, sent: Sent, warehouse: Warehouse,
-            metrics: Scrape | None = None) -> Totals:
-    if metrics is None:
-        metrics = scrape(scrape_url(loaded.config.ops.host, loaded.config.ops.port))
-    queues = queue_status(loaded.config) or {}
-    state = warehouse.state
-    with state.lock:
-        records = {"accounts": len(state.accounts), "sales_orders": len(state.orders),
-                   "reservations": len(state.reservations),
-                   "shipments": sent.callbacks.get("shipments", 0)}
-    delivered = {kind: metrics.sum("silobridge_messages_total", route=route,
-                                   outcome="delivered") if metrics else None
-                 for kind, route in ROUTES.items()}
-    dead = {kind: queues[route].dlq if route in queues else None
-            for kind, route in ROUTES.items()}
-    return Totals(sent, warehouse.reported, records, delivered, dead)
+class _Run:
+    """The parts of a running demo the view and the summary count."""
+
+    def __init__(self, loaded: LoadedConfig, crm: DemoCrm, editors: Editors,
+                 warehouse: Warehouse) -> None:
+        self.loaded = loaded
+        self.crm = crm
+        self.editors = editors
+        self.warehouse = warehouse
+
+    def totals(self, metrics: Scrape | None = None, *, compare: bool = False) -> Totals:
+        """The counts; with ``compare``, both systems' customers field by field too."""
+        config = self.loaded.config
+        if metrics is None:
+            metrics = scrape(scrape_url(config.ops.host, config.ops.port))
+        queues = queue_status(config) or {}
+        state = self.warehouse.state
+        sent = self.crm.counts()
+        with state.lock:
+            records = {"accounts": len(state.accounts), "sales_orders": len(state.orders),
+                       "reservations": len(state.reservations),
+                       "shipments": sent.callbacks.get("shipments", 0)}
+            accounts = {no: dict(account) for no, account in state.accounts.items()}
+            erp_writes, idle, erp_edits = state.account_writes, state.idle_writes, state.edits
+        delivered = {kind: metrics.sum("silobridge_messages_total", route=route,
+                                       outcome="delivered") if metrics else None
+                     for kind, route in ROUTES.items()}
+        dead = {kind: queues[route].dlq if route in queues else None
+                for kind, route in ROUTES.items()}
+        customers = self.crm.customers()
+        mismatches = self._compare(customers, accounts) if compare else []
+        twoway = TwoWay(
+            crm_changes=sent.customers - sent.bad_customers + sent.edits,
+            erp_changes=erp_edits, both=self.editors.counts().both, erp_writes=erp_writes,
+            crm_writes=sent.writes, idle_writes=idle + sent.idle_writes,
+            compared=len(customers) if compare else 0, mismatches=mismatches,
+            echoes=sum(metrics.sum("silobridge_messages_total", route=route, outcome="echo")
+                       for route in TWO_WAY) if metrics else None,
+            conflicts=metrics.sum("silobridge_conflicts_total") if metrics else None,
+            rule=self._rule())
+        return Totals(sent, self.warehouse.reported, records, delivered, dead, twoway)
+
+    def _rule(self) -> str:
+        [route] = [r for r in self.loaded.config.routes if r.name == TWO_WAY[0]]
+        conflict = route.sync.conflict if route.sync is not None else None
+        return "none" if conflict is None else conflict.rule
+
+    def _compare(self, customers: dict[str, dict[str, Any]],
+                 accounts: dict[str, dict[str, Any]]) -> list[str]:
+        [route] = [r for r in self.loaded.config.routes if r.name == TWO_WAY[0]]
+        assert route.mapping is not None  # the demo config names it
+        mapping = load_mapping(self.loaded.resolve(route.mapping))
+        stores = open_stores(self.loaded.config.store)
+        try:
+            return compare_customers(customers, accounts, lambda no: stores.xref.lookup(
+                "crm.customer", no, "erp.account"), mapping)
+        finally:
+            stores.close()

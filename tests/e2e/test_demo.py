@@ -1,7 +1,9 @@
 """``silobridge demo --duration 30``, as documented: unattended, it shows progress, then prints
 counts in which what the CRM sent (and the warehouse reported), what the daemon delivered and
 what the ERP holds (and the CRM received back) agree, and the deliberately bad events are the
-dead letters (checked again on the broker afterwards).
+dead letters (checked again on the broker afterwards). Customers sync both ways while both
+systems report every write back and their users edit customers: the summary shows both
+systems equal field by field, exactly one write per change, and echoes recognised.
 
 The demo runs on its own RabbitMQ virtual host where ``rabbitmqctl`` is at hand, so its fixed
 route names never meet other tests' events.
@@ -23,7 +25,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pika
 import pytest
 
-from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.broker.topology import dlq_name, hold_name, queue_name, retry_name
 from tests.e2e.conftest import free_port
 from tests.integration.helpers import wait_until
 
@@ -31,18 +33,30 @@ pytestmark = pytest.mark.e2e
 
 ROUTES = {"accounts": "demo-customer-account", "sales orders": "demo-order-sales-order",
           "reservations": "demo-order-reservation", "shipments": "demo-shipment-to-crm"}
-ROW = re.compile(r"^(accounts|sales orders|reservations|shipments)"
+TWO_WAY = "demo-account-customer"
+ROW = re.compile(r"^(sales orders|reservations|shipments)"
                  r"\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", re.MULTILINE)
 REPORTED = re.compile(r"warehouse reported (\d+) shipments")
 SENT = re.compile(r"CRM sent: (\d+) customers \((\d+) bad\), (\d+) won orders \((\d+) bad\)")
+ACCOUNTS = re.compile(r"accounts: (\d+) in the ERP for (\d+) good CRM customers; bad customers "
+                      r"in the DLQ (\d+) \((\d+) expected\)")
+CHANGES = re.compile(r"changes: CRM (\d+) \(new customers and edits\), ERP (\d+) \(edits\); "
+                     r"(\d+) customers edited on both sides at once")
+WRITES = re.compile(r"writes: into the ERP (\d+) = ([\d.]+) per CRM change, into the CRM (\d+) = "
+                    r"([\d.]+) per ERP change; writes that changed nothing \(echoes written back\) "
+                    r"(\d+)")
+ECHOES = re.compile(r"echoes recognised, not written back: (\d+); conflicts resolved by the "
+                    r"rule: (\d+)")
+COMPARED = re.compile(r"field by field, CRM vs ERP through the xref: (\d+) customers compared, "
+                      r"(\d+) mismatches")
 
 
 def _delete_demo_queues(url: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
-    for route in ROUTES.values():
+    for route in [*ROUTES.values(), TWO_WAY]:
         for queue in (queue_name(route), retry_name(route, 1), retry_name(route, 2),
-                      dlq_name(route)):
+                      dlq_name(route), hold_name(route)):
             channel.queue_delete(queue)
     connection.close()
 
@@ -100,13 +114,29 @@ def test_demo_duration_runs_unattended_and_ends_with_matching_counts(
     shipments = int(reported.group(1))
     assert shipments == orders - bad_orders, "every sales order is shipped once"
     rows = {kind: [int(n) for n in numbers] for kind, *numbers in ROW.findall(output)}
-    assert rows.keys() == ROUTES.keys(), output
+    assert rows.keys() == ROUTES.keys() - {"accounts"}, output
     expected = {"accounts": (customers - bad_customers, bad_customers),
                 "sales orders": (orders - bad_orders, bad_orders),
                 "reservations": (orders, 0), "shipments": (shipments, 0)}
     for kind, (want, in_erp, delivered, dead, want_dead) in rows.items():
         assert (want, want_dead) == expected[kind], kind
         assert want == in_erp == delivered and dead == want_dead, (kind, output)
+    accounts = ACCOUNTS.search(output)
+    assert accounts is not None, output
+    in_erp, good, dead, want_dead = (int(n) for n in accounts.groups())
+    assert in_erp == good == customers - bad_customers, output
+    assert dead == want_dead == bad_customers, output
+    # And customers went both ways: edited on both sides, each change written exactly once
+    # into the other system, nothing written back, and both systems equal field by field
+    changes, writes, echoes, compared = (pattern.search(output) for pattern in
+                                         (CHANGES, WRITES, ECHOES, COMPARED))
+    assert changes and writes and echoes and compared, output
+    crm_changes, erp_changes, both = (int(n) for n in changes.groups())
+    assert crm_changes > good and erp_changes > 0 and both > 0, "users edited on both sides"
+    assert writes.groups() == (str(crm_changes), "1.00", str(erp_changes), "1.00", "0"), output
+    assert int(echoes.group(1)) == crm_changes + erp_changes, "every write is reported back"
+    assert int(echoes.group(2)) >= both, "each customer edited on both sides at once conflicts"
+    assert compared.groups() == (str(good), "0"), output
     # And the dead letters are on the broker, where `silobridge dlq` finds them
     connection = pika.BlockingConnection(pika.URLParameters(demo_broker))
     try:

@@ -16,6 +16,7 @@ from middleware.config.loader import load_config
 from middleware.errors import MappingError
 from middleware.mapping import load_mapping
 from middleware.validation import load_schema
+from silobridge_demo.compare import TwoWay
 from silobridge_demo.crm import SECRET_ENV, CrmEvents, DemoCrm, Sent, sign
 from silobridge_demo.resources import config_path
 from silobridge_demo.view import KINDS, Totals, render_summary
@@ -46,7 +47,8 @@ def test_demo_config_takes_container_values_from_the_compose_environment(
     assert {getattr(route.target, "address", None) for route in config.routes} == {
         "http://erp:8090/soap", None}
     assert {getattr(route.target, "url", None) for route in config.routes} == {
-        "http://crm:8091/callbacks/shipments", None}
+        "http://crm:8091/callbacks/shipments", "http://crm:8091/api/customers/{envelope.subject}",
+        None}
 
 
 def test_demo_config_defaults_run_everything_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,8 +60,8 @@ def test_demo_config_defaults_run_everything_on_loopback(monkeypatch: pytest.Mon
     assert {getattr(route.target, "address", None) for route in config.routes} == {
         "http://127.0.0.1:8090/soap", None}
     assert [route.name for route in config.routes] == [
-        "demo-customer-account", "demo-order-sales-order", "demo-order-reservation",
-        "demo-shipment-to-crm"]
+        "demo-customer-account", "demo-account-customer", "demo-order-sales-order",
+        "demo-order-reservation", "demo-shipment-to-crm"]
 
 
 def _endpoints(monkeypatch: pytest.MonkeyPatch) -> dict[str, RestEndpointConfig]:
@@ -114,7 +116,11 @@ def test_demo_crm_events_pass_the_ingress_schemas_and_only_bad_ones_fail_downstr
     assert sum(n for (_, bad), n in kinds.items() if bad) == 200 // 5
 
 
-def _totals(**changes: int) -> Totals:
+TWO_WAY = TwoWay(crm_changes=12, erp_changes=4, both=2, erp_writes=12, crm_writes=4,
+                 idle_writes=0, compared=9, echoes=16, conflicts=2)
+
+
+def _totals(twoway: TwoWay | None = TWO_WAY, **changes: int) -> Totals:
     sent = Sent(customers=10, orders=20, bad_customers=1, bad_orders=2)
     records = {"accounts": 9, "sales_orders": 18, "reservations": 20, "shipments": 15}
     delivered: dict[str, float | None] = {"accounts": 9.0, "sales_orders": 18.0,
@@ -129,7 +135,7 @@ def _totals(**changes: int) -> Totals:
             delivered[kind] = value
         else:
             dead[kind] = value
-    return Totals(sent, 15, records, delivered, dead)
+    return Totals(sent, 15, records, delivered, dead, twoway)
 
 
 def test_demo_totals_match_only_when_sent_delivered_recorded_and_dead_agree() -> None:
@@ -139,12 +145,27 @@ def test_demo_totals_match_only_when_sent_delivered_recorded_and_dead_agree() ->
     assert not _totals(reservations__delivered=21).consistent
     assert not _totals(shipments__records=14).consistent
     assert not _totals(accounts__dead=0).consistent
+    assert not _totals(accounts__records=8).consistent
     assert "MISMATCH" in render_summary(_totals(accounts__dead=0))
 
 
+def test_demo_totals_need_the_two_way_check_to_pass() -> None:
+    assert not _totals(twoway=None).consistent
+    for wrong in (TwoWay(12, 4, 2, 13, 4, 0, 9), TwoWay(12, 4, 2, 12, 3, 0, 9),
+                  TwoWay(12, 4, 2, 12, 4, 1, 9), TwoWay(12, 4, 2, 12, 4, 0, 9, ["C-1: Email"]),
+                  TwoWay(12, 0, 0, 12, 0, 0, 9), TwoWay(12, 4, 2, 12, 4, 0, 0)):
+        assert not _totals(twoway=wrong).consistent, wrong
+    summary = render_summary(_totals())
+    assert "writes: into the ERP 12 = 1.00 per CRM change, into the CRM 4 = 1.00 per ERP " \
+           "change; writes that changed nothing (echoes written back) 0" in summary
+    assert "9 customers compared, 0 mismatches" in summary
+    assert "result: counts match" in summary
+
+
 def test_demo_totals_are_not_consistent_when_events_were_refused_or_none_sent() -> None:
-    refused = Totals(Sent(refused=5), 0, dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0.0),
-                     dict.fromkeys(KINDS, 0))
+    kinds = ("accounts", *KINDS)
+    refused = Totals(Sent(refused=5), 0, dict.fromkeys(kinds, 0), dict.fromkeys(kinds, 0.0),
+                     dict.fromkeys(kinds, 0), TwoWay(0, 0, 0, 0, 0, 0, 0))
     assert not refused.consistent  # every count is 0 and "matches", yet nothing got through
     assert "refused by the ingress: 5" in render_summary(refused)
 

@@ -51,7 +51,7 @@ def test_demo_config_names_only_files_shipped_beside_it(monkeypatch: pytest.Monk
         spec = yaml.safe_load(mapping.read_text())
         named += [mapping.parent / side["schema"] for side in (spec["source"], spec["target"])
                   if "schema" in side]
-    assert len(loaded.config.routes) == 4
+    assert len(loaded.config.routes) == 5
     for path in named:
         resolved = path.resolve()
         assert resolved.is_relative_to(CONFIG), f"{path} is outside the demo package"
