@@ -52,6 +52,9 @@ def register_commands(subparsers: Any) -> None:
     erp.add_argument("--port", type=int, default=8090, help="port to listen on")
     erp.add_argument("--write-wsdl", metavar="FILE", type=Path,
                      help="write the ERP's WSDL (address http://HOST:PORT/soap) and exit")
+    erp.add_argument("--ingress", default=os.environ.get("INGRESS_URL"),
+                     help="silobridge ingress base URL to report account changes to, as the "
+                          "demo config expects (default: $INGRESS_URL; unset: not reported)")
     erp.set_defaults(handler=_with_extra(_erp))
 
     crm = group.add_parser("crm", help="a CRM that sends signed webhooks for customers and "
@@ -104,24 +107,28 @@ def _config(_args: argparse.Namespace) -> int:
 
 def _erp(args: argparse.Namespace) -> int:
     from silobridge_demo.erp import generate_wsdl
-    from silobridge_demo.erp_server import DemoErpServer
+    from silobridge_demo.erp_server import DemoErpServer, report_changes
 
     if args.write_wsdl is not None:
         args.write_wsdl.write_bytes(generate_wsdl(f"http://{args.host}:{args.port}/soap"))
         print(f"wrote {args.write_wsdl}")
         return 0
     server = DemoErpServer(args.host, args.port)
+    feed = report_changes(server.state, args.ingress).start() if args.ingress else None
 
     def stop(_signum: int, _frame: object) -> None:
         threading.Thread(target=server.stop, name="demo-erp-stop").start()
 
     signal.signal(signal.SIGTERM, stop)
     print(f"demo ERP listening: SOAP {server.url} (WSDL {server.url}?wsdl), "
-          f"received data at http://{args.host}:{server.port}/state", file=sys.stderr)
+          f"received data at http://{args.host}:{server.port}/state; account changes "
+          f"reported to {args.ingress or 'nobody (no --ingress)'}", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         server.stop()
+    if feed is not None:
+        feed.close()
     return 0
 
 
