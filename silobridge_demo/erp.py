@@ -230,11 +230,12 @@ class ErpService(ServiceBase):
         def create(new_id: str) -> str:
             existing = state.accounts.get(AccountNo)
             updated.append(existing is not None)
+            written = {"Name": Name, "Country": Country, "Email": Email}
             if existing is None:  # the ERP's own fields are empty until its users fill them
                 state.accounts[AccountNo] = {"AccountId": new_id, "AccountNo": AccountNo,
-                                             "CreditLimit": None, "PaymentTerms": None}
-            state.wrote(AccountNo, {"Name": Name, "Country": Country, "Email": Email},
-                        created=existing is None)
+                                             **written, "CreditLimit": None,
+                                             "PaymentTerms": None}
+            state.wrote(AccountNo, written, created=existing is None)
             return str(state.accounts[AccountNo]["AccountId"])
 
         account_id, created = state.handle("UpsertAccount", RequestId, create)
