@@ -222,7 +222,7 @@ def fuzzed(
                                                                          strict=True)},
                         proxy, log)
         try:
-            assert wait_until(fuzzed.ready, 60), log.read_text()[-4000:]
+            assert wait_until(fuzzed.ready, 120), log.read_text()[-4000:]
             yield fuzzed
         finally:
             process.terminate()
@@ -233,7 +233,7 @@ def fuzzed(
                 process.wait(10)
 
 
-@pytest.mark.timeout(900)  # ~1.5 minutes on a quiet machine; several times that under load
+@pytest.mark.timeout(1200)  # ~1.5 minutes on a quiet machine; several times that under load
 def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
     fuzzed: Fuzzed, amqp_url: str, prefix: str
 ) -> None:
