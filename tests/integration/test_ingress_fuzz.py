@@ -233,7 +233,7 @@ def fuzzed(
                 process.wait(10)
 
 
-@pytest.mark.timeout(1200)  # ~1.5 minutes on a quiet machine; several times that under load
+@pytest.mark.timeout(1200)  # minutes on a quiet machine; many times that under load
 def test_ingress_fuzz_every_endpoint_kind_no_server_error_and_exactly_once(
     fuzzed: Fuzzed, amqp_url: str, prefix: str
 ) -> None:
