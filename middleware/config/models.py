@@ -276,8 +276,9 @@ class StoreConfig(_Strict):
     )
     retention_days: float = Field(
         7.0, gt=0,
-        description="Delivered-id records older than this are deleted; keep it longer than a "
-        "message can stay in retry tiers or be redelivered.",
+        description="Delivered-id records older than this are deleted, and so is the state of "
+        "a two-way subject last applied longer ago (docs/two-way.md); keep it longer than a "
+        "message can stay in retry tiers or the DLQ before it is redelivered or replayed.",
     )
 
     @model_validator(mode="after")

@@ -213,6 +213,13 @@ class SyncStore(Protocol):
     def take(self, namespace: str, key: str, fingerprint: str) -> bool:
         """Forget one unexpired matching write; True when there was one (an echo)."""
 
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        """Delete expired write fingerprints, ``chunk`` per statement; how many went."""
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        """Delete the rows of subjects last applied before ``before`` (epoch seconds) that no
+        event claims now, ``chunk`` rows per statement; how many went."""
+
     def close(self) -> None: ...
 
 

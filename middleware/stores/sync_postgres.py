@@ -20,9 +20,9 @@ __all__ = ["PostgresSyncStore"]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 _APPLIED = (
-    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied)"
-    " VALUES (%s, %s, %s) ON CONFLICT (route, subject) DO UPDATE SET"
-    " applied = greatest(s.applied, excluded.applied),"
+    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied, applied_at)"
+    f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (route, subject) DO UPDATE SET"
+    " applied = greatest(s.applied, excluded.applied), applied_at = excluded.applied_at,"
     " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
     " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
     " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
@@ -39,6 +39,8 @@ _CLAIM = (
     " AND (s.holder IS NULL OR s.holder = excluded.holder OR s.held_until IS NULL"
     f" OR s.held_until <= {_NOW}) RETURNING 1"
 )
+_PRUNABLE = f"applied_at < %s AND (held_until IS NULL OR held_until <= {_NOW})"
+"""A row last applied before the retention, whose subject no event holds now."""
 
 
 class PostgresSyncStore:
@@ -110,6 +112,36 @@ class PostgresSyncStore:
             "sync", f"DELETE FROM silobridge_sync_echo WHERE ns = %s AND key = %s"
             f" AND fingerprint = %s AND expires > {_NOW} RETURNING 1",
             (namespace, key, fingerprint)))
+
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        # by the expiry index, a chunk per statement: no long lock on a big backlog
+        deleted = 0
+        while True:
+            count = len(self._backend.run(
+                "sync", "DELETE FROM silobridge_sync_echo WHERE ctid IN (SELECT ctid FROM"
+                f" silobridge_sync_echo WHERE expires <= {_NOW} LIMIT %s) RETURNING 1",
+                (chunk,)))
+            deleted += count
+            if count < chunk:
+                return deleted
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        # a walk over the primary key, ``chunk`` rows per statement: no index on applied_at,
+        # which would cost every applied upsert its HOT update (bench/ordering.py)
+        deleted, after = 0, ("", "")
+        while True:
+            bound = self._backend.run(
+                "sync", "SELECT route, subject FROM silobridge_sync_subject"
+                " WHERE (route, subject) > (%s, %s) ORDER BY route, subject OFFSET %s LIMIT 1",
+                (*after, chunk - 1))
+            upto = (str(bound[0][0]), str(bound[0][1])) if bound else None
+            within = "" if upto is None else " AND (route, subject) <= (%s, %s)"
+            deleted += len(self._backend.run(
+                "sync", "DELETE FROM silobridge_sync_subject WHERE (route, subject) > (%s, %s)"
+                f"{within} AND {_PRUNABLE} RETURNING 1", (*after, *(upto or ()), before)))
+            if upto is None:
+                return deleted
+            after = upto
 
     def close(self) -> None:
         """The pool is shared; ``Stores.close`` closes it after every store."""
