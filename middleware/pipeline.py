@@ -35,6 +35,7 @@ from middleware.broker.topology import hold_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
+from middleware.enrich.chain import then
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
 from middleware.lineage import delivery_for
@@ -207,8 +208,8 @@ class RouteWorker(Settling):
                     self._not_admitted(delivery, envelope, admission)
                     return
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
-                self._start_enriched(self._enrichment, delivery, envelope, mapping)
-                return  # (config refuses sync with enrich steps on one route)
+                self._start_enriched(self._enrichment, delivery, envelope, mapping, ticket)
+                return  # (admitted first: no enrich call for an echo, a stale or held event)
             with self._trace.stage(delivery, "map"):
                 payload = self._map(mapping, envelope.data)
             if self._sync is not None and ticket is not None:
@@ -274,9 +275,10 @@ class RouteWorker(Settling):
         return result
 
     def _start_enriched(self, enrichment: Enrichment, delivery: Delivery, envelope: Envelope,
-                        mapping: Mapping | None) -> None:
+                        mapping: Mapping | None, ticket: Ticket | None) -> None:
         """The route's enrich steps around the mapping, then the delivery, chained through
-        Futures (``middleware.enrich``): this thread only starts the first call."""
+        Futures (``middleware.enrich``): this thread only starts the first call. A two-way
+        ``ticket`` is shaped and fingerprinted just before the write, as on the plain path."""
         sent: list[float] = []  # when the target was called: its histogram times only that
         enriched: list[Envelope] = []  # what the mapping read: its captures read it too
         spans = self._trace.enriching(delivery, enrichment)  # enrich, map, enrich, deliver
@@ -288,28 +290,47 @@ class RouteWorker(Settling):
             mapped.add_done_callback(spans.mapped)
             return mapped
 
-        def deliver(payload: Any) -> Future[Delivered]:
+        def send(payload: Any) -> Future[Delivered]:
             sent.append(time.perf_counter())
             spans.delivering(envelope)  # the target gets the deliver span
             return self._deliver(envelope, payload, mapping)
 
+        def deliver(payload: Any) -> Future[Delivered]:
+            sync = self._sync
+            if sync is None or ticket is None:
+                return send(payload)
+            return then(self._later(lambda: self._writing(sync, envelope, ticket, payload),
+                                    on_store_thread=True), send)
+
         future = enrichment.process(envelope, map_payload, deliver, spans.carried)
         future.add_done_callback(lambda done: self._guarded(delivery, lambda: self._delivered(
             delivery, enriched[0] if enriched else envelope, mapping, done,
-            sent[0] if sent else None)))
+            sent[0] if sent else None, ticket)))
+
+    @staticmethod
+    def _writing(sync: SyncGate, envelope: Envelope, ticket: Ticket, payload: Any) -> Any:
+        """The two-way hook just before a write: the payload to write, fingerprinted."""
+        shaped = sync.shape(payload)
+        sync.writing(envelope, ticket, shaped)
+        return shaped
 
     def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
-        """Map an enriched payload. The answer arrives on the system's thread, which must not
-        wait for the store: a mapping with xref lookups runs on a store thread instead."""
+        """Map an enriched payload; a mapping with xref lookups on a store thread."""
+        return self._later(lambda: self._map(mapping, data),
+                           on_store_thread=mapping is not None and mapping.uses_xref)
+
+    def _later(self, job: Callable[[], Any], on_store_thread: bool) -> Future[Any]:
+        """``job``'s result as a Future. An enrich answer arrives on the system's thread, which
+        must not wait for the store: a job that calls the store runs on a store thread."""
         result: Future[Any] = Future()
 
         def run() -> None:
             try:
-                result.set_result(self._map(mapping, data))
+                result.set_result(job())
             except BaseException as exc:  # handed to _delivered like a failed delivery
                 result.set_exception(exc)
 
-        if mapping is None or not mapping.uses_xref:
+        if not on_store_thread:
             run()
         elif not self._calls.submit(run):
             result.set_exception(StoreUnavailable("the worker is stopping"))

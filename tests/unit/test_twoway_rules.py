@@ -111,8 +111,9 @@ def test_config_refuses_an_echo_pair_that_does_not_name_itself_back() -> None:
         SyncConfig.model_validate({"subject": "a..b"})
 
 
-def test_config_refuses_sync_and_enrich_steps_on_one_route() -> None:
-    route = _route("a") | {"enrich": [{"system": "crm", "get": "/c/{envelope.subject}",
-                                       "into": "crm"}]}
-    with pytest.raises(ValueError, match="cannot have 'enrich' steps yet"):
-        Config.model_validate({"routes": [route]})
+def test_config_takes_sync_and_enrich_steps_on_one_route() -> None:
+    route = _route("a", ordering="subject") | {
+        "enrich": [{"system": "crm", "get": "/c/{envelope.subject}", "into": "crm"}]}
+    (parsed,) = Config.model_validate({"routes": [route]}).routes
+    assert parsed.sync is not None and parsed.sync.ordering == "subject"
+    assert [step.system for step in parsed.enrich] == ["crm"]
