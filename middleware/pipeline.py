@@ -31,6 +31,7 @@ from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener
 from middleware.broker.contract import Delivery, Publisher
+from middleware.broker.properties import with_headers
 from middleware.broker.topology import hold_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
@@ -171,7 +172,8 @@ class RouteWorker(Settling):
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
-        check_seen = delivery.redelivered or headers.REPLAYS in delivery.headers
+        check_seen = (delivery.redelivered or headers.REPLAYS in delivery.headers
+                      or headers.HELD in delivery.headers)  # a held copy: a duplicate?
         if not (check_seen or self._sync is not None
                 or (mapping is not None and mapping.uses_xref)):
             self._start(delivery, envelope, mapping, check_seen=False)
@@ -203,9 +205,8 @@ class RouteWorker(Settling):
                 self._finish(delivery, Outcome.FILTERED)
                 return
             if self._sync is not None:  # two-way sync hook: echo, stale, held
-                admission, ticket = self._sync.admit(envelope)
-                if admission is not Admission.GO:
-                    self._not_admitted(delivery, envelope, admission)
+                admitted, ticket = self._admit(self._sync, delivery, envelope, check_seen)
+                if not admitted:
                     return
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
                 self._start_enriched(self._enrichment, delivery, envelope, mapping, ticket)
@@ -228,6 +229,30 @@ class RouteWorker(Settling):
             delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
                                               ticket)))
 
+    def _admit(self, sync: SyncGate, delivery: Delivery, envelope: Envelope,
+               check_seen: bool) -> tuple[bool, Ticket | None]:
+        """Two-way admission; False when the message was settled here instead.
+
+        A copy the broker redelivered, or a replay, may take its event's own live claim (the
+        delivery that took it has ended); any other copy waits for it. A copy looked up before
+        (redelivered, replayed, back from the hold queue) is looked up again once it holds the
+        claim: a claim is freed only after the idempotency record of its delivery committed,
+        so a copy whose event was delivered while it waited, by any replica, is caught here
+        however the first look-up and that delivery raced (fifty copies of one event: two
+        writes without this).
+        """
+        takeover = delivery.redelivered or headers.REPLAYS in delivery.headers
+        admission, ticket = sync.admit(envelope, takeover)
+        if admission is not Admission.GO:
+            self._not_admitted(delivery, envelope, admission)
+            return False, None
+        if (check_seen and ticket is not None and ticket.claimed
+                and self._delivered_before(delivery, envelope.id)):
+            sync.failed(envelope, ticket, None)  # frees the claim it just took
+            self._finish(delivery, Outcome.DUPLICATE)
+            return False, None
+        return True, ticket
+
     def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
                       ) -> None:
         """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
@@ -240,8 +265,10 @@ class RouteWorker(Settling):
             return
         # parked like a retry copy: a failed publish waits and tries again (a requeue here
         # looped hot while the publisher was away and spent the quorum delivery limit)
+        held = with_headers(delivery.properties, {**delivery.headers, headers.HELD: "true"},
+                            envelope.id)
         send = functools.partial(self._publisher.publish, "", hold_name(self.route.name),
-                                 delivery.body, delivery.properties, purpose="retry")
+                                 delivery.body, held, purpose="retry")
         self._park(delivery, send, Outcome.HELD, None, 0)
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:

@@ -185,8 +185,9 @@ class SyncStore(Protocol):
     """
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
-        """'go', 'stale' or 'held' (a ``sync_rules.Verdict`` value)."""
+              claim: bool, takeover: bool = False) -> str:
+        """'go', 'stale' or 'held' (a ``sync_rules.Verdict`` value); ``takeover``: this copy
+        may take its event's live claim (a redelivery or replay, see ``sync_rules.begin``)."""
 
     def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
         """The holder waits in a retry tier: keep its claim for ``ttl`` more seconds."""

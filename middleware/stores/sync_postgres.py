@@ -36,8 +36,8 @@ _CLAIM = (
     " holder_version = excluded.holder_version, held_until = excluded.held_until,"
     " parked = false"
     " WHERE (s.applied IS NULL OR s.applied <= excluded.holder_version)"
-    " AND (s.holder IS NULL OR s.holder = excluded.holder OR s.held_until IS NULL"
-    f" OR s.held_until <= {_NOW}) RETURNING 1"
+    " AND (s.holder IS NULL OR (s.holder = excluded.holder AND (s.parked OR %s))"
+    f" OR s.held_until IS NULL OR s.held_until <= {_NOW}) RETURNING 1"
 )
 _PRUNABLE = f"applied_at < %s AND (held_until IS NULL OR held_until <= {_NOW})"
 """A row last applied before the retention, whose subject no event holds now."""
@@ -50,10 +50,11 @@ class PostgresSyncStore:
         self._backend = backend
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
+              claim: bool, takeover: bool = False) -> str:
         # the common case, a free subject, in one round trip: the upsert's WHERE is the rule
         # of ``sync_rules.begin`` for GO; anything else is read back and judged there
-        if claim and self._backend.run("sync", _CLAIM, (route, subject, holder, version, ttl)):
+        if claim and self._backend.run("sync", _CLAIM, (route, subject, holder, version, ttl,
+                                                        takeover)):
             return Verdict.GO.value
         rows = self._backend.run(
             "sync", f"SELECT applied, holder, holder_version, held_until, parked, {_NOW}"
@@ -62,7 +63,7 @@ class PostgresSyncStore:
             return Verdict.GO.value if not claim else Verdict.HELD.value  # raced a delete
         found = rows[0]
         row = SubjectRow(found[0], found[1], found[2], found[3], bool(found[4]))
-        verdict, _row = begin(row, version, holder, float(found[5]), ttl, claim)
+        verdict, _row = begin(row, version, holder, float(found[5]), ttl, claim, takeover)
         # with a claim, GO here means the subject was freed after the upsert looked: ask again
         return Verdict.HELD.value if claim and verdict is Verdict.GO else verdict.value
 

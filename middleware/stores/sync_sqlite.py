@@ -34,13 +34,13 @@ class SqliteSyncStore:
         self._lock = threading.Lock()
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
+              claim: bool, takeover: bool = False) -> str:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             found = self._db.execute(_ROW, (route, subject)).fetchone()
             row = SubjectRow() if found is None else SubjectRow(
                 found[0], found[1], found[2], found[3], bool(found[4]))
-            verdict, new = begin(row, version, holder, time.time(), ttl, claim)
+            verdict, new = begin(row, version, holder, time.time(), ttl, claim, takeover)
             if new is not None:
                 self._db.execute(_WRITE, (route, subject, new.applied, new.holder,
                                           new.holder_version, new.held_until, int(new.parked)))

@@ -101,7 +101,9 @@ class SyncGate:
         self._held_lock = threading.Lock()
         metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
 
-    def admit(self, envelope: Envelope) -> tuple[Admission, Ticket | None]:
+    def admit(self, envelope: Envelope, takeover: bool = False
+              ) -> tuple[Admission, Ticket | None]:
+        """``takeover``: the copy may take its event's live claim (``sync_rules.begin``)."""
         subject = subject_of(envelope, self._config, self._route)
         echo = self._echo(envelope, subject)
         if echo is Echo.ECHO:
@@ -114,7 +116,8 @@ class SyncGate:
             reassert = judgement.reassert
         version = version_of(envelope, self._config, self._route)
         verdict = self._call("sync", "begin", lambda: self._store.begin(
-            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered))
+            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered,
+            takeover))
         if verdict == Admission.HELD:
             with self._held_lock:
                 if len(self._held) >= HELD_MEMORY:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,8 +30,13 @@ def test_begin_holds_while_another_event_claims_the_subject_until_the_claim_expi
     verdict, row = begin(claimed, 3, "second", 100.0, 5, claim=True)  # expired: a dead owner
     assert verdict is Verdict.GO and row is not None
     assert (row.holder, row.holder_version, row.held_until) == ("second", 3, 105.0)
-    # the holder itself (a redelivered or retried copy) takes its claim again
-    assert begin(claimed, 2, "first", 99.0, 5, claim=True)[0] is Verdict.GO
+    # the holder itself takes its claim again: a copy the broker redelivered (takeover) ...
+    assert begin(claimed, 2, "first", 99.0, 5, claim=True, takeover=True)[0] is Verdict.GO
+    # ... or one back from a retry tier (the claim is parked) ...
+    parked = replace(claimed, parked=True)
+    assert begin(parked, 2, "first", 99.0, 5, claim=True)[0] is Verdict.GO
+    # ... but a copy sent next to the one being delivered waits for it
+    assert begin(claimed, 2, "first", 99.0, 5, claim=True) == (Verdict.HELD, None)
 
 
 def test_begin_without_ordering_never_holds() -> None:
