@@ -1,10 +1,12 @@
-"""Two-way sync against hostile input, end to end: real RabbitMQ, two worker daemons sharing a
-real PostgreSQL store, a real HTTP target on loopback.
+"""Two-way sync against hostile input, end to end: real RabbitMQ, worker daemons sharing a real
+PostgreSQL store, a real HTTP target on loopback.
 
-The same event fifty times at once (a publisher that resent it, a replay next to the original)
-is written once: a copy of an event whose earlier copy is being delivered waits instead of
-taking the claim its event already holds, and a later event of the subject is not overtaken
-by a straggling copy."""
+- The same event fifty times at once (a publisher that resent it, a replay next to the
+  original) is written once: a copy of an event whose earlier copy is being delivered waits
+  instead of taking the claim its event already holds, and a later event of the subject is not
+  overtaken by a straggling copy.
+- A subject with a NUL character (which PostgreSQL text cannot hold) is dead-lettered at once,
+  not retried as a store fault for ever."""
 
 from __future__ import annotations
 
@@ -12,32 +14,44 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from middleware import headers as h
+from middleware.broker.topology import dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
 from tests.e2e.twoway_helpers import cleanup_routes, publish, update
-from tests.integration.helpers import counter, wait_until
+from tests.integration.helpers import counter, drain, queue_count, wait_until
 from tests.integration.rest_helpers import Peer, json_response
 
 pytestmark = pytest.mark.integration
 
 
 class SlowTarget:
-    """Takes 0.3 s per write (the copies overlap) and records each write's update number."""
+    """Takes ``delay`` seconds per write (copies sent at once overlap it) and records each
+    write's update number."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 1.0) -> None:
+        self.delay = delay
         self.lock = threading.Lock()
         self.written: list[int] = []
 
     async def __call__(self, request: Request, body: bytes) -> Response:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(self.delay)
         with self.lock:
             self.written.append(int(json.loads(body)["seq"]))
         return json_response({}, 200)
+
+
+def _route(route: str, prefix: str, url: str) -> dict[str, Any]:
+    return {"name": route, "bind": [f"{prefix}.customer.*"],
+            "target": {"type": "rest", "method": "PUT",
+                       "url": f"{url}/customers/{{envelope.subject}}"},
+            "sync": {"ordering": "subject", "hold_delay": 0.1}}
 
 
 def test_twoway_the_same_event_fifty_times_at_once_on_two_workers_is_written_once(
@@ -47,12 +61,8 @@ def test_twoway_the_same_event_fifty_times_at_once_on_two_workers_is_written_onc
     route = f"{prefix}-ordered"
     target = SlowTarget()
     with Peer(target) as peer, cleanup_routes(amqp_url, [route], tiers=3):
-        loaded = make_config(
-            [{"name": route, "bind": [f"{prefix}.customer.*"],
-              "target": {"type": "rest", "method": "PUT",
-                         "url": f"{peer.url}/customers/{{envelope.subject}}"},
-              "sync": {"ordering": "subject", "hold_delay": 0.1}}],
-            store={"kind": "postgres", "dsn": pg_dsn, "pool_size": 4})
+        loaded = make_config([_route(route, prefix, peer.url)],
+                             store={"kind": "postgres", "dsn": pg_dsn, "pool_size": 4})
         run_daemon(loaded)
         run_daemon(loaded)
         # When: update 1 of C-1 arrives fifty times at once (one id), then update 2
@@ -68,3 +78,20 @@ def test_twoway_the_same_event_fifty_times_at_once_on_two_workers_is_written_onc
         assert wait_until(lambda: settled() == 51, 20), settled()
         # Then: update 1 was written once, and update 2 after it
         assert target.written == [1, 2]
+
+
+def test_twoway_a_subject_with_a_nul_character_is_dead_lettered_not_retried_for_ever(
+    amqp_url: str, prefix: str, pg_dsn: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    route = f"{prefix}-ordered"
+    target = SlowTarget(delay=0.0)
+    with Peer(target) as peer, cleanup_routes(amqp_url, [route], tiers=3):
+        run_daemon(make_config([_route(route, prefix, peer.url)],
+                               store={"kind": "postgres", "dsn": pg_dsn, "pool_size": 4}))
+        publish(amqp_url, f"{prefix}.customer.updated",
+                [update(prefix, "C-\x00", 1), update(prefix, "C-2", 2)])
+        assert wait_until(lambda: queue_count(amqp_url, dlq_name(route)) == 1, 10)
+        (letter,) = drain(amqp_url, dlq_name(route))
+        assert "NUL character" in str(letter[0].headers[h.REASON])
+        assert wait_until(lambda: target.written == [2], 5)

@@ -95,6 +95,30 @@ def test_a_huge_subject_is_refused_as_permanent_not_sent_to_the_store() -> None:
         subject_of(huge, SyncConfig(subject="no"), "r")
 
 
+def test_a_subject_with_a_nul_character_is_refused_as_permanent() -> None:
+    # PostgreSQL text cannot hold NUL: the store call failed as a fault on every try, holding
+    # a store thread for good; control characters a store can keep are keys like any other
+    nul = Envelope.new(source="s", type="crm.customer.updated", subject="C\x00-1",
+                       data={"no": "N\x00"})
+    with pytest.raises(SyncKeyError, match="contains a NUL character"):
+        subject_of(nul, SyncConfig(), "r")
+    with pytest.raises(SyncKeyError, match="contains a NUL character"):
+        subject_of(nul, SyncConfig(subject="no"), "r")
+    assert subject_of(_event(no="\x1b[2J\x07"), SyncConfig(subject="no"), "r") == "\x1b[2J\x07"
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("\u00b2", "neither an integer nor an ISO 8601 time"),  # str.isdigit() is True for it
+    ("9" * 100_000, "out of the 64-bit range"),  # int() refuses more than 4,300 digits
+    ("9" * 20, "out of the 64-bit range"),
+])
+def test_a_version_that_is_no_ascii_integer_is_refused_without_its_value(value: str,
+                                                                         says: str) -> None:
+    with pytest.raises(SyncKeyError, match=says) as caught:
+        version_of(_event(v=value), SyncConfig(version="v"), "r")
+    assert value[:5] not in str(caught.value)
+
+
 def test_fingerprint_ignores_unlisted_fields_and_the_spelling_of_scalars() -> None:
     fields = ["name", "price"]
     assert fingerprint({"name": "A", "price": 10, "updated": 1}, fields) == \
