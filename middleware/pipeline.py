@@ -233,15 +233,16 @@ class RouteWorker(Settling):
                check_seen: bool) -> tuple[bool, Ticket | None]:
         """Two-way admission; False when the message was settled here instead.
 
-        A copy the broker redelivered, or a replay, may take its event's own live claim (the
-        delivery that took it has ended); any other copy waits for it. A copy looked up before
-        (redelivered, replayed, back from the hold queue) is looked up again once it holds the
-        claim: a claim is freed only after the idempotency record of its delivery committed,
-        so a copy whose event was delivered while it waited, by any replica, is caught here
-        however the first look-up and that delivery raced (fifty copies of one event: two
-        writes without this).
+        A redelivered, retry-tier or replayed copy may take its event's own live claim (the
+        delivery that took it has ended; a retry copy needs no ``park`` to have landed); any
+        other copy waits for it. A copy looked up before (redelivered, replayed, back from the
+        hold queue) is looked up again once it holds the claim: a claim is freed only after
+        its delivery's idempotency record committed, so a copy whose event was delivered while
+        it waited, by any replica, is caught however the two raced (fifty copies of one event:
+        two writes without this).
         """
-        takeover = delivery.redelivered or headers.REPLAYS in delivery.headers
+        takeover = (delivery.redelivered or headers.REPLAYS in delivery.headers
+                    or headers.ATTEMPTS in delivery.headers)
         admission, ticket = sync.admit(envelope, takeover)
         if admission is not Admission.GO:
             self._not_admitted(delivery, envelope, admission)

@@ -43,8 +43,9 @@ def begin(row: SubjectRow, version: int, holder: str, now: float, ttl: float,
     belongs to an event whose process died (or whose retry outlived ``claim_ttl``): it is free.
 
     The event's own claim is taken again when the event comes back from a retry tier (the
-    claim is parked) or when this copy is a ``takeover`` (the broker redelivered it, so the
-    delivery that took the claim has ended, or it is a replay). Any other copy of the event
+    claim is parked) or when this copy is a ``takeover`` (a retry-tier copy, whose park may
+    not have landed; a copy the broker redelivered, so the delivery that took the claim has
+    ended; a replay). Any other copy of the event
     while the claim is live is a duplicate sent next to it (fifty copies of one event at once
     were written 41 times): it waits like another event.
     """
