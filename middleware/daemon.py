@@ -36,7 +36,7 @@ from middleware.mapping import Mapping, MappingSet
 from middleware.monitor import QueueGauges
 from middleware.periodic import Periodic
 from middleware.pipeline import RouteWorker
-from middleware.pruning import StorePruning
+from middleware.pruning import StorePruning, subject_retention
 from middleware.reload import MappingReloads
 from middleware.storecalls import all_done
 from middleware.storehealth import StoreHealth
@@ -121,7 +121,8 @@ class Daemon:
         self.chores = [
             Periodic("queue-gauges", 5.0, gauges.measure, at_start=True, on_stop=gauges.close),
             Periodic("store-pruning", 3600.0,
-                     StorePruning(self.config.store, self.stores.idempotency).prune,
+                     StorePruning(self.config.store, self.stores.idempotency,
+                                  self.stores.sync, subject_retention(self.config)).prune,
                      at_start=True),
         ]
         if self.mappings is not None:

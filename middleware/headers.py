@@ -16,6 +16,7 @@ __all__ = [
     "ATTEMPTS",
     "ERROR",
     "FIRST_FAILURE",
+    "HELD",
     "LAST_FAILURE",
     "REASON",
     "REPLAYS",
@@ -36,6 +37,9 @@ LAST_FAILURE = "x-sb-last-failure"
 ROUTE = "x-sb-route"
 TARGET = "x-sb-target"
 REPLAYS = "x-sb-replays"
+HELD = "x-sb-held"
+"""On a copy a two-way route parked in its hold queue: "true". It may be a duplicate of an
+event delivered meanwhile (by another replica), so it is looked up in the store on return."""
 ACCEPTED = "x-sb-target-accepted"
 """On a dead letter the target already accepted (only storing its answer failed): "true"."""
 DETAIL = "x-sb-detail-"

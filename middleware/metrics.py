@@ -35,6 +35,7 @@ __all__ = [
     "RECONNECTS",
     "REJECTED",
     "STORE_ERRORS",
+    "STORE_PRUNED",
     "SYNC_LAG",
     "XREF_MISSES",
 ]
@@ -170,6 +171,12 @@ STORE_ERRORS = Counter(
     "Store calls that failed, by store (idempotency, state, xref; store for the readiness "
     "probe) and operation; a worker's failed call waits and is tried again.",
     ["store", "operation"],
+)
+STORE_PRUNED = Counter(
+    "silobridge_store_pruned",
+    "Store rows the hourly pruning deleted, by kind (idempotency records, two-way sync_echo "
+    "fingerprints past their TTL, sync_subject rows past retention).",
+    ["records"],
 )
 for _operation in ("claim", "confirm", "release"):  # the ingress's calls, from 0 for rate()
     STORE_ERRORS.labels("idempotency", _operation)

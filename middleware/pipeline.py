@@ -31,10 +31,12 @@ from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
 from middleware.audit import OutcomeListener
 from middleware.broker.contract import Delivery, Publisher
+from middleware.broker.properties import with_headers
 from middleware.broker.topology import hold_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
+from middleware.enrich.chain import then
 from middleware.envelope import Envelope
 from middleware.errors import DecodeError, SilobridgeError, StoreUnavailable, XrefMissing
 from middleware.lineage import delivery_for
@@ -170,7 +172,8 @@ class RouteWorker(Settling):
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
-        check_seen = delivery.redelivered or headers.REPLAYS in delivery.headers
+        check_seen = (delivery.redelivered or headers.REPLAYS in delivery.headers
+                      or headers.HELD in delivery.headers)  # a held copy: a duplicate?
         if not (check_seen or self._sync is not None
                 or (mapping is not None and mapping.uses_xref)):
             self._start(delivery, envelope, mapping, check_seen=False)
@@ -202,13 +205,12 @@ class RouteWorker(Settling):
                 self._finish(delivery, Outcome.FILTERED)
                 return
             if self._sync is not None:  # two-way sync hook: echo, stale, held
-                admission, ticket = self._sync.admit(envelope)
-                if admission is not Admission.GO:
-                    self._not_admitted(delivery, envelope, admission)
+                admitted, ticket = self._admit(self._sync, delivery, envelope, check_seen)
+                if not admitted:
                     return
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
-                self._start_enriched(self._enrichment, delivery, envelope, mapping)
-                return  # (config refuses sync with enrich steps on one route)
+                self._start_enriched(self._enrichment, delivery, envelope, mapping, ticket)
+                return  # (admitted first: no enrich call for an echo, a stale or held event)
             with self._trace.stage(delivery, "map"):
                 payload = self._map(mapping, envelope.data)
             if self._sync is not None and ticket is not None:
@@ -227,6 +229,31 @@ class RouteWorker(Settling):
             delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
                                               ticket)))
 
+    def _admit(self, sync: SyncGate, delivery: Delivery, envelope: Envelope,
+               check_seen: bool) -> tuple[bool, Ticket | None]:
+        """Two-way admission; False when the message was settled here instead.
+
+        A redelivered, retry-tier or replayed copy may take its event's own live claim (the
+        delivery that took it has ended; a retry copy needs no ``park`` to have landed); any
+        other copy waits for it. A copy looked up before (redelivered, replayed, back from the
+        hold queue) is looked up again once it holds the claim: a claim is freed only after
+        its delivery's idempotency record committed, so a copy whose event was delivered while
+        it waited, by any replica, is caught however the two raced (fifty copies of one event:
+        two writes without this).
+        """
+        takeover = (delivery.redelivered or headers.REPLAYS in delivery.headers
+                    or headers.ATTEMPTS in delivery.headers)
+        admission, ticket = sync.admit(envelope, takeover)
+        if admission is not Admission.GO:
+            self._not_admitted(delivery, envelope, admission)
+            return False, None
+        if (check_seen and ticket is not None and ticket.claimed
+                and self._delivered_before(delivery, envelope.id)):
+            sync.failed(envelope, ticket, None)  # frees the claim it just took
+            self._finish(delivery, Outcome.DUPLICATE)
+            return False, None
+        return True, ticket
+
     def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
                       ) -> None:
         """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
@@ -239,8 +266,10 @@ class RouteWorker(Settling):
             return
         # parked like a retry copy: a failed publish waits and tries again (a requeue here
         # looped hot while the publisher was away and spent the quorum delivery limit)
+        held = with_headers(delivery.properties, {**delivery.headers, headers.HELD: "true"},
+                            envelope.id)
         send = functools.partial(self._publisher.publish, "", hold_name(self.route.name),
-                                 delivery.body, delivery.properties, purpose="retry")
+                                 delivery.body, held, purpose="retry")
         self._park(delivery, send, Outcome.HELD, None, 0)
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
@@ -274,9 +303,10 @@ class RouteWorker(Settling):
         return result
 
     def _start_enriched(self, enrichment: Enrichment, delivery: Delivery, envelope: Envelope,
-                        mapping: Mapping | None) -> None:
+                        mapping: Mapping | None, ticket: Ticket | None) -> None:
         """The route's enrich steps around the mapping, then the delivery, chained through
-        Futures (``middleware.enrich``): this thread only starts the first call."""
+        Futures (``middleware.enrich``): this thread only starts the first call. A two-way
+        ``ticket`` is shaped and fingerprinted just before the write, as on the plain path."""
         sent: list[float] = []  # when the target was called: its histogram times only that
         enriched: list[Envelope] = []  # what the mapping read: its captures read it too
         spans = self._trace.enriching(delivery, enrichment)  # enrich, map, enrich, deliver
@@ -288,28 +318,47 @@ class RouteWorker(Settling):
             mapped.add_done_callback(spans.mapped)
             return mapped
 
-        def deliver(payload: Any) -> Future[Delivered]:
+        def send(payload: Any) -> Future[Delivered]:
             sent.append(time.perf_counter())
             spans.delivering(envelope)  # the target gets the deliver span
             return self._deliver(envelope, payload, mapping)
 
+        def deliver(payload: Any) -> Future[Delivered]:
+            sync = self._sync
+            if sync is None or ticket is None:
+                return send(payload)
+            return then(self._later(lambda: self._writing(sync, envelope, ticket, payload),
+                                    on_store_thread=True), send)
+
         future = enrichment.process(envelope, map_payload, deliver, spans.carried)
         future.add_done_callback(lambda done: self._guarded(delivery, lambda: self._delivered(
             delivery, enriched[0] if enriched else envelope, mapping, done,
-            sent[0] if sent else None)))
+            sent[0] if sent else None, ticket)))
+
+    @staticmethod
+    def _writing(sync: SyncGate, envelope: Envelope, ticket: Ticket, payload: Any) -> Any:
+        """The two-way hook just before a write: the payload to write, fingerprinted."""
+        shaped = sync.shape(payload)
+        sync.writing(envelope, ticket, shaped)
+        return shaped
 
     def _map_later(self, mapping: Mapping | None, data: Any) -> Future[Any]:
-        """Map an enriched payload. The answer arrives on the system's thread, which must not
-        wait for the store: a mapping with xref lookups runs on a store thread instead."""
+        """Map an enriched payload; a mapping with xref lookups on a store thread."""
+        return self._later(lambda: self._map(mapping, data),
+                           on_store_thread=mapping is not None and mapping.uses_xref)
+
+    def _later(self, job: Callable[[], Any], on_store_thread: bool) -> Future[Any]:
+        """``job``'s result as a Future. An enrich answer arrives on the system's thread, which
+        must not wait for the store: a job that calls the store runs on a store thread."""
         result: Future[Any] = Future()
 
         def run() -> None:
             try:
-                result.set_result(self._map(mapping, data))
+                result.set_result(job())
             except BaseException as exc:  # handed to _delivered like a failed delivery
                 result.set_exception(exc)
 
-        if mapping is None or not mapping.uses_xref:
+        if not on_store_thread:
             run()
         elif not self._calls.submit(run):
             result.set_exception(StoreUnavailable("the worker is stopping"))

@@ -130,10 +130,17 @@ def render_held(held: dict[str, list[dict[str, Any]]] | None) -> str:
         if subjects and "error" in subjects[0]:
             lines.append(f"  {route}: unknown ({subjects[0]['error']})")
             continue
-        named = ", ".join(str(s["subject"]) for s in subjects[:HELD_SHOWN])
+        named = ", ".join(_printable(str(s["subject"])) for s in subjects[:HELD_SHOWN])
         more = f", +{len(subjects) - HELD_SHOWN} more" if len(subjects) > HELD_SHOWN else ""
         lines.append(f"  {route}: {len(subjects)}" + (f" ({named}{more})" if named else ""))
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """A subject as the terminal shows it: a source's subject is data, and control characters
+    in it (an escape sequence that clears the screen or rewrites the line) are escaped."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256
+                   else f"\\u{ord(c):04x}" for c in text)
 
 
 def route_status(

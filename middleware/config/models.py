@@ -276,8 +276,9 @@ class StoreConfig(_Strict):
     )
     retention_days: float = Field(
         7.0, gt=0,
-        description="Delivered-id records older than this are deleted; keep it longer than a "
-        "message can stay in retry tiers or be redelivered.",
+        description="Delivered-id records older than this are deleted, and so is the state of "
+        "a two-way subject last applied longer ago (docs/two-way.md); keep it longer than a "
+        "message can stay in retry tiers or the DLQ before it is redelivered or replayed.",
     )
 
     @model_validator(mode="after")
@@ -312,7 +313,8 @@ class RouteConfig(_Strict):
     )
     sync: SyncConfig | None = Field(
         None, description="Two-way sync: per-subject ordering, stale updates, echo suppression "
-        "(docs/two-way.md)."
+        "(docs/two-way.md). Decided on the event as it arrived, before any enrich step: an "
+        "echo, a stale or a held event costs no enrich call."
     )
 
     @field_validator("name")
@@ -331,15 +333,6 @@ class RouteConfig(_Strict):
                     f"{pattern!r} is not a routing-key pattern: dot-separated words, '*' or '#'"
                 )
         return value
-
-    @model_validator(mode="after")
-    def _sync_without_enrich(self) -> RouteConfig:
-        if self.sync is not None and self.enrich:
-            raise ValueError(
-                "a route with 'sync' cannot have 'enrich' steps yet (the two-way checks run "
-                "on the event before the mapping, the steps change it after); split the route "
-                "or drop one of them")
-        return self
 
 
 class Config(_Strict):

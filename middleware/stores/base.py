@@ -185,8 +185,9 @@ class SyncStore(Protocol):
     """
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
-        """'go', 'stale' or 'held' (a ``sync_rules.Verdict`` value)."""
+              claim: bool, takeover: bool = False) -> str:
+        """'go', 'stale' or 'held' (a ``sync_rules.Verdict`` value); ``takeover``: this copy
+        may take its event's live claim (a redelivery or replay, see ``sync_rules.begin``)."""
 
     def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
         """The holder waits in a retry tier: keep its claim for ``ttl`` more seconds."""
@@ -212,6 +213,13 @@ class SyncStore(Protocol):
 
     def take(self, namespace: str, key: str, fingerprint: str) -> bool:
         """Forget one unexpired matching write; True when there was one (an echo)."""
+
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        """Delete expired write fingerprints, ``chunk`` per statement; how many went."""
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        """Delete the rows of subjects last applied before ``before`` (epoch seconds) that no
+        event claims now, ``chunk`` rows per statement; how many went."""
 
     def close(self) -> None: ...
 

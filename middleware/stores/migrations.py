@@ -150,6 +150,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX silobridge_sync_echo_expires ON silobridge_sync_echo (expires)",
         ),
     ),
+    Migration(
+        6, "two-way sync: when a subject was last applied, so its row can be pruned",
+        # rows of migration 5 count as applied now: none is forgotten before its retention
+        sqlite=(
+            "ALTER TABLE sync_subject ADD COLUMN applied_at REAL NOT NULL DEFAULT 0",
+            "UPDATE sync_subject SET applied_at = CAST(strftime('%s', 'now') AS REAL)"
+            " WHERE applied IS NOT NULL",
+        ),
+        postgres=(
+            "ALTER TABLE silobridge_sync_subject ADD COLUMN applied_at double precision"
+            " NOT NULL DEFAULT 0",
+            "UPDATE silobridge_sync_subject SET applied_at = extract(epoch FROM now())"
+            " WHERE applied IS NOT NULL",
+        ),
+    ),
 )
 
 

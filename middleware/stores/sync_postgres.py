@@ -20,9 +20,9 @@ __all__ = ["PostgresSyncStore"]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 _APPLIED = (
-    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied)"
-    " VALUES (%s, %s, %s) ON CONFLICT (route, subject) DO UPDATE SET"
-    " applied = greatest(s.applied, excluded.applied),"
+    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied, applied_at)"
+    f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (route, subject) DO UPDATE SET"
+    " applied = greatest(s.applied, excluded.applied), applied_at = excluded.applied_at,"
     " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
     " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
     " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
@@ -36,9 +36,11 @@ _CLAIM = (
     " holder_version = excluded.holder_version, held_until = excluded.held_until,"
     " parked = false"
     " WHERE (s.applied IS NULL OR s.applied <= excluded.holder_version)"
-    " AND (s.holder IS NULL OR s.holder = excluded.holder OR s.held_until IS NULL"
-    f" OR s.held_until <= {_NOW}) RETURNING 1"
+    " AND (s.holder IS NULL OR (s.holder = excluded.holder AND (s.parked OR %s))"
+    f" OR s.held_until IS NULL OR s.held_until <= {_NOW}) RETURNING 1"
 )
+_PRUNABLE = f"applied_at < %s AND (held_until IS NULL OR held_until <= {_NOW})"
+"""A row last applied before the retention, whose subject no event holds now."""
 
 
 class PostgresSyncStore:
@@ -48,10 +50,11 @@ class PostgresSyncStore:
         self._backend = backend
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
+              claim: bool, takeover: bool = False) -> str:
         # the common case, a free subject, in one round trip: the upsert's WHERE is the rule
         # of ``sync_rules.begin`` for GO; anything else is read back and judged there
-        if claim and self._backend.run("sync", _CLAIM, (route, subject, holder, version, ttl)):
+        if claim and self._backend.run("sync", _CLAIM, (route, subject, holder, version, ttl,
+                                                        takeover)):
             return Verdict.GO.value
         rows = self._backend.run(
             "sync", f"SELECT applied, holder, holder_version, held_until, parked, {_NOW}"
@@ -60,7 +63,7 @@ class PostgresSyncStore:
             return Verdict.GO.value if not claim else Verdict.HELD.value  # raced a delete
         found = rows[0]
         row = SubjectRow(found[0], found[1], found[2], found[3], bool(found[4]))
-        verdict, _row = begin(row, version, holder, float(found[5]), ttl, claim)
+        verdict, _row = begin(row, version, holder, float(found[5]), ttl, claim, takeover)
         # with a claim, GO here means the subject was freed after the upsert looked: ask again
         return Verdict.HELD.value if claim and verdict is Verdict.GO else verdict.value
 
@@ -110,6 +113,36 @@ class PostgresSyncStore:
             "sync", f"DELETE FROM silobridge_sync_echo WHERE ns = %s AND key = %s"
             f" AND fingerprint = %s AND expires > {_NOW} RETURNING 1",
             (namespace, key, fingerprint)))
+
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        # by the expiry index, a chunk per statement: no long lock on a big backlog
+        deleted = 0
+        while True:
+            count = len(self._backend.run(
+                "sync", "DELETE FROM silobridge_sync_echo WHERE ctid IN (SELECT ctid FROM"
+                f" silobridge_sync_echo WHERE expires <= {_NOW} LIMIT %s) RETURNING 1",
+                (chunk,)))
+            deleted += count
+            if count < chunk:
+                return deleted
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        # a walk over the primary key, ``chunk`` rows per statement: no index on applied_at,
+        # which would cost every applied upsert its HOT update (bench/ordering.py)
+        deleted, after = 0, ("", "")
+        while True:
+            bound = self._backend.run(
+                "sync", "SELECT route, subject FROM silobridge_sync_subject"
+                " WHERE (route, subject) > (%s, %s) ORDER BY route, subject OFFSET %s LIMIT 1",
+                (*after, chunk - 1))
+            upto = (str(bound[0][0]), str(bound[0][1])) if bound else None
+            within = "" if upto is None else " AND (route, subject) <= (%s, %s)"
+            deleted += len(self._backend.run(
+                "sync", "DELETE FROM silobridge_sync_subject WHERE (route, subject) > (%s, %s)"
+                f"{within} AND {_PRUNABLE} RETURNING 1", (*after, *(upto or ()), before)))
+            if upto is None:
+                return deleted
+            after = upto
 
     def close(self) -> None:
         """The pool is shared; ``Stores.close`` closes it after every store."""

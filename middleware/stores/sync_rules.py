@@ -34,19 +34,27 @@ class SubjectRow:
 
 
 def begin(row: SubjectRow, version: int, holder: str, now: float, ttl: float,
-          claim: bool) -> tuple[Verdict, SubjectRow | None]:
+          claim: bool, takeover: bool = False) -> tuple[Verdict, SubjectRow | None]:
     """The verdict for an event, and the row to write (None: unchanged).
 
     Equal versions are not stale: a redelivered copy of the applied event is caught by the
     idempotency record, and two events stamped with the same time cannot be told apart, so
     both go (the target sees no older version after a newer one either way). An expired claim
     belongs to an event whose process died (or whose retry outlived ``claim_ttl``): it is free.
+
+    The event's own claim is taken again when the event comes back from a retry tier (the
+    claim is parked) or when this copy is a ``takeover`` (a retry-tier copy, whose park may
+    not have landed; a copy the broker redelivered, so the delivery that took the claim has
+    ended; a replay). Any other copy of the event
+    while the claim is live is a duplicate sent next to it (fifty copies of one event at once
+    were written 41 times): it waits like another event.
     """
     if row.applied is not None and version < row.applied:
         return Verdict.STALE, None
     if not claim:
         return Verdict.GO, None
-    active = (row.holder is not None and row.holder != holder and row.held_until is not None
+    own = row.holder == holder and (row.parked or takeover)
+    active = (row.holder is not None and not own and row.held_until is not None
               and row.held_until > now)
     if active:
         return Verdict.HELD, None

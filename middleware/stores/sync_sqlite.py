@@ -19,7 +19,8 @@ __all__ = ["SqliteSyncStore"]
 
 _ROW = ("SELECT applied, holder, holder_version, held_until, parked FROM sync_subject"
         " WHERE route = ? AND subject = ?")
-_WRITE = ("INSERT INTO sync_subject VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (route, subject)"
+_WRITE = ("INSERT INTO sync_subject (route, subject, applied, holder, holder_version, held_until,"
+          " parked) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (route, subject)"
           " DO UPDATE SET applied = excluded.applied, holder = excluded.holder,"
           " holder_version = excluded.holder_version, held_until = excluded.held_until,"
           " parked = excluded.parked")
@@ -33,13 +34,13 @@ class SqliteSyncStore:
         self._lock = threading.Lock()
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
-              claim: bool) -> str:
+              claim: bool, takeover: bool = False) -> str:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             found = self._db.execute(_ROW, (route, subject)).fetchone()
             row = SubjectRow() if found is None else SubjectRow(
                 found[0], found[1], found[2], found[3], bool(found[4]))
-            verdict, new = begin(row, version, holder, time.time(), ttl, claim)
+            verdict, new = begin(row, version, holder, time.time(), ttl, claim, takeover)
             if new is not None:
                 self._db.execute(_WRITE, (route, subject, new.applied, new.holder,
                                           new.holder_version, new.held_until, int(new.parked)))
@@ -56,14 +57,15 @@ class SqliteSyncStore:
         self.applied_many(route, [(subject, version, holder)])
 
     def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
+        now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             for subject, version, holder in items:
                 self._db.execute(
-                    "INSERT INTO sync_subject (route, subject, applied) VALUES (?, ?, ?)"
-                    " ON CONFLICT (route, subject) DO UPDATE SET"
-                    " applied = max(coalesce(applied, excluded.applied), excluded.applied)",
-                    (route, subject, version))
+                    "INSERT INTO sync_subject (route, subject, applied, applied_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (route, subject) DO UPDATE SET"
+                    " applied = max(coalesce(applied, excluded.applied), excluded.applied),"
+                    " applied_at = excluded.applied_at", (route, subject, version, now))
                 self._free(route, subject, holder)
 
     def release(self, route: str, subject: str, holder: str) -> None:
@@ -108,6 +110,37 @@ class SqliteSyncStore:
             return bool(self._db.execute(
                 "DELETE FROM sync_echo WHERE ns = ? AND key = ? AND fingerprint = ?"
                 " AND expires > ?", (namespace, key, fingerprint, time.time())).rowcount)
+
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        deleted = 0
+        while True:  # a chunk per transaction: the workers' writes wait one chunk at most
+            with self._lock, self._db:
+                count = self._db.execute(
+                    "DELETE FROM sync_echo WHERE (ns, key, fingerprint) IN (SELECT ns, key,"
+                    " fingerprint FROM sync_echo WHERE expires <= ? LIMIT ?)",
+                    (time.time(), chunk)).rowcount
+            deleted += count
+            if count < chunk:
+                return deleted
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        # a walk over the primary key, ``chunk`` rows per transaction: the workers' writes
+        # wait one chunk at most, and no index on applied_at slows every applied write
+        deleted, after = 0, ("", "")
+        while True:
+            with self._lock:
+                bound = self._db.execute(
+                    "SELECT route, subject FROM sync_subject WHERE (route, subject) > (?, ?)"
+                    " ORDER BY route, subject LIMIT 1 OFFSET ?", (*after, chunk - 1)).fetchone()
+                within = "" if bound is None else " AND (route, subject) <= (?, ?)"
+                with self._db:
+                    deleted += self._db.execute(
+                        f"DELETE FROM sync_subject WHERE (route, subject) > (?, ?){within}"
+                        " AND applied_at < ? AND (held_until IS NULL OR held_until <= ?)",
+                        (*after, *(bound or ()), before, time.time())).rowcount
+            if bound is None:
+                return deleted
+            after = (bound[0], bound[1])
 
     def close(self) -> None:
         with self._lock:

@@ -31,11 +31,11 @@ from middleware.errors import StoreUnavailable
 from middleware.stores.base import SyncStore
 from middleware.twoway.conflict import Rules, reassert_namespace
 from middleware.twoway.keys import (
-    MAX_KEY,
     at_path,
     fingerprint,
     is_marked,
     subject_of,
+    usable_key,
     version_of,
 )
 
@@ -101,7 +101,9 @@ class SyncGate:
         self._held_lock = threading.Lock()
         metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
 
-    def admit(self, envelope: Envelope) -> tuple[Admission, Ticket | None]:
+    def admit(self, envelope: Envelope, takeover: bool = False
+              ) -> tuple[Admission, Ticket | None]:
+        """``takeover``: the copy may take its event's live claim (``sync_rules.begin``)."""
         subject = subject_of(envelope, self._config, self._route)
         echo = self._echo(envelope, subject)
         if echo is Echo.ECHO:
@@ -114,7 +116,8 @@ class SyncGate:
             reassert = judgement.reassert
         version = version_of(envelope, self._config, self._route)
         verdict = self._call("sync", "begin", lambda: self._store.begin(
-            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered))
+            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered,
+            takeover))
         if verdict == Admission.HELD:
             with self._held_lock:
                 if len(self._held) >= HELD_MEMORY:
@@ -158,13 +161,14 @@ class SyncGate:
         if self._writes is None:
             return
         key = ticket.subject if self._writes.key is None else at_path(payload, self._writes.key)
-        if isinstance(key, str | int) and not isinstance(key, bool) and len(str(key)) <= MAX_KEY:
+        if isinstance(key, str | int) and not isinstance(key, bool) and usable_key(str(key)):
             digest, ttl = fingerprint(payload, self._writes.fields), self._writes.ttl
             namespace = reassert_namespace(self._route) if ticket.reassert else self._route
             self._call("sync", "remember", lambda: self._store.remember(
                 namespace, str(key), digest, ttl))
         else:
-            log.warning("no echo fingerprint: the echo key is missing in the payload or too long",
+            log.warning("no echo fingerprint: the echo key is missing in the payload, too long "
+                        "or holds a NUL character",
                         route=self._route, message_id=envelope.id, key=self._writes.key)
 
     def delivered(self, envelope: Envelope, ticket: Ticket) -> None:

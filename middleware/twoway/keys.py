@@ -6,6 +6,7 @@ Errors name the route's option and the path, never a payload value (values may b
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +17,14 @@ from middleware.envelope import Envelope
 from middleware.errors import SyncKeyError
 
 __all__ = ["MAX_KEY", "at_path", "checked_key", "fingerprint", "is_marked", "subject_of",
-           "version_of"]
+           "usable_key", "version_of"]
 
 _MISSING = object()
 _MAX_VERSION = 2**63 - 1  # both stores keep versions as 64-bit integers
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTEGER = re.compile(r"-?[0-9]+")
+"""ASCII digits only: str.isdigit() let '²' through to int(), whose ValueError carried the
+value into the log and the dead letter's reason."""
 MAX_KEY = 200
 """Longest subject or record key, in characters. Keys are primary keys in the store: a huge one
 failed PostgreSQL's index row limit on every try, which the store calls retry as a fault, so
@@ -55,7 +59,14 @@ def checked_key(key: str, route: str, what: str) -> str:
     if len(key) > MAX_KEY:
         raise SyncKeyError(f"route {route!r}: {what} is {len(key)} characters long; a record "
                            f"key may have at most {MAX_KEY}")
+    if "\x00" in key:  # PostgreSQL text cannot hold it: the store call failed on every try
+        raise SyncKeyError(f"route {route!r}: {what} contains a NUL character")
     return key
+
+
+def usable_key(key: str) -> bool:
+    """Can the store keep this record key (``checked_key`` without the error)?"""
+    return len(key) <= MAX_KEY and "\x00" not in key
 
 
 def version_of(envelope: Envelope, config: SyncConfig, route: str) -> int:
@@ -72,7 +83,9 @@ def version_of(envelope: Envelope, config: SyncConfig, route: str) -> int:
         raise SyncKeyError(f"{where} is missing in the event's data")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        if len(value.strip().lstrip("-")) > 19:  # int() of 100,000 digits raised ValueError
+            raise SyncKeyError(f"{where} is out of the 64-bit range")
         number = int(value.strip())
     elif isinstance(value, str):
         try:

@@ -9,12 +9,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from middleware.config.models import StoreConfig
+from middleware.config.models import Config, StoreConfig
 from middleware.mapping import MappingSet
 from middleware.periodic import Periodic
-from middleware.pruning import StorePruning
+from middleware.pruning import StorePruning, subject_retention
 from middleware.reload import MappingReloads
 
 
@@ -60,6 +61,52 @@ def test_store_pruning_forgets_records_older_than_the_retention() -> None:
     StorePruning(StoreConfig(retention_days=2), store).prune()  # type: ignore[arg-type]
     (cutoff,) = store.cutoffs
     assert abs(cutoff - (time.time() - 2 * 86400)) < 5
+
+
+class SyncPrunes:
+    """A sync store whose fingerprint prune fails (locked) and whose subject prune deletes 3."""
+
+    def __init__(self) -> None:
+        self.cutoffs: list[float] = []
+
+    def prune_echoes(self, chunk: int = 5000) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    def prune_subjects(self, before: float, chunk: int = 5000) -> int:
+        self.cutoffs.append(before)
+        return 3
+
+
+def _pruned(records: str) -> float:
+    return REGISTRY.get_sample_value("silobridge_store_pruned_total",
+                                     {"records": records}) or 0.0
+
+
+def test_store_pruning_prunes_two_way_state_past_retention_one_kind_at_a_time() -> None:
+    # Given: a sync store whose fingerprint prune fails this turn
+    sync, before = SyncPrunes(), _pruned("sync_subject")
+    pruning = StorePruning(StoreConfig(retention_days=2), CountingStore(),  # type: ignore[arg-type]
+                           sync, keep_subjects=3 * 86400)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        pruning.prune()
+    # Then: the subject rows are still pruned, with their own retention, counted and logged
+    (cutoff,) = sync.cutoffs
+    assert abs(cutoff - (time.time() - 3 * 86400)) < 5
+    assert _pruned("sync_subject") - before == 3
+    assert {(e["event"], e.get("records")) for e in logs} >= {
+        ("store prune failed", "sync_echo"), ("store records pruned", "sync_subject")}
+
+
+def test_subject_retention_is_the_store_retention_or_a_longer_conflict_window() -> None:
+    def config(window: float) -> Config:
+        pair = [{"name": n, "bind": [f"{n}.x.*"], "target": {"type": "scripted"},
+                 "sync": {"echo": {"pair": o, "fields": ["a"]},
+                          "conflict": {"rule": "latest-wins", "window": window}}}
+                for n, o in (("a", "b"), ("b", "a"))]
+        return Config.model_validate({"store": {"retention_days": 1}, "routes": pair})
+
+    assert subject_retention(config(60)) == 86400
+    assert subject_retention(config(3 * 86400)) == 3 * 86400
 
 
 def test_periodic_runs_again_after_a_job_raises_and_closes_on_stop() -> None:

@@ -117,3 +117,13 @@ def test_status_lists_held_subjects_of_ordered_routes_from_the_store(tmp_path: P
     assert row["subject"] == "C-1" and row["parked"] is True and row["seconds_left"] > 30
     assert "  orders: 1 (C-1)" in status.render_held(held).splitlines()
     assert status.held_subjects(CONFIG) is None and status.render_held(None) == ""
+
+
+def test_status_escapes_control_characters_in_held_subjects() -> None:
+    # a subject is the source's data: an escape sequence in it must not reach the terminal
+    held = {"orders": [{"subject": "C-1\x1b[2J\x07", "holder": "e", "parked": False,
+                        "seconds_left": 9.0}, {"subject": "Müller\u200b", "holder": "f",
+                                               "parked": False, "seconds_left": 9.0}]}
+    text = status.render_held(held)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "  orders: 2 (C-1\\x1b[2J\\x07, Müller\\u200b)" in text.splitlines()

@@ -20,6 +20,7 @@ from middleware.broker.memory.broker import MemoryPublisher
 from middleware.broker.properties import Properties
 from middleware.broker.topology import dlq_name, hold_name, queue_name, retry_name, topology_for
 from middleware.config.models import Config, StoreConfig
+from middleware.enrich import Enrichment
 from middleware.envelope import Envelope
 from middleware.errors import DeliveryError
 from middleware.pipeline import RouteWorker
@@ -89,7 +90,8 @@ def outcome(route: str, name: str) -> float:
 
 
 @contextmanager
-def running(tmp_path: Path, routes: list[dict[str, Any]]) -> Iterator[Running]:
+def running(tmp_path: Path, routes: list[dict[str, Any]],
+            enrichment: dict[str, Enrichment] | None = None) -> Iterator[Running]:
     config = Config.model_validate({
         "retry": {"attempts": 3, "initial_delay": 0.05, "multiplier": 1},
         "routes": [{"target": {"type": "scripted"}, **r} for r in routes]})
@@ -101,7 +103,8 @@ def running(tmp_path: Path, routes: list[dict[str, Any]]) -> Iterator[Running]:
     handlers, workers = {}, {}
     for route in config.routes:
         worker = RouteWorker(route, config.retry_for(route), targets[route.name], publisher,
-                             stores, lambda: None, paired=config.echo_pair(route))
+                             stores, lambda: None, paired=config.echo_pair(route),
+                             enrichment=(enrichment or {}).get(route.name))
         handlers[queue_name(route.name)] = worker.handle
         workers[route.name] = worker
 
