@@ -1,12 +1,13 @@
 """Two-way sync state in PostgreSQL, shared by every replica (``store.kind: postgres``).
 
-``begin`` is one upsert whose condition is the rules' GO case (PostgreSQL serialises upserts on
-one key, so replicas asking about one subject at once are decided one after the other); only
-when it does not take the subject is the row read back and judged by the rules both backends
-share (stale or held). One round trip for the common case: the ordered route's throughput is
-bounded by these trips (bench/ordering.py). Claim expiry is on
-the database's clock, so replicas whose clocks drift still agree when a claim ran out.
-"""
+``begin_many`` is one statement per batch of distinct subjects: an upsert whose condition is
+the rules' GO case takes every free subject (PostgreSQL serialises upserts on one key, so
+replicas asking about one subject at once are decided one after the other), and the rows it did
+not take are read in the same round trip and judged by the rules both backends share (stale or
+held). The ordered route's throughput was bounded by these trips, one per event before batching
+(bench/ordering.py). ``applied_many`` writes the group commit's idempotency records and applied
+versions in one statement. Claim expiry is on the database's clock, so replicas whose clocks
+drift still agree when a claim ran out."""
 
 from __future__ import annotations
 
