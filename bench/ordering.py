@@ -12,6 +12,11 @@ server in this process answering 200 (what most real targets are). The unordered
 done when it was delivered or dropped as stale (a later update of its subject overtook it); the
 rate runs from the first done message to the last. The check: ordered / unordered >= 0.7.
 
+Over the same span each round also reports the CPU time per message of the worker process and
+of its PostgreSQL backends (``cpu_us``, from /proc): on a shared machine the rates swing with
+the others' load, the CPU a message costs much less, and it shows where an ordered message's
+extra cost lies (the worker's Python or the database).
+
 Run:  .venv/bin/python -m bench.ordering [--subjects 2000] [--updates 5] [--rounds 3]
 """
 
@@ -89,13 +94,41 @@ def _done(port: int, route: str) -> float:
                for o in ("delivered", "stale"))
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpus(worker: int, application: str) -> dict[int, float]:
+    """CPU seconds of the worker and of the PostgreSQL backends its pool opened (by name)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        backends = [int(row[0]) for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,))]
+    return {pid: _cpu(pid) for pid in (worker, *backends)}
+
+
+def _spent(first: dict[int, float], last: dict[int, float], worker: int
+           ) -> tuple[float, float]:
+    """CPU seconds between two samples: the worker's, its database backends'."""
+    spent = {pid: cpu - first.get(pid, 0.0) for pid, cpu in last.items()}
+    return spent.pop(worker, 0.0), sum(spent.values())
+
+
 def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int,
-             updates: int, rest: str | None) -> float:
+             updates: int, rest: str | None) -> tuple[float, float, float]:
+    """The rate (messages/s), and the CPU microseconds per message of the worker and of its
+    PostgreSQL backends."""
     route = _routes(ordered, rest)[0]["name"]
     config = workdir / f"{route}.yaml"
+    application = f"{route}-{uuid.uuid4().hex[:8]}"
     config.write_text(yaml.safe_dump({
         "broker": {"url": URL, "prefetch": 200}, "ops": {"port": "${SB_OPS_PORT:-0}"},
-        "store": {"kind": "postgres", "dsn": dsn, "pool_size": 8},
+        "store": {"kind": "postgres", "dsn": f"{dsn}&application_name={application}",
+                  "pool_size": 8},
         "routes": _routes(ordered, rest)}))
     done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
                            str(config)], capture_output=True, text=True, timeout=60)
@@ -109,19 +142,24 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
                     log=workdir / f"{route}.log")
     try:
         first = last = None
+        cpu: dict[int, float] = {}
+        worker = database = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             count = _done(port, route)
             now = time.monotonic()
             if count > 0 and first is None:
-                first = (now, count)
+                first, cpu = (now, count), _cpus(server.pid, application)
             if count >= total:
                 last = (now, count)
+                worker, database = _spent(cpu, _cpus(server.pid, application), server.pid)
                 break
             time.sleep(0.05)
         if first is None or last is None:
             raise RuntimeError(f"{route}: not done within 600 s")
-        return (last[1] - first[1]) / max(1e-6, last[0] - first[0])
+        counted = max(1.0, last[1] - first[1])
+        return (counted / max(1e-6, last[0] - first[0]), worker / counted * 1e6,
+                database / counted * 1e6)
     finally:
         server.stop()
         for name in (queue_name(route), dlq_name(route), hold_name(route),
@@ -163,15 +201,18 @@ def main(argv: list[str] | None = None) -> int:
     channel.queue_declare(OUT, durable=True)
     channel.queue_bind(OUT, OUT, "#")
     rates: dict[str, list[float]] = {"unordered": [], "ordered": []}
+    cpu: dict[str, list[tuple[float, float]]] = {"unordered": [], "ordered": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(args.rounds):
                 for ordered in (False, True):
-                    rate = run_once(Path(tmp), dsn, channel, ordered, args.subjects,
-                                    args.updates, rest)
+                    rate, worker, database = run_once(Path(tmp), dsn, channel, ordered,
+                                                      args.subjects, args.updates, rest)
                     label = "ordered" if ordered else "unordered"
                     rates[label].append(rate)
-                    print(json.dumps({"route": label, "rate": round(rate)}), flush=True)
+                    cpu[label].append((worker, database))
+                    print(json.dumps({"route": label, "rate": round(rate), "cpu_us": {
+                        "worker": round(worker), "database": round(database)}}), flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -183,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     medians = {k: statistics.median(v) for k, v in rates.items()}
     ratio = medians["ordered"] / medians["unordered"]
     print(json.dumps({"median_per_s": {k: round(v) for k, v in medians.items()},
-                      "ordered_over_unordered": round(ratio, 2)}))
+                      "ordered_over_unordered": round(ratio, 2),
+                      "median_cpu_us": {k: {"worker": round(statistics.median(w for w, _ in v)),
+                                            "database": round(statistics.median(d for _, d in v))}
+                                        for k, v in cpu.items()}}))
     print(f"# {machine()}; {args.subjects} subjects x {args.updates} updates, median of "
           f"{args.rounds}, {args.target} target; target ordered >= {TARGET} x unordered")
     return 0 if ratio >= TARGET else 1

@@ -98,11 +98,8 @@ class RouteWorker(Settling):
         if route.sync is not None:
             if stores.sync is None:
                 raise ValueError(f"route {route.name!r} has 'sync' but no sync store was opened")
-            sync = self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
-
-            def record_many(records: list[tuple[str, str]]) -> None:
-                stores.idempotency.record_many(records)
-                sync.applied(records)  # applied versions commit with the records, before acks
+            self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
+            record_many = self._sync.commit  # applied versions with the records, before acks
         self._commits = GroupCommit(self._calls, record_many)
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread

@@ -196,8 +196,16 @@ class SyncStore(Protocol):
         """The target accepted ``version``: raise the applied version (never lower it) and
         free the holder's claim."""
 
-    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
-        """``applied`` for many (subject, version, holder), in one transaction."""
+    def begin_many(self, route: str, items: Sequence[tuple[str, int, str]], ttl: float,
+                   claim: bool, takeover: bool = False) -> list[str]:
+        """``begin`` for many (subject, version, holder), decided as if one after the other
+        in this order; on PostgreSQL one round trip per batch of distinct subjects."""
+
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]],
+                     records: Sequence[tuple[str, str]] = ()) -> None:
+        """``applied`` for many (subject, version, holder) and, in the same transaction, the
+        (route, message id) idempotency records of the delivered messages (as
+        ``IdempotencyStore.record_many``): the route's group commit in one round trip."""
 
     def release(self, route: str, subject: str, holder: str) -> None:
         """Free the holder's claim without applying (its event was dead-lettered)."""

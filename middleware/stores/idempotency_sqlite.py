@@ -23,7 +23,7 @@ _CLAIM = (
     " ON CONFLICT (route, message_id) DO UPDATE SET at = excluded.at, owner = excluded.owner"
     " WHERE state = 'pending' AND at < ?"
 )
-_DONE = (
+RECORDS_DONE = (  # also part of the sync store's group commit (sync_sqlite)
     "INSERT INTO delivered (route, message_id, at, state) VALUES (?, ?, ?, 'done')"
     " ON CONFLICT (route, message_id) DO UPDATE SET state = 'done', owner = NULL"
 )
@@ -48,7 +48,7 @@ class SqliteIdempotencyStore:
         now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            self._db.executemany(_DONE, [(route, ident, now) for route, ident in records])
+            self._db.executemany(RECORDS_DONE, [(route, ident, now) for route, ident in records])
 
     def claim(self, namespace: str, keys: Sequence[str], stale_after: float) -> Claim:
         now = time.time()

@@ -25,11 +25,16 @@ _CLAIM = (
     " ON CONFLICT (route, message_id) DO UPDATE SET at = excluded.at, owner = excluded.owner"
     " WHERE d.state = 'pending' AND d.at < %s RETURNING message_id"
 )
-_DONE = (
+RECORDS_DONE = (  # also part of the sync store's group commit (sync_postgres)
     "INSERT INTO silobridge_delivered (route, message_id, at, state)"
     " SELECT route, id, %s, 'done' FROM unnest(%s::text[], %s::text[]) AS r(route, id)"
     " ON CONFLICT (route, message_id) DO UPDATE SET state = 'done', owner = NULL"
 )
+
+
+def records_done(records: Sequence[tuple[str, str]]) -> tuple[object, ...]:
+    """The parameters of ``RECORDS_DONE`` for distinct, sorted records."""
+    return time.time(), [route for route, _ in records], [ident for _, ident in records]
 
 
 class PostgresIdempotencyStore:
@@ -46,7 +51,7 @@ class PostgresIdempotencyStore:
     def record_many(self, records: list[tuple[str, str]]) -> None:
         unique = sorted(set(records))  # one row may be touched once per statement
         if unique:
-            self._run(_DONE, (time.time(), [r for r, _ in unique], [i for _, i in unique]))
+            self._run(RECORDS_DONE, records_done(unique))
 
     def claim(self, namespace: str, keys: Sequence[str], stale_after: float) -> Claim:
         now, claim = time.time(), Claim(uuid.uuid4().hex)

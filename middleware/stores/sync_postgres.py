@@ -1,12 +1,13 @@
 """Two-way sync state in PostgreSQL, shared by every replica (``store.kind: postgres``).
 
-``begin`` is one upsert whose condition is the rules' GO case (PostgreSQL serialises upserts on
-one key, so replicas asking about one subject at once are decided one after the other); only
-when it does not take the subject is the row read back and judged by the rules both backends
-share (stale or held). One round trip for the common case: the ordered route's throughput is
-bounded by these trips (bench/ordering.py). Claim expiry is on
-the database's clock, so replicas whose clocks drift still agree when a claim ran out.
-"""
+``begin_many`` is one statement per batch of distinct subjects: an upsert whose condition is
+the rules' GO case takes every free subject (PostgreSQL serialises upserts on one key, so
+replicas asking about one subject at once are decided one after the other), and the rows it did
+not take are read in the same round trip and judged by the rules both backends share (stale or
+held). The ordered route's throughput was bounded by these trips, one per event before batching
+(bench/ordering.py). ``applied_many`` writes the group commit's idempotency records and applied
+versions in one statement. Claim expiry is on the database's clock, so replicas whose clocks
+drift still agree when a claim ran out."""
 
 from __future__ import annotations
 
@@ -14,31 +15,55 @@ from collections.abc import Sequence
 
 from middleware.stores.base import HeldSubject
 from middleware.stores.postgres import PostgresBackend
+from middleware.stores.postgres_stores import RECORDS_DONE, records_done
 from middleware.stores.sync_rules import SubjectRow, Verdict, begin
 
 __all__ = ["PostgresSyncStore"]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
+# applied versions (the highest per subject) and, in the same statement, the idempotency records
+# of the group commit: one round trip. A subject's claim is freed when one of the batch's events
+# holds it (a holder is an event id, so it can only hold its own subject's row).
 _APPLIED = (
-    "INSERT INTO silobridge_sync_subject AS s (route, subject, applied, applied_at)"
-    f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (route, subject) DO UPDATE SET"
+    f"WITH done AS ({RECORDS_DONE})"
+    " INSERT INTO silobridge_sync_subject AS s (route, subject, applied, applied_at)"
+    f" SELECT %s, a.subject, max(a.version), {_NOW}"
+    " FROM unnest(%s::text[], %s::bigint[]) AS a(subject, version)"
+    " GROUP BY a.subject ORDER BY a.subject"
+    " ON CONFLICT (route, subject) DO UPDATE SET"
     " applied = greatest(s.applied, excluded.applied), applied_at = excluded.applied_at,"
-    " holder = CASE WHEN s.holder = %s THEN NULL ELSE s.holder END,"
-    " holder_version = CASE WHEN s.holder = %s THEN NULL ELSE s.holder_version END,"
-    " held_until = CASE WHEN s.holder = %s THEN NULL ELSE s.held_until END,"
-    " parked = CASE WHEN s.holder = %s THEN false ELSE s.parked END"
+    " holder = CASE WHEN s.holder = ANY(%s::text[]) THEN NULL ELSE s.holder END,"
+    " holder_version = CASE WHEN s.holder = ANY(%s::text[]) THEN NULL"
+    " ELSE s.holder_version END,"
+    " held_until = CASE WHEN s.holder = ANY(%s::text[]) THEN NULL ELSE s.held_until END,"
+    " parked = CASE WHEN s.holder = ANY(%s::text[]) THEN false ELSE s.parked END"
 )
-_CLAIM = (
-    "INSERT INTO silobridge_sync_subject AS s"
+_FREE = (  # the rules' GO case for a claim, as the upsert's condition ({own}: see begin_many)
+    "(s.applied IS NULL OR s.applied <= excluded.holder_version)"
+    " AND (s.holder IS NULL OR (s.holder = excluded.holder AND {own}) OR s.held_until IS NULL"
+    f" OR s.held_until <= {_NOW})"
+)
+_ROWS = ("SELECT subject, false, applied, holder, holder_version, held_until, parked,"
+         f" {_NOW} FROM silobridge_sync_subject WHERE route = %s AND subject = ANY(%s::text[])")
+# claims of many subjects in one statement: the upsert takes every free subject (in subject
+# order, so two replicas' batches lock shared rows in the same order), and the rows it did not
+# take are read in the same round trip, from the statement's snapshot (see ``begin_many``)
+_CLAIM_ANY = (
+    "WITH claimed AS (INSERT INTO silobridge_sync_subject AS s"
     " (route, subject, holder, holder_version, held_until, parked)"
-    f" VALUES (%s, %s, %s, %s, {_NOW} + %s, false)"
+    f" SELECT %s, c.subject, c.holder, c.version, {_NOW} + %s, false"
+    " FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS c(subject, holder, version)"
+    " ORDER BY c.subject"
     " ON CONFLICT (route, subject) DO UPDATE SET holder = excluded.holder,"
     " holder_version = excluded.holder_version, held_until = excluded.held_until,"
-    " parked = false"
-    " WHERE (s.applied IS NULL OR s.applied <= excluded.holder_version)"
-    " AND (s.holder IS NULL OR (s.holder = excluded.holder AND (s.parked OR %s))"
-    f" OR s.held_until IS NULL OR s.held_until <= {_NOW}) RETURNING 1"
+    f" parked = false WHERE {_FREE} RETURNING s.subject)"
+    " SELECT subject, true, NULL::bigint, NULL::text, NULL::bigint, NULL::float8, false,"
+    f" {_NOW} FROM claimed UNION ALL " + _ROWS
 )
+# an event retakes its own live claim only when parked (back from a retry tier), or as a
+# ``takeover`` copy (redelivered, replayed, a retry copy): see ``sync_rules.begin``
+_CLAIM = {takeover: _CLAIM_ANY.replace("{own}", "true" if takeover else "s.parked")
+          for takeover in (False, True)}
 _PRUNABLE = f"applied_at < %s AND (held_until IS NULL OR held_until <= {_NOW})"
 """A row last applied before the retention, whose subject no event holds now."""
 
@@ -51,21 +76,52 @@ class PostgresSyncStore:
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
               claim: bool, takeover: bool = False) -> str:
-        # the common case, a free subject, in one round trip: the upsert's WHERE is the rule
-        # of ``sync_rules.begin`` for GO; anything else is read back and judged there
-        if claim and self._backend.run("sync", _CLAIM, (route, subject, holder, version, ttl,
-                                                        takeover)):
-            return Verdict.GO.value
-        rows = self._backend.run(
-            "sync", f"SELECT applied, holder, holder_version, held_until, parked, {_NOW}"
-            " FROM silobridge_sync_subject WHERE route = %s AND subject = %s", (route, subject))
-        if not rows:
-            return Verdict.GO.value if not claim else Verdict.HELD.value  # raced a delete
-        found = rows[0]
-        row = SubjectRow(found[0], found[1], found[2], found[3], bool(found[4]))
-        verdict, _row = begin(row, version, holder, float(found[5]), ttl, claim, takeover)
-        # with a claim, GO here means the subject was freed after the upsert looked: ask again
-        return Verdict.HELD.value if claim and verdict is Verdict.GO else verdict.value
+        return self.begin_many(route, [(subject, version, holder)], ttl, claim, takeover)[0]
+
+    def begin_many(self, route: str, items: Sequence[tuple[str, int, str]], ttl: float,
+                   claim: bool, takeover: bool = False) -> list[str]:
+        # one round trip per wave of distinct subjects (an upsert touches a row once per
+        # statement): a subject's second event in one batch is asked about after its first
+        verdicts: list[str] = [""] * len(items)
+        waiting = list(range(len(items)))
+        while waiting:
+            wave: dict[str, int] = {}
+            later = [n for n in waiting if wave.setdefault(items[n][0], n) != n]
+            for subject, judged in self._begin_wave(
+                    route, [items[n] for n in wave.values()], ttl, claim, takeover).items():
+                verdicts[wave[subject]] = judged
+            waiting = later
+        return verdicts
+
+    def _begin_wave(self, route: str, items: list[tuple[str, int, str]], ttl: float,
+                    claim: bool, takeover: bool) -> dict[str, str]:
+        """Verdicts of distinct subjects. Rows the upsert did not take are judged by the rules
+        both backends share, as read from the statement's snapshot: an older view can only
+        turn a GO into HELD (asked again after ``hold_delay``), never let an event through."""
+        subjects = [subject for subject, _version, _holder in items]
+        if claim:
+            rows = self._backend.run("sync", _CLAIM[takeover], (
+                route, ttl, subjects, [holder for _s, _v, holder in items],
+                [version for _s, version, _h in items], route, subjects))
+        else:
+            rows = self._backend.run("sync", _ROWS, (route, subjects))
+        taken = {str(row[0]) for row in rows if row[1]}
+        found = {str(row[0]): row for row in rows if not row[1]}
+        verdicts: dict[str, str] = {}
+        for subject, version, holder in items:
+            if subject in taken:
+                verdicts[subject] = Verdict.GO.value
+                continue
+            row = found.get(subject)
+            if row is None:  # claim: raced an insert or a delete; no claim: a new subject
+                verdicts[subject] = Verdict.HELD.value if claim else Verdict.GO.value
+                continue
+            state = SubjectRow(row[2], row[3], row[4], row[5], bool(row[6]))
+            verdict, _row = begin(state, version, holder, float(row[7]), ttl, claim, takeover)
+            # with a claim, GO here means the subject was freed after the upsert looked
+            verdicts[subject] = (Verdict.HELD.value if claim and verdict is Verdict.GO
+                                 else verdict.value)
+        return verdicts
 
     def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
         self._backend.run("sync", f"UPDATE silobridge_sync_subject SET held_until = {_NOW} + %s,"
@@ -73,13 +129,17 @@ class PostgresSyncStore:
                           (ttl, route, subject, holder))
 
     def applied(self, route: str, subject: str, version: int, holder: str) -> None:
-        self._backend.run("sync", _APPLIED, (route, subject, version, *[holder] * 4))
+        self.applied_many(route, [(subject, version, holder)])
 
-    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
-        # sorted: two replicas' batches lock shared subjects in the same order (no deadlock)
-        with self._backend.transaction("sync") as db, db.cursor() as cursor:
-            cursor.executemany(_APPLIED, [(route, subject, version, *[holder] * 4)
-                                          for subject, version, holder in sorted(items)])
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]],
+                     records: Sequence[tuple[str, str]] = ()) -> None:
+        if not items and not records:
+            return
+        holders = [holder for _subject, _version, holder in items]
+        self._backend.run("sync", _APPLIED, (
+            *records_done(sorted(set(records))), route,
+            [subject for subject, _version, _holder in items],
+            [version for _subject, version, _holder in items], *[holders] * 4))
 
     def release(self, route: str, subject: str, holder: str) -> None:
         self._backend.run("sync", "UPDATE silobridge_sync_subject SET holder = NULL,"

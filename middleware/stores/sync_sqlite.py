@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from middleware.stores.base import HeldSubject
+from middleware.stores.idempotency_sqlite import RECORDS_DONE
 from middleware.stores.sqlite import connect
 from middleware.stores.sync_rules import SubjectRow, begin
 
@@ -35,16 +36,24 @@ class SqliteSyncStore:
 
     def begin(self, route: str, subject: str, version: int, holder: str, ttl: float,
               claim: bool, takeover: bool = False) -> str:
+        return self.begin_many(route, [(subject, version, holder)], ttl, claim, takeover)[0]
+
+    def begin_many(self, route: str, items: Sequence[tuple[str, int, str]], ttl: float,
+                   claim: bool, takeover: bool = False) -> list[str]:
+        verdicts = []
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            found = self._db.execute(_ROW, (route, subject)).fetchone()
-            row = SubjectRow() if found is None else SubjectRow(
-                found[0], found[1], found[2], found[3], bool(found[4]))
-            verdict, new = begin(row, version, holder, time.time(), ttl, claim, takeover)
-            if new is not None:
-                self._db.execute(_WRITE, (route, subject, new.applied, new.holder,
-                                          new.holder_version, new.held_until, int(new.parked)))
-        return verdict.value
+            for subject, version, holder in items:
+                found = self._db.execute(_ROW, (route, subject)).fetchone()
+                row = SubjectRow() if found is None else SubjectRow(
+                    found[0], found[1], found[2], found[3], bool(found[4]))
+                verdict, new = begin(row, version, holder, time.time(), ttl, claim, takeover)
+                if new is not None:
+                    self._db.execute(_WRITE, (route, subject, new.applied, new.holder,
+                                              new.holder_version, new.held_until,
+                                              int(new.parked)))
+                verdicts.append(verdict.value)
+        return verdicts
 
     def park(self, route: str, subject: str, holder: str, ttl: float) -> None:
         with self._lock, self._db:
@@ -56,10 +65,12 @@ class SqliteSyncStore:
     def applied(self, route: str, subject: str, version: int, holder: str) -> None:
         self.applied_many(route, [(subject, version, holder)])
 
-    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]]) -> None:
+    def applied_many(self, route: str, items: Sequence[tuple[str, int, str]],
+                     records: Sequence[tuple[str, str]] = ()) -> None:
         now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(RECORDS_DONE, [(r, ident, now) for r, ident in records])
             for subject, version, holder in items:
                 self._db.execute(
                     "INSERT INTO sync_subject (route, subject, applied, applied_at)"

@@ -5,10 +5,11 @@ a target's event loop, and waits out store faults like every other store call of
 
 - ``admit`` before mapping: an origin-marked or fingerprinted echo is dropped (``echo``); then
   one compare-and-set in the shared store says ``stale`` (a newer version was applied), ``held``
-  (ordering: another event of the subject is in flight or in a retry tier) or ``go``.
+  (ordering: another event of the subject is in flight or in a retry tier) or ``go``; the
+  events that arrive together ask it in one round trip (``middleware.twoway.claims``).
 - ``writing`` just before the write: remember its fingerprint (the paired route's echo check).
-- ``delivered`` after the target accepted, and ``applied`` in the group commit before the
-  ack: raise the applied version, free the subject.
+- ``delivered`` after the target accepted, and ``commit`` (the group commit before the
+  ack, with the idempotency records): raise the applied version, free the subject.
 - ``failed``: the event goes to a retry tier (keep its claim for the retry delay, so later events
   of its subject wait for it) or to the DLQ (free the subject).
 """
@@ -29,6 +30,7 @@ from middleware.config.models import RouteConfig, SyncConfig
 from middleware.envelope import Envelope
 from middleware.errors import StoreUnavailable
 from middleware.stores.base import SyncStore
+from middleware.twoway.claims import Claims
 from middleware.twoway.conflict import Rules, reassert_namespace
 from middleware.twoway.keys import (
     at_path,
@@ -88,6 +90,7 @@ class SyncGate:
         self._store = store
         self._call = call
         self._ordered = route.sync.ordering == "subject"
+        self._claims = Claims(route.name, store, call, route.sync.claim_ttl, self._ordered)
         echo = route.sync.echo
         self._writes = echo  # fingerprints of this route's writes
         # the paired route's writes are what this route's source reports back
@@ -115,9 +118,7 @@ class SyncGate:
                 return Admission.CONFLICT, None
             reassert = judgement.reassert
         version = version_of(envelope, self._config, self._route)
-        verdict = self._call("sync", "begin", lambda: self._store.begin(
-            self._route, subject, version, envelope.id, self._config.claim_ttl, self._ordered,
-            takeover))
+        verdict = self._claims.begin(subject, version, envelope.id, takeover)
         if verdict == Admission.HELD:
             with self._held_lock:
                 if len(self._held) >= HELD_MEMORY:
@@ -173,19 +174,20 @@ class SyncGate:
 
     def delivered(self, envelope: Envelope, ticket: Ticket) -> None:
         """The target accepted: the applied version goes with the idempotency record of the
-        message, in the route's group commit before the ack (``applied``), not one store
+        message, in the route's group commit before the ack (``commit``), not one store
         round trip per message (bench/ordering.py)."""
         with self._pending_lock:
             self._pending[envelope.id] = (ticket.subject, ticket.version)
 
-    def applied(self, records: list[tuple[str, str]]) -> None:
-        """Raise the applied versions and free the subjects of these delivered messages (the
-        group commit's (route, id) records), in one transaction; on a store thread."""
+    def commit(self, records: list[tuple[str, str]]) -> None:
+        """The route's group commit: the idempotency records of delivered messages and their
+        applied versions (their subjects freed) in one transaction; on a store thread, inside
+        the group commit's waiting and retrying. One round trip for both: a second one per
+        batch, for the versions alone, held the acks of an ordered route back."""
         with self._pending_lock:
             items = [(*self._pending[ident], ident) for route, ident in records
                      if route == self._route and ident in self._pending]
-        if items:
-            self._call("sync", "applied", lambda: self._store.applied_many(self._route, items))
+        self._store.applied_many(self._route, items, records)
         with self._pending_lock:  # forgotten only once durable: a retried commit needs them
             for _subject, _version, ident in items:
                 self._pending.pop(ident, None)

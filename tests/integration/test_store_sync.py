@@ -83,3 +83,42 @@ def test_sync_store_reads_the_applied_version_another_replica_wrote(opener: Open
     one.applied("changes", "C-1", 7, "")
     one.applied("changes", "C-1", 3, "")
     assert two.version("changes", "C-1") == 7
+
+
+def test_sync_store_decides_a_batch_as_if_its_events_came_one_after_the_other(
+    opener: Opener
+) -> None:
+    # Given: subject A applied at version 5, subject B claimed by another replica's event
+    one, two = opener().sync, opener().sync
+    assert one is not None and two is not None
+    assert one.begin("r", "A", 5, "a5", 30.0, claim=True) == "go"
+    one.applied("r", "A", 5, "a5")
+    assert two.begin("r", "B", 1, "b1", 30.0, claim=True) == "go"
+    # When: one batch asks about older, held, new and repeated subjects
+    verdicts = one.begin_many("r", [("A", 3, "a3"), ("B", 2, "b2"), ("C", 1, "c1"),
+                                    ("C", 2, "c2"), ("A", 6, "a6"), ("A", 7, "a7")],
+                              30.0, claim=True)
+    # Then: each as if asked alone, in order: a subject's second event waits for its first
+    assert verdicts == ["stale", "held", "go", "held", "go", "held"]
+    assert {(h.subject, h.holder) for h in two.held("r")} == {
+        ("A", "a6"), ("B", "b1"), ("C", "c1")}
+    # without claims a batch only says stale or go
+    assert two.begin_many("r", [("A", 4, "x"), ("A", 9, "y"), ("D", 1, "z")], 30.0,
+                          claim=False) == ["stale", "go", "go"]
+
+
+def test_sync_store_commits_applied_versions_with_the_idempotency_records(
+    opener: Opener
+) -> None:
+    stores, other = opener(), opener()
+    sync = stores.sync
+    assert sync is not None and other.sync is not None
+    assert sync.begin_many("r", [("S", 1, "s1"), ("T", 1, "t1")], 30.0, claim=True) == [
+        "go", "go"]
+    # S's event s1 and a stale-deliver copy s0 of the same subject in one commit, with a record
+    # of a message that applied nothing
+    sync.applied_many("r", [("S", 1, "s1"), ("S", 0, "s0"), ("T", 1, "t1")],
+                      [("r", "s1"), ("r", "s0"), ("r", "t1"), ("r", "plain")])
+    assert all(other.idempotency.seen("r", ident) for ident in ("s1", "s0", "t1", "plain"))
+    assert other.sync.held("r") == []
+    assert (other.sync.version("r", "S"), other.sync.version("r", "T")) == (1, 1)
