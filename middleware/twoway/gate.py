@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import structlog
+from cachetools import TTLCache
 
 from middleware import metrics
 from middleware.config.models import RouteConfig, SyncConfig
@@ -48,6 +49,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Call = Callable[[str, str, Callable[[], T]], T]
 HELD_MEMORY = 10_000  # subjects this worker remembers as held, for the gauge
+FILED_MEMORY = 100_000  # writes under way whose fingerprints a failure takes back
 
 
 class Admission(StrEnum):
@@ -100,6 +102,11 @@ class SyncGate:
                        else None)
         self._pending: dict[str, tuple[str, int]] = {}  # delivered, applied at commit
         self._pending_lock = threading.Lock()
+        # fingerprints filed for writes under way, by message id (``_unfile``); bounded: a
+        # write that neither succeeded nor failed here (the process stopped) is forgotten
+        self._filed: TTLCache[str, tuple[str, str, str]] = TTLCache(
+            FILED_MEMORY, echo.ttl if echo is not None else 1)
+        self._filed_lock = threading.Lock()
         self._held: dict[str, float] = {}
         self._held_lock = threading.Lock()
         metrics.HELD_SUBJECTS.labels(route.name).set_function(self._held_now)
@@ -136,11 +143,14 @@ class SyncGate:
     def _echo(self, envelope: Envelope, subject: str) -> Echo:
         if self._writes is None or self._echoes is None:
             return Echo.NONE
-        if self._writes.origin is not None and is_marked(envelope.data, self._writes.origin):
-            return Echo.ECHO
         # the paired route filed what it wrote under its own name and the record's key there
         digest = fingerprint(envelope.data, self._echoes.fields)
         writer = self._writes.pair
+        if self._writes.origin is not None and is_marked(envelope.data, self._writes.origin):
+            # an echo by its marker: its fingerprint is used up too, or it would be left over
+            # to swallow a later genuine edit with the same values in the fingerprinted fields
+            self._call("sync", "take", lambda: self._store.take(writer, subject, digest))
+            return Echo.ECHO
         if self._call("sync", "take", lambda: self._store.take(writer, subject, digest)):
             return Echo.ECHO
         again = reassert_namespace(writer)
@@ -157,7 +167,7 @@ class SyncGate:
 
         Before, not after: a system may report the write before its answer reaches us (a
         webhook is quicker than the HTTP response), and the paired route must already know it
-        then. A write that then fails leaves a fingerprint that expires after ``echo.ttl``.
+        then. A write that then fails takes its fingerprint back (``failed``).
         """
         if self._writes is None:
             return
@@ -167,6 +177,8 @@ class SyncGate:
             namespace = reassert_namespace(self._route) if ticket.reassert else self._route
             self._call("sync", "remember", lambda: self._store.remember(
                 namespace, str(key), digest, ttl))
+            with self._filed_lock:
+                self._filed[envelope.id] = (namespace, str(key), digest)
         else:
             log.warning("no echo fingerprint: the echo key is missing in the payload, too long "
                         "or holds a NUL character",
@@ -178,6 +190,8 @@ class SyncGate:
         round trip per message (bench/ordering.py)."""
         with self._pending_lock:
             self._pending[envelope.id] = (ticket.subject, ticket.version)
+        with self._filed_lock:  # the write happened: its fingerprint waits for the echo
+            self._filed.pop(envelope.id, None)
 
     def commit(self, records: list[tuple[str, str]]) -> None:
         """The route's group commit: the idempotency records of delivered messages and their
@@ -194,6 +208,7 @@ class SyncGate:
 
     def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
         """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
+        self._unfile(envelope)
         if not ticket.claimed:
             return
         try:
@@ -207,6 +222,22 @@ class SyncGate:
         except StoreUnavailable:  # stopping: the claim runs out by itself (claim_ttl)
             log.warning("subject claim left to expire", route=self._route,
                         message_id=envelope.id)
+
+    def _unfile(self, envelope: Envelope) -> None:
+        """Take back the fingerprint of a write that failed.
+
+        Under rule ``fields`` a fingerprint covers only the fields this route owns, so the
+        other system's genuine edit of its own fields carries the same fingerprinted values:
+        a fingerprint left over by a failed write swallowed that edit as an echo (the demo
+        showed it). A retry files it again just before its write. A write that timed out may
+        have landed: its echo is then written back once, values unchanged, which is the
+        cheaper mistake.
+        """
+        with self._filed_lock:
+            filed = self._filed.pop(envelope.id, None)
+        if filed is not None:
+            namespace, key, digest = filed
+            self._call("sync", "take", lambda: self._store.take(namespace, key, digest))
 
     def _forget_held(self, subject: str) -> None:
         if self._held:
