@@ -28,7 +28,7 @@ import httpx
 import orjson
 from yarl import URL
 
-from adapters._http import transport_error
+from adapters._http import transport_error, without_frames
 from adapters.rest.client import OAuth2ClientCredentials
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, ClientAuth
 from middleware.config.models import TargetTlsConfig
@@ -142,8 +142,8 @@ class HttpClient:
             if problem is not None:  # retried: a peer's certificate can be fixed in time
                 raise DeliveryError(f"request to {self.label} failed: {problem}",
                                     retryable=True, details={"error": "tls"}
-                                    ) from _without_frames(exc)
-            raise transport_error(exc, self.label) from _without_frames(exc)
+                                    ) from without_frames(exc)
+            raise transport_error(exc, self.label) from without_frames(exc)
 
     async def _bounded(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
         """The body, or a permanent error as soon as it passes ``limit`` bytes (unread rest)."""
@@ -177,32 +177,6 @@ class HttpClient:
         await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-
-
-def _without_frames(error: BaseException) -> BaseException:
-    """``error`` and every exception chained to it, without their tracebacks.
-
-    aiohttp's errors arrive in reference cycles: the traceback of a timeout holds the frame of
-    its timer's ``__exit__``, whose local is the request's task, which holds the error (a
-    refused connection's chain has a cycle of its own in the connector's frames). Nothing but
-    the cycle collector frees a cycle, and the daemon runs it rarely (``middleware.cli.run``),
-    so while a target hung, every failed request (its task, its ClientRequest, the envelope,
-    ~75 objects) piled up as garbage: 1,000 of them after a 30 s hang at 250 events/s, tens of
-    MiB that the process kept as a high-water mark. Without the frames no cycle is left and
-    reference counting frees each failed request at once. The frames were only aiohttp's
-    inside; the error's class and message, which the retry headers and the log keep, stay.
-    """
-    pending: list[BaseException] = [error]
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.__traceback__ = None
-        pending.extend(chained for chained in (current.__cause__, current.__context__)
-                       if chained is not None)
-    return error
 
 
 def _env_proxy(url: str) -> str | None:

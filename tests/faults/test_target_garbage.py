@@ -81,6 +81,7 @@ def test_rest_target_failed_requests_leave_no_cycles(
         FAULTS[fault](proxy)
         outcomes = _deliver(rest, DELIVERIES)
         # Then no failed request waits for the collector to be freed
+        # the target's own objects: the fault proxy, in this process, leaves cycles of its own
         left = left_for_the_collector(garbage, DeliveryError, aiohttp.ClientRequest, Envelope)
     assert all(outcome.startswith("request to ") for outcome in outcomes), outcomes
     assert left == Counter()
