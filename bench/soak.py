@@ -141,11 +141,12 @@ def warm_up(minutes: float, fault_every: float, fault_seconds: float,
     Two things grow at first and stop: the route's recent-ids set fills up (100,000 ids,
     ~15 MiB, 200 s at 500 events/s), and the first time a fault holds a prefetch window of
     requests in flight, the allocators take memory they keep afterwards (Python's arenas and
-    glibc's heaps are rarely given back): +12 MiB at the first "target never answers", about
-    +0.2 MiB at each one after it (bench/RESULTS.md, soak). A slope over those steps measures
-    a high-water mark being reached, not a leak. A leak grows with time or with each fault, and
-    the faults repeat after the warm-up, so it still shows; the run must leave time for that:
-    when the first round would take more than three quarters of it, the first fifth is used.
+    glibc's heaps are rarely given back): +12 MiB at the first "target never answers",
+    0.4-1.2 MiB at each one after it, free space in glibc's heap (bench/RESULTS.md, soak). A
+    slope over those steps measures a high-water mark being reached, not a leak. A leak grows
+    with time or with each fault, and the faults repeat after the warm-up, so it still shows;
+    the run must leave time for that: when the first round would take more than three
+    quarters of it, the first fifth is used.
     """
     first_round = (len(FAULTS) * fault_every + fault_seconds + SETTLE_SECONDS) / 60
     warm = max(first_round, ids_full or 0.0)
