@@ -8,7 +8,8 @@ and dead-letters alike (DESIGN.md section 2.4):
     timeouts, connection and protocol     retryable
     any other status                      permanent; status and a truncated body go to the DLQ
 
-Client exceptions are translated here into ``DeliveryError`` so the pipeline never sees them.
+Client exceptions are translated here into ``DeliveryError`` so the pipeline never sees them,
+and without their frames (``without_frames``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "status_error",
     "transport_error",
     "truncate",
+    "without_frames",
 ]
 
 BODY_LIMIT = 500
@@ -105,3 +107,31 @@ def transport_error(
         retryable=not isinstance(exc, aiohttp.InvalidURL | httpx.UnsupportedProtocol),
         details={"error": type(exc).__name__},
     )
+
+
+def without_frames(error: BaseException) -> BaseException:
+    """``error`` and every exception chained to it, without their tracebacks: what a translated
+    client error is raised ``from``.
+
+    Client libraries' errors arrive in reference cycles. aiohttp's timeout holds, through its
+    traceback, the frame of its timer's ``__exit__``, whose local is the request's task, which
+    holds the error (a refused connection's chain has a cycle of its own in the connector's
+    frames); urllib3's read timeout under zeep holds one too. Nothing but the cycle collector
+    frees a cycle, and the daemon runs it rarely (``middleware.cli.run``), so while a REST
+    target hung, every failed request (its task, ClientRequest, envelope, ~75 objects) piled
+    up as garbage: 1,000 of them after a 30 s hang at 250 events/s, tens of MiB that the process
+    kept as a high-water mark (bench/RESULTS.md, soak). Without the frames no cycle is left and
+    reference counting frees a failed request at once. The frames were the libraries' own; the
+    error's class and message, which the retry headers and the log keep, stay.
+    """
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending.extend(chained for chained in (current.__cause__, current.__context__)
+                       if chained is not None)
+    return error

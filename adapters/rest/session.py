@@ -28,7 +28,7 @@ import httpx
 import orjson
 from yarl import URL
 
-from adapters._http import transport_error
+from adapters._http import transport_error, without_frames
 from adapters.rest.client import OAuth2ClientCredentials
 from adapters.rest.outbound_config import BasicClientAuth, BearerAuth, ClientAuth
 from middleware.config.models import TargetTlsConfig
@@ -141,8 +141,9 @@ class HttpClient:
             problem = describe_tls_failure(exc)
             if problem is not None:  # retried: a peer's certificate can be fixed in time
                 raise DeliveryError(f"request to {self.label} failed: {problem}",
-                                    retryable=True, details={"error": "tls"}) from exc
-            raise transport_error(exc, self.label) from exc
+                                    retryable=True, details={"error": "tls"}
+                                    ) from without_frames(exc)
+            raise transport_error(exc, self.label) from without_frames(exc)
 
     async def _bounded(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
         """The body, or a permanent error as soon as it passes ``limit`` bytes (unread rest)."""

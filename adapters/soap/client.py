@@ -28,6 +28,7 @@ from zeep import Client, Plugin
 from zeep.proxy import ServiceProxy
 from zeep.wsse.username import UsernameToken
 
+from adapters._http import without_frames
 from adapters.soap.classify import classify
 from adapters.soap.config import SoapClientConfig
 from adapters.soap.deadline import DeadlineAdapter
@@ -94,8 +95,9 @@ class SoapService:
             problem = describe_tls_failure(exc)
             if problem is not None:  # retried: a peer's certificate can be fixed in time
                 raise DeliveryError(f"SOAP call {operation} failed: {problem}", retryable=True,
-                                    details={"error": "tls"}) from exc
-            raise classify(exc, operation, self._transport.last_status()) from exc
+                                    details={"error": "tls"}) from without_frames(exc)
+            raise classify(exc, operation, self._transport.last_status()
+                           ) from without_frames(exc)
         return plain(result)
 
     def close(self) -> None:

@@ -159,7 +159,10 @@ def _tune_gc() -> None:
     thousands of prefetched messages are in flight: the worker benchmark showed a dozen full
     collections per 20,000 messages. Freezing moves it out of the collector's sight; a larger
     first-generation threshold makes the young collections rarer. Message processing creates
-    few reference cycles, so garbage still goes promptly by reference counting.
+    few reference cycles, so garbage still goes promptly by reference counting. That must hold
+    on the failure paths too: a cycle per failed message lives until a rare full collection,
+    and aiohttp's timeout errors made one per failed REST request (``adapters.rest.session``
+    drops their frames; ``tests/collector.py`` is how the tests check).
     """
     gc.collect()
     gc.freeze()
