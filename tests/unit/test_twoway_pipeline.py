@@ -152,17 +152,26 @@ def test_stale_deliver_writes_the_older_event_anyway(tmp_path: Path, prefix: str
         assert outcome(prefix, "stale") == 0
 
 
+def _ordered(prefix: str) -> dict[str, Any]:
+    return {"name": prefix, "bind": [f"{prefix}.customer.*"],
+            "sync": {"ordering": "subject", "hold_delay": 0.05}}
+
+
+def _first_fails_once(target: Recorder, prefix: str) -> tuple[Envelope, Envelope]:
+    """Two updates of C-1; the target fails the first once (it waits in a retry tier)."""
+    first, second = update(prefix, "C-1", 1, v=1), update(prefix, "C-1", 2, v=2)
+    target.fail_once.add(first.id)
+    return first, second
+
+
 def test_ordering_holds_a_subject_while_its_earlier_event_waits_in_a_retry_tier(
     tmp_path: Path, prefix: str
 ) -> None:
     # Given: the first update of C-1 fails once and waits in a retry tier
-    route = {"name": prefix, "bind": [f"{prefix}.customer.*"],
-             "sync": {"ordering": "subject", "hold_delay": 0.05}}
-    with running(tmp_path, [route]) as run:
+    with running(tmp_path, [_ordered(prefix)]) as run:
         target = run.targets[prefix]
-        first, second = update(prefix, "C-1", 1, v=1), update(prefix, "C-1", 2, v=2)
+        first, second = _first_fails_once(target, prefix)
         other = update(prefix, "C-2", 1, v=1)
-        target.fail_once.add(first.id)
         # When: the second update of C-1 and one of C-2 arrive meanwhile
         run.send(prefix, first, second, other)
         # Then: C-2 is not held back, C-1 reaches the target in order, nothing is dropped
@@ -179,12 +188,9 @@ def test_a_held_event_whose_hold_copy_cannot_be_published_waits_instead_of_reque
     tmp_path: Path, prefix: str
 ) -> None:
     # Given: C-1's first update waits in a retry tier, and then the workers' publisher is away
-    route = {"name": prefix, "bind": [f"{prefix}.customer.*"],
-             "sync": {"ordering": "subject", "hold_delay": 0.05}}
-    with running(tmp_path, [route]) as run:
+    with running(tmp_path, [_ordered(prefix)]) as run:
         target = run.targets[prefix]
-        first, second = update(prefix, "C-1", 1, v=1), update(prefix, "C-1", 2, v=2)
-        target.fail_once.add(first.id)
+        first, second = _first_fails_once(target, prefix)
         run.send(prefix, first)
         assert wait_until(lambda: run.broker.depth(retry_name(prefix, 1)) == 1)
         run.publisher.stop()
