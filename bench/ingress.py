@@ -54,7 +54,9 @@ import pika.exceptions
 import yaml
 
 from bench.mapping_engine import SOURCE
-from middleware.broker.topology import dlq_name, queue_name, retry_name
+from middleware.broker.factory import declare
+from middleware.broker.topology import dlq_name, queue_name, retry_name, topology_for
+from middleware.config.loader import load_config
 from middleware.config.models import RetryPolicy
 
 __all__ = [
@@ -63,9 +65,11 @@ __all__ = [
     "Daemon",
     "Served",
     "WrkResult",
+    "apply_topology",
     "daemon_config",
     "delete_route_queues",
     "free_port",
+    "log_tail",
     "machine",
     "main",
     "route_queue_names",
@@ -120,12 +124,25 @@ def machine() -> str:
 
 # -- processes -----------------------------------------------------------------------------
 
+def log_tail(path: Path | None, lines: int = 30) -> str:
+    """The last ``lines`` lines of a process's log, for the error that reports its death."""
+    if path is None:
+        return "(no log kept)"
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(log {path} unreadable: {exc})"
+    return "\n".join(text.splitlines()[-lines:]) or f"(log {path} is empty)"
+
+
 class Served:
     """A server subprocess listening on ``port``; ``stop`` always ends it."""
 
     def __init__(self, argv: list[str], port: int, env: dict[str, str] | None = None,
                  log: Path | None = None) -> None:
         self.port = port
+        self.argv = argv
+        self.log = log
         self._log = log.open("ab") if log is not None else None
         out = self._log if self._log is not None else subprocess.DEVNULL
         self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
@@ -135,12 +152,20 @@ class Served:
     def pid(self) -> int:
         return self.process.pid
 
+    def check_alive(self) -> None:
+        """Raise, with the log's tail, once the server has exited: it runs until ``stop``, so
+        an exit means it died, and whoever waits on its work would otherwise wait out a
+        timeout of minutes."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{' '.join(self.argv[1:4])} (pid {self.pid}) exited "
+                               f"with {self.process.returncode}; log {self.log}:\n"
+                               f"{log_tail(self.log)}")
+
     def wait_listening(self, timeout: float = 60) -> None:
         """Until the socket accepts (readiness alone can come before the ingress listens)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
+            self.check_alive()
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
@@ -253,6 +278,14 @@ class Daemon(Served):
         super().__init__([sys.executable, "-m", "middleware", "run", "-c", str(config),
                           "--role", role, "--log-format", "json"], ingress_port,
                          env={SECRET_ENV: SECRET}, log=log)
+
+
+def apply_topology(config: Path) -> None:
+    """Declare the exchange and route queues of ``config`` (what ``silobridge topology apply``
+    declares for them), so a backlog can be queued before the daemon starts. In this process:
+    the CLI is a second interpreter start per round, seconds of CPU, most of a smoke run's."""
+    loaded = load_config(config).config
+    declare(loaded.broker, topology_for(loaded))
 
 
 def route_queue_names(route: str) -> list[str]:

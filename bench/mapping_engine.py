@@ -9,7 +9,8 @@ hand version that crashes on any missing field is timed as an upper bound. All a
 interleaved, best of several rounds, so machine noise hits them alike.
 
 Run:  .venv/bin/python -m bench.mapping_engine [--rounds 7] [--number 20000]
-Exit code 1 when the compiled mapping is slower than half the hand-written speed.
+Exit code 1 when the compiled mapping is slower than half the hand-written speed (unless
+``--no-target``), 2 when the compiled and hand-written results differ.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="timing rounds (best is kept)")
     parser.add_argument("--number", type=int, default=20000, help="records per round")
+    parser.add_argument("--no-target", action="store_true",
+                        help="report the ratio without enforcing its target (a smoke run: too "
+                        "short, on a loaded machine); the results must still be identical")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = best["hand-written"] / best["compiled"]
     print(f"ratio compiled / hand-written speed: {ratio:.2f} (required >= 0.50); "
           f"vs unchecked: {best['hand, unchecked'] / best['compiled']:.2f}")
-    return 0 if ratio >= 0.5 else 1
+    return 0 if ratio >= 0.5 or args.no_target else 1
 
 
 if __name__ == "__main__":

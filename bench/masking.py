@@ -11,7 +11,8 @@ For each input and size the best of ``--rounds`` timings is kept, as ns per byte
 shows the same ns/byte at 1 kB and at 1 MB; quadratic masking multiplies it by the size ratio.
 
 Run:  .venv/bin/python -m bench.masking [--max-kb 1024] [--rounds 3]
-Exit code 1 when any input's ns/byte at the largest size is more than 4x its ns/byte at 16 kB.
+Exit code 1 when any input's ns/byte at the largest size is more than 4x its ns/byte at 16 kB
+(reported only with ``--no-target``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-kb", type=int, default=1024, help="largest size, kB")
     parser.add_argument("--rounds", type=int, default=3, help="timings per size (best is kept)")
+    parser.add_argument("--no-target", action="store_true",
+                        help="report the growth without enforcing its limit (a smoke run: too "
+                        "short, on a loaded machine)")
     args = parser.parse_args(argv)
     sizes = [kb for kb in SIZES_KB if kb <= args.max_kb]
     inputs = [("baseline", BASELINE), *((repr(unit), unit) for unit in HOSTILE)]
@@ -87,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"growth = ns/byte at {sizes[-1]} kB / ns/byte at {reference_kb} kB "
           f"(linear: ~1, quadratic: the size ratio; check: <= {MAX_GROWTH:g})")
     if failed:
-        print(f"FAILED: masking grows faster than linear for {', '.join(failed)}")
-        return 1
+        verdict = "MISSED (not enforced: --no-target)" if args.no_target else "FAILED"
+        print(f"{verdict}: masking grows faster than linear for {', '.join(failed)}")
+        return 0 if args.no_target else 1
     return 0
 
 

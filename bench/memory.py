@@ -20,8 +20,8 @@ slope in MiB per minute over the window. Also the RSS of the target, a bare uvic
 the same request rate, for comparison, and the events delivered with their lag.
 
 Run:  .venv/bin/python -m bench.memory [--warmup 300] [--duration 300] [--rate 1000]
-Exit code 1 when RSS reaches 200 MiB, grows by more than 1 MiB per minute, or an accepted
-event never reached the target.
+Exit code 1 when RSS reaches 200 MiB, grows by more than 1 MiB per minute (both reported only
+with ``--no-target``), or an accepted event never reached the target.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="events/s")
     parser.add_argument("--interval", type=float, default=5, help="seconds between samples")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--no-check", action="store_true",
-                        help="report only (short runs cannot show a flat RSS)")
+    parser.add_argument("--no-target", action="store_true",
+                        help="report RSS and slope without enforcing their targets (a smoke "
+                        "run is too short to show a flat RSS); every event must still arrive")
     parser.add_argument("--split", action="store_true",
                         help="ingress and worker as two processes (RSS of both is reported)")
     args = parser.parse_args(argv)
@@ -138,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {machine()}; warm-up {warmup:g}s excluded from start/end/slope; "
           f"target < {LIMIT_MB:g} MiB, slope < {FLAT_MB_PER_MIN:g} MiB/min and every "
           f"accepted event delivered: "
-          f"{'met' if ok else 'MISSED'}", flush=True)
-    return 0 if ok or args.no_check else 1
+          f"{'met' if ok else 'MISSED'}"
+          f"{' (not enforced: --no-target)' if args.no_target and not ok else ''}", flush=True)
+    if not all_delivered:
+        print("# NOT DELIVERED: an accepted event never reached the target", flush=True)
+    return 0 if ok or (args.no_target and all_delivered) else 1
 
 
 if __name__ == "__main__":

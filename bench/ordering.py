@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench.ingress import Served, free_port, machine
+from bench.ingress import Served, apply_topology, free_port, machine
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, queue_name, retry_name
 from middleware.envelope import Envelope
 from middleware.http import ServerThread
@@ -54,12 +53,13 @@ from middleware.scrape import parse
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 PG_DSN = os.environ.get("STORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET = 0.7
-OUT = "bench.ordering.out"
+RUN = os.getpid()  # in every name: runs side by side must not share (or delete) queues
+OUT = f"bench.ordering.out.{RUN}"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _routes(ordered: bool, rest: str | None) -> list[dict[str, Any]]:
-    name = "bench-ordered" if ordered else "bench-unordered"
+    name = f"bench-ordered-{RUN}" if ordered else f"bench-unordered-{RUN}"
     target: dict[str, Any] = (
         {"type": "amqp", "exchange": OUT, "routing_key": "erp.customer"} if rest is None else
         {"type": "rest", "method": "PUT", "concurrency": 16, "timeout": 10,
@@ -130,10 +130,7 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
         "store": {"kind": "postgres", "dsn": f"{dsn}&application_name={application}",
                   "pool_size": 8},
         "routes": _routes(ordered, rest)}))
-    done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
-                           str(config)], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
+    apply_topology(config)
     total = subjects * updates
     _publish(channel, _events(route, subjects, updates))
     port = free_port()
@@ -146,6 +143,7 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
         worker = database = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
+            server.check_alive()  # a dead worker fails the run now, with its log
             count = _done(port, route)
             now = time.monotonic()
             if count > 0 and first is None:
@@ -186,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("amqp", "rest"), default="amqp",
                         help="amqp: an exchange (cheapest); rest: a loopback HTTP server "
                         "answering 200 in this process")
+    parser.add_argument("--no-target", action="store_true",
+                        help="report the ratio without enforcing its target (a smoke run: too "
+                        "short, on a loaded machine); every message must still be done")
     args = parser.parse_args(argv)
     server = _rest_server() if args.target == "rest" else None
     rest = None if server is None else f"http://127.0.0.1:{server.port}"
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                         for k, v in cpu.items()}}))
     print(f"# {machine()}; {args.subjects} subjects x {args.updates} updates, median of "
           f"{args.rounds}, {args.target} target; target ordered >= {TARGET} x unordered")
-    return 0 if ratio >= TARGET else 1
+    return 0 if ratio >= TARGET or args.no_target else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ workers start; the rate runs from the first output to the last. Variants are int
 round so the machine's noise hits all alike; medians.
 
 Run:  .venv/bin/python -m bench.store [--messages 20000] [--rounds 3] [--processes 1,2,3]
+Exit code 1 when the ratio misses its target (unless ``--no-target``); a failure when a message
+never arrives or a worker dies.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,7 +32,7 @@ from urllib.parse import quote
 import psycopg
 import yaml
 
-from bench.ingress import Served, free_port, machine
+from bench.ingress import Served, apply_topology, free_port, machine
 from bench.mapping_engine import REFERENCE_MAPPING
 from bench.worker.__main__ import (
     EVENT_TYPE,
@@ -51,13 +53,28 @@ PG_DSN = os.environ.get("STORE_PG_DSN", "postgresql://postgres@127.0.0.1:5432/te
 TARGET = 0.8  # PostgreSQL / SQLite, one process
 
 
-class Workers:
-    """``processes`` worker daemons on one config and store."""
+def schema_dsn(schema: str) -> str:
+    """``PG_DSN`` with ``schema`` first on the search_path: the store's tables land there."""
+    separator = "&" if "?" in PG_DSN else "?"
+    return f"{PG_DSN}{separator}options={quote(f'-csearch_path={schema}')}"
 
-    def __init__(self, workdir: Path, store: dict[str, Any], label: str) -> None:
+
+def recreate_schema(schema: str) -> None:
+    """An empty schema of this name (dropped with everything in it first, if it exists)."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+
+
+class Workers:
+    """``processes`` worker daemons on one config and store (PostgreSQL: in ``schema``)."""
+
+    def __init__(self, workdir: Path, store: dict[str, Any], label: str,
+                 schema: str | None = None) -> None:
         self.workdir = workdir
         self.label = label
         self.store = store
+        self.schema = schema
         mapping = REFERENCE_MAPPING.replace(
             "mapping: bench-order\n",
             f"mapping: bench-order\nsource: {{schema: {HERE / 'files/order-source.json'}}}\n"
@@ -75,11 +92,14 @@ class Workers:
         self.servers: list[Served] = []
 
     def reset_store(self) -> None:
-        """Forget the delivered ids of earlier rounds, so each round starts alike."""
-        if self.store.get("kind") == "postgres":
-            with psycopg.connect(self.store["dsn"], autocommit=True) as conn:
-                conn.execute("DROP TABLE IF EXISTS silobridge_delivered, silobridge_state,"
-                             " silobridge_xref, silobridge_lease, silobridge_schema_version")
+        """Forget the delivered ids of earlier rounds, so each round starts alike.
+
+        PostgreSQL: the whole schema is dropped and made again, so the next start migrates an
+        empty schema. (Dropping a list of tables missed those that later migrations added: the
+        next start found no schema version, re-ran the migrations, failed on a table that was
+        still there, and the workers died.)"""
+        if self.schema is not None:
+            recreate_schema(self.schema)
         else:
             for suffix in ("", "-wal", "-shm"):
                 Path(self.store["path"] + suffix).unlink(missing_ok=True)
@@ -93,6 +113,10 @@ class Workers:
                  "worker", "--log-format", "json"], port, env={"SB_OPS_PORT": str(port)},
                 log=self.workdir / f"{self.label}-{n}.log"))
 
+    def checks(self) -> list[Callable[[], None]]:
+        """One liveness check per running process (for ``wait_for``)."""
+        return [server.check_alive for server in self.servers]
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
@@ -103,14 +127,11 @@ def run_once(broker: Broker, workers: Workers, processes: int, total: int) -> fl
     """Fresh queues and an empty store, the backlog queued, then the workers timed."""
     broker.reset("quorum")
     workers.reset_store()
-    done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
-                           str(workers.config)], capture_output=True, text=True, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
+    apply_topology(workers.config)
     publish("silobridge.events", EVENT_TYPE, events(total))
     workers.start(processes)
     try:
-        return wait_for(broker, total, None, timeout=600)
+        return wait_for(broker, total, None, timeout=600, watch=workers.checks())
     finally:
         workers.stop()
 
@@ -121,19 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--processes", default="1,2,3",
                         help="worker process counts on the PostgreSQL store")
+    parser.add_argument("--no-target", action="store_true",
+                        help="report the ratio without enforcing its target (a smoke run: too "
+                        "short, on a loaded machine); every message must still arrive")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.processes.split(",")]
     schema = f"bench_store_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
-    separator = "&" if "?" in PG_DSN else "?"
-    dsn = f"{PG_DSN}{separator}options={quote(f'-csearch_path={schema}')}"
+    recreate_schema(schema)
     broker = Broker()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = Workers(Path(tmp), {"path": str(Path(tmp) / "store.db")}, "sqlite")
-            postgres = Workers(Path(tmp), {"kind": "postgres", "dsn": dsn, "pool_size": 4},
-                               "postgres")
+            postgres = Workers(Path(tmp), {"kind": "postgres", "dsn": schema_dsn(schema),
+                                           "pool_size": 4}, "postgres", schema)
             variants = [("sqlite", sqlite, 1), *(("postgres", postgres, n) for n in counts)]
             rates: dict[str, list[float]] = {}
             for _ in range(args.rounds):
@@ -155,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                       "postgres_over_sqlite": None if ratio is None else round(ratio, 2)}))
     print(f"# {machine()}; {args.messages} messages, median of {args.rounds}; target "
           f"postgres x1 >= {TARGET} x sqlite x1")
-    return 0 if ratio is None or ratio >= TARGET else 1
+    return 0 if ratio is None or ratio >= TARGET or args.no_target else 1
 
 
 if __name__ == "__main__":

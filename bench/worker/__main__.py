@@ -21,13 +21,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
 import pika
 import yaml
 
-from bench.ingress import Served, free_port, machine, route_queue_names
+from bench.ingress import Served, apply_topology, free_port, machine, route_queue_names
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
 from middleware.broker.ingest import envelope_properties
 from middleware.broker.rabbitmq.publisher import Publisher
@@ -36,11 +37,15 @@ from middleware.envelope import Envelope
 
 HERE = Path(__file__).parent
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-EVENT_TYPE = "bench.order.created"
-# per run: RabbitMQ 3.10 can refuse to re-create a quorum queue deleted a moment ago
-ROUTE = f"bench-{os.getpid()}"
+# Every name is per run: RabbitMQ 3.10 can refuse to re-create a quorum queue deleted a moment
+# ago, and two runs side by side on one broker (bench.store imports these) must neither feed
+# nor delete each other's queues.
+RUN = os.getpid()
+EVENT_TYPE = f"bench.order-{RUN}.created"
+ROUTE = f"bench-{RUN}"
 ROUTE_QUEUES = route_queue_names(ROUTE)  # all removed between runs
-OUT_EXCHANGE, OUT_QUEUE, SRC_QUEUE = "bench.out", "bench.dst", "bench.src"
+OUT_EXCHANGE, OUT_QUEUE, SRC_QUEUE = f"bench.out.{RUN}", f"bench.dst.{RUN}", f"bench.src.{RUN}"
+SHOVEL = f"bench-shovel-{RUN}"
 
 
 class Broker:
@@ -78,12 +83,18 @@ def publish(exchange: str, key: str, envelopes: list[Envelope]) -> None:
     publisher.stop()
 
 
-def wait_for(broker: Broker, total: int, started: float | None, timeout: float = 300) -> float:
+def wait_for(broker: Broker, total: int, started: float | None, timeout: float = 300,
+             watch: Sequence[Callable[[], None]] = ()) -> float:
     """Messages per second into the output queue: from ``started`` (or the first output)
-    until all ``total`` arrived."""
+    until all ``total`` arrived.
+
+    ``watch``: checks that raise once a process doing the work died (``Served.check_alive``),
+    so a dead worker fails the run at once, with its log, instead of after ``timeout``."""
     first_count, first_at = 0, started
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        for check in watch:
+            check()
         count = broker.depth(OUT_QUEUE)
         now = time.monotonic()
         if first_at is None and count > 0:
@@ -114,6 +125,13 @@ class Baseline:
                                          SRC_QUEUE, OUT_EXCHANGE, "erp.order", str(self.total)])
         time.sleep(0.5)
 
+    def check_alive(self) -> None:
+        """Raise once the pass-through failed (it exits 0 after its last message; its
+        traceback went to this terminal)."""
+        if self.process is not None and self.process.poll() not in (None, 0):
+            raise RuntimeError(f"the raw pika pass-through exited with "
+                               f"{self.process.returncode}")
+
     def stop(self) -> None:
         """The pass-through exits after its last message; one that hangs is killed."""
         assert self.process is not None
@@ -128,16 +146,21 @@ class Shovel(Baseline):
     name = "shovel"
 
     def start(self) -> None:
-        subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_shovel"], check=True,
-                       capture_output=True, timeout=120)
-        value = {"src-uri": "amqp://", "src-queue": SRC_QUEUE, "src-prefetch-count": 2000,
-                 "dest-uri": "amqp://", "dest-exchange": OUT_EXCHANGE,
-                 "dest-exchange-key": "erp.order", "ack-mode": "on-confirm"}
-        subprocess.run(["rabbitmqctl", "-q", "set_parameter", "shovel", "bench-shovel",
-                        json.dumps(value)], check=True, capture_output=True, timeout=60)
+        value = json.dumps({"src-uri": "amqp://", "src-queue": SRC_QUEUE,
+                            "src-prefetch-count": 2000, "dest-uri": "amqp://",
+                            "dest-exchange": OUT_EXCHANGE, "dest-exchange-key": "erp.order",
+                            "ack-mode": "on-confirm"})
+        command = ["rabbitmqctl", "-q", "set_parameter", "shovel", SHOVEL, value]
+        done = subprocess.run(command, capture_output=True, timeout=60)
+        if done.returncode != 0:
+            # The plugin is off (no "shovel" component): enable it, then once more. Only then:
+            # each rabbitmq-plugins call takes seconds even when the plugin is on already.
+            subprocess.run(["rabbitmq-plugins", "-q", "enable", "rabbitmq_shovel"], check=True,
+                           capture_output=True, timeout=120)
+            subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def stop(self) -> None:
-        subprocess.run(["rabbitmqctl", "-q", "clear_parameter", "shovel", "bench-shovel"],
+        subprocess.run(["rabbitmqctl", "-q", "clear_parameter", "shovel", SHOVEL],
                        check=True, capture_output=True, timeout=60)
 
 
@@ -169,10 +192,7 @@ class Silobridge(Baseline):
 
     def prepare(self) -> None:
         (self.workdir / "store.db").unlink(missing_ok=True)
-        done = subprocess.run([sys.executable, "-m", "middleware", "topology", "apply", "-c",
-                               str(self.config)], capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise RuntimeError(f"topology apply failed: {done.stderr.strip()}")
+        apply_topology(self.config)
 
     def start(self) -> None:
         self.server = Served([sys.executable, "-m", "middleware", "run", "-c", str(self.config),
@@ -190,6 +210,10 @@ class Silobridge(Baseline):
             time.sleep(0.05)
         raise RuntimeError(f"silobridge did not become ready; see {self.workdir / 'daemon.log'}")
 
+    def check_alive(self) -> None:
+        if self.server is not None:
+            self.server.check_alive()
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()  # SIGTERM, and a kill if it does not drain in time
@@ -206,11 +230,11 @@ def run_once(consumer: Baseline, broker: Broker, source_type: str, mode: str,
     consumer.start()
     try:  # the consumer is stopped (the daemon drained, the shovel removed) also on failure
         if mode == "backlog":
-            return wait_for(broker, total, None)
+            return wait_for(broker, total, None, watch=[consumer.check_alive])
         started = time.monotonic()
         producer = threading.Thread(target=publish, args=(exchange, key, envelopes))
         producer.start()
-        rate = wait_for(broker, total, started)
+        rate = wait_for(broker, total, started, watch=[consumer.check_alive])
         producer.join()
         return rate
     finally:
