@@ -153,8 +153,11 @@ def test_demo_totals_need_the_two_way_check_to_pass() -> None:
     assert not _totals(twoway=None).consistent
     for wrong in (TwoWay(12, 4, 2, 13, 4, 0, 9), TwoWay(12, 4, 2, 12, 3, 0, 9),
                   TwoWay(12, 4, 2, 12, 4, 1, 9), TwoWay(12, 4, 2, 12, 4, 0, 9, ["C-1: Email"]),
-                  TwoWay(12, 0, 0, 12, 0, 0, 9), TwoWay(12, 4, 2, 12, 4, 0, 0)):
+                  TwoWay(12, 0, 0, 12, 1, 0, 9), TwoWay(12, 4, 2, 12, 4, 0, 0),
+                  TwoWay(0, 0, 0, 0, 0, 0, 9)):
         assert not _totals(twoway=wrong).consistent, wrong
+    # stopped before any ERP user edited: nothing to write into the CRM, nothing written
+    assert _totals(twoway=TwoWay(12, 0, 0, 12, 0, 0, 9)).consistent
     summary = render_summary(_totals())
     assert "writes: into the ERP 12 = 1.00 per CRM change, into the CRM 4 = 1.00 per ERP " \
            "change; writes that changed nothing (echoes written back) 0" in summary
