@@ -108,7 +108,7 @@ def test_wheel_installs_in_a_fresh_venv_and_runs_the_demo_commands(tmp_path: Pat
     assert shipped.is_relative_to(tmp_path / "venv"), shipped
     validated = _run([silobridge, "validate", "-c", str(shipped)], elsewhere, env)
     assert validated.returncode == 0, validated.stderr
-    assert "valid (4 route(s), 3 inbound adapter(s))" in validated.stdout
+    assert "valid (5 route(s), 4 inbound adapter(s))" in validated.stdout
 
     helped = _run([silobridge, "demo", "--help"], elsewhere, env)
     assert helped.returncode == 0, helped.stderr
