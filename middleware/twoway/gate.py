@@ -208,10 +208,10 @@ class SyncGate:
 
     def failed(self, envelope: Envelope, ticket: Ticket, retry_delay: float | None) -> None:
         """The event went to a retry tier (``retry_delay``) or the DLQ (None)."""
-        self._unfile(envelope)
-        if not ticket.claimed:
-            return
         try:
+            self._unfile(envelope)
+            if not ticket.claimed:
+                return
             if retry_delay is None:
                 self._call("sync", "release", lambda: self._store.release(
                     self._route, ticket.subject, envelope.id))
