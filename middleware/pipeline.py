@@ -29,10 +29,9 @@ import structlog
 
 from middleware import headers, metrics, tracing
 from middleware.adapter import Delivered, OutboundAdapter
+from middleware.admission import Admitting
 from middleware.audit import OutcomeListener
 from middleware.broker.contract import Delivery, Publisher
-from middleware.broker.properties import with_headers
-from middleware.broker.topology import hold_name
 from middleware.config.models import RetryPolicy, RouteConfig
 from middleware.copyretry import CopyRetries
 from middleware.enrich import Enrichment
@@ -44,11 +43,10 @@ from middleware.mapping import Link, Mapping
 from middleware.outcome import Outcome
 from middleware.recent import RECENT_IDS, RecentIds
 from middleware.routing import compile_filter, compile_patterns
-from middleware.settling import Settling
 from middleware.storecalls import GroupCommit, StoreCalls
 from middleware.storehealth import StoreHealth
 from middleware.stores.base import Stores
-from middleware.twoway import Admission, SyncGate
+from middleware.twoway import SyncGate
 from middleware.twoway.gate import Ticket
 
 __all__ = ["RouteWorker"]
@@ -58,8 +56,9 @@ log = structlog.get_logger(__name__)
 SYNC_STORE_THREADS = 16  # bench/ordering.py: 4 threads bounded an ordered route's rate
 
 
-class RouteWorker(Settling):
-    """Processes the messages of one route queue (settling: ``middleware.settling``)."""
+class RouteWorker(Admitting):
+    """Processes the messages of one route queue (two-way admission: ``middleware.admission``;
+    settling: ``middleware.settling``)."""
 
     def __init__(
         self,
@@ -101,6 +100,7 @@ class RouteWorker(Settling):
             self._sync = SyncGate(route, stores.sync, self._calls.call, paired)
             record_many = self._sync.commit  # applied versions with the records, before acks
         self._commits = GroupCommit(self._calls, record_many)
+        self._batch = self._batches()
         self._in_flight = 0
         self._count_lock = threading.Lock()  # _finish may run on an adapter's own thread
         self._messages = {
@@ -169,6 +169,9 @@ class RouteWorker(Settling):
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
+        if self._batch is not None and self.batched(delivery):
+            self._batch.add((delivery, envelope, mapping))  # admitted with its I/O tick
+            return
         check_seen = (delivery.redelivered or headers.REPLAYS in delivery.headers
                       or headers.HELD in delivery.headers)  # a held copy: a duplicate?
         if not (check_seen or self._sync is not None
@@ -205,6 +208,18 @@ class RouteWorker(Settling):
                 admitted, ticket = self._admit(self._sync, delivery, envelope, check_seen)
                 if not admitted:
                     return
+        except StoreUnavailable:
+            self._finish(delivery, Outcome.REQUEUED)
+            return
+        except SilobridgeError as exc:
+            self._fail(delivery, envelope, exc, ticket)
+            return
+        self._go(delivery, envelope, mapping, ticket)
+
+    def _go(self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None,
+            ticket: Ticket | None) -> None:
+        """An admitted message: map it and start its delivery (or its enrich steps)."""
+        try:
             if self._enrichment is not None:  # enrich hook: steps, mapping, steps, delivery
                 self._start_enriched(self._enrichment, delivery, envelope, mapping, ticket)
                 return  # (admitted first: no enrich call for an echo, a stale or held event)
@@ -225,49 +240,6 @@ class RouteWorker(Settling):
         future.add_done_callback(lambda done: self._guarded(
             delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
                                               ticket)))
-
-    def _admit(self, sync: SyncGate, delivery: Delivery, envelope: Envelope,
-               check_seen: bool) -> tuple[bool, Ticket | None]:
-        """Two-way admission; False when the message was settled here instead.
-
-        A redelivered, retry-tier or replayed copy may take its event's own live claim (the
-        delivery that took it has ended; a retry copy needs no ``park`` to have landed); any
-        other copy waits for it. A copy looked up before (redelivered, replayed, back from the
-        hold queue) is looked up again once it holds the claim: a claim is freed only after
-        its delivery's idempotency record committed, so a copy whose event was delivered while
-        it waited, by any replica, is caught however the two raced (fifty copies of one event:
-        two writes without this).
-        """
-        takeover = (delivery.redelivered or headers.REPLAYS in delivery.headers
-                    or headers.ATTEMPTS in delivery.headers)
-        admission, ticket = sync.admit(envelope, takeover)
-        if admission is not Admission.GO:
-            self._not_admitted(delivery, envelope, admission)
-            return False, None
-        if (check_seen and ticket is not None and ticket.claimed
-                and self._delivered_before(delivery, envelope.id)):
-            sync.failed(envelope, ticket, None)  # frees the claim it just took
-            self._finish(delivery, Outcome.DUPLICATE)
-            return False, None
-        return True, ticket
-
-    def _not_admitted(self, delivery: Delivery, envelope: Envelope, admission: Admission
-                      ) -> None:
-        """Two-way sync said no: ack a stale event or an echo; park a held one in the hold
-        queue (it comes back after ``sync.hold_delay`` and is asked about again)."""
-        if admission is not Admission.HELD:
-            outcome = Outcome(admission.value)  # stale, echo or conflict
-            log.info(f"{outcome.value} event not delivered", route=self.route.name,
-                     message_id=envelope.id, correlation_id=envelope.correlationid)
-            self._finish(delivery, outcome)
-            return
-        # parked like a retry copy: a failed publish waits and tries again (a requeue here
-        # looped hot while the publisher was away and spent the quorum delivery limit)
-        held = with_headers(delivery.properties, {**delivery.headers, headers.HELD: "true"},
-                            envelope.id)
-        send = functools.partial(self._publisher.publish, "", hold_name(self.route.name),
-                                 delivery.body, held, purpose="retry")
-        self._park(delivery, send, Outcome.HELD, None, 0)
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?

@@ -64,16 +64,25 @@ class Claims:
         if takeover:
             return str(self._call("sync", "begin", lambda: self._store.begin(
                 self._route, subject, version, holder, self._ttl, self._claim, True)))
-        asking = _Asking((subject, version, holder))
+        return self.begin_all([(subject, version, holder)])[0]
+
+    def begin_all(self, items: list[Item]) -> list[str]:
+        """``begin`` of several events of one thread, asked together (none a takeover): the
+        worker's batch admission asks for what one I/O tick delivered in one call."""
+        askings = [_Asking(item) for item in items]
         with self._lock:
-            self._waiting.append(asking)
-            if not self._busy:
-                self._busy = asking.leads = True
+            self._waiting.extend(askings)  # at once: one batch takes them all
+            if askings and not self._busy:
+                self._busy = askings[0].leads = True
+        return [self._answer(asking) for asking in askings]
+
+    def _answer(self, asking: _Asking) -> str:
         if not asking.leads:
             asking.answered.wait()
         if asking.leads:  # first, or handed the lead by the batch before
             self._ask_batch()
         if asking.alone:
+            subject, version, holder = asking.item
             return str(self._call("sync", "begin", lambda: self._store.begin(
                 self._route, subject, version, holder, self._ttl, self._claim)))
         return asking.verdict

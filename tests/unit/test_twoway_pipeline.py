@@ -91,7 +91,8 @@ def outcome(route: str, name: str) -> float:
 
 @contextmanager
 def running(tmp_path: Path, routes: list[dict[str, Any]],
-            enrichment: dict[str, Enrichment] | None = None) -> Iterator[Running]:
+            enrichment: dict[str, Enrichment] | None = None,
+            prefetch: int = 10) -> Iterator[Running]:
     config = Config.model_validate({
         "retry": {"attempts": 3, "initial_delay": 0.05, "multiplier": 1},
         "routes": [{"target": {"type": "scripted"}, **r} for r in routes]})
@@ -113,7 +114,7 @@ def running(tmp_path: Path, routes: list[dict[str, Any]],
         return all_done([workers[name].commit([r for r in records if r[0] == name])
                          for name in {r[0] for r in records}])
 
-    consumer = broker.consumer(handlers, prefetch=10, before_ack=commit)
+    consumer = broker.consumer(handlers, prefetch=prefetch, before_ack=commit)
     consumer.start()
     try:
         yield Running(broker, config, targets, stores, publisher)
