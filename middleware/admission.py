@@ -8,15 +8,16 @@ Two ways there:
 
 - **One message at a time** (``_admit``, from a store thread per message): copies that may
   take over their event's claim (redelivered, replayed, retry-tier), copies back from the hold
-  queue (looked up first), and every message of a route whose admission asks the store more
-  than the claim (an echo check or a conflict rule).
+  queue (looked up first), messages whose mapping looks up cross-references, and every
+  message of a route whose sync asks the store more than the claim (echo fingerprints or a
+  conflict rule): their store round trips go in parallel on the route's store threads.
 - **A batch per I/O tick** (``Batches``, ``_admit_batch``) for every other message of a route
-  whose admission needs only the claim (``SyncGate.batchable``: ``ordering``/``stale``
-  alone). The consumer thread gathers them; one store thread takes what gathered, asks the
-  store for all their claims in one round trip and maps and delivers the admitted ones
-  itself. One message at a time, each took a hand-over to a store thread, a wait for its
-  claim's batch and a wake-up; those thread switches, not the database, were most of an
-  ordered route's cost (bench/ordering.py: 407 against 108 us of worker CPU per message).
+  whose sync needs only the claim (``SyncGate.batchable``: ``ordering``/``stale`` alone).
+  The consumer thread gathers them; one store thread takes what gathered, asks the store for
+  all their claims in one round trip and maps and delivers the admitted ones itself. One
+  message at a time, each took a hand-over to a store thread, a wait for its claim's batch
+  and a wake-up; those thread switches, not the database, were most of an ordered route's
+  cost (bench/ordering.py: 407 against 108 us of worker CPU per message).
 """
 
 from __future__ import annotations

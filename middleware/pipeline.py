@@ -169,7 +169,8 @@ class RouteWorker(Admitting):
         except SilobridgeError as exc:
             self._fail(delivery, envelope, exc)
             return
-        if self._batch is not None and self.batched(delivery):
+        if (self._batch is not None and self.batched(delivery)
+                and not (mapping is not None and mapping.uses_xref)):
             self._batch.add((delivery, envelope, mapping))  # admitted with its I/O tick
             return
         check_seen = (delivery.redelivered or headers.REPLAYS in delivery.headers

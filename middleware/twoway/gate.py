@@ -130,9 +130,11 @@ class SyncGate:
 
     @property
     def batchable(self) -> bool:
-        """Whether admission needs the store for the claim alone (no echo check, no conflict
-        rule): then the events of one I/O tick are admitted together (``admit_many``)."""
-        return self._rules is None and (self._writes is None or self._echoes is None)
+        """Whether the route's sync needs the store for the claim alone (no echo fingerprint
+        to check or file, no conflict rule): then the events of one I/O tick are admitted
+        together (``admit_many``), and one thread maps and delivers them, which a store
+        round trip per event would hold up."""
+        return self._rules is None and self._writes is None
 
     def admit_many(self, envelopes: list[Envelope]
                    ) -> list[tuple[Admission, Ticket | None] | SyncKeyError]:
