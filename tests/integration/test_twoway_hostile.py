@@ -8,7 +8,10 @@ PostgreSQL store, a real HTTP target on loopback.
 - A subject with a NUL character (which PostgreSQL text cannot hold) is dead-lettered at once,
   not retried as a store fault for ever.
 - A claim whose release is lost (the store cut, the worker stopped) expires after
-  ``claim_ttl``: the subject is held that long, not for ever."""
+  ``claim_ttl``: the subject is held that long, not for ever.
+- The store cut while updates flow through the batch admission: readiness turns false, the
+  batch waits (nothing dead-lettered, nothing out of order), and all is written once it is
+  back."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from middleware import headers as h
 from middleware.broker.topology import dlq_name
 from middleware.config.loader import LoadedConfig
 from middleware.daemon import Daemon
-from tests.e2e.twoway_helpers import cleanup_routes, publish, update
+from tests.e2e.twoway_helpers import OrderedTarget, cleanup_routes, publish, update
 from tests.integration.helpers import counter, drain, queue_count, wait_until
 from tests.integration.pg_helpers import ADMIN_DSN
 from tests.integration.rest_helpers import Peer, json_response
@@ -156,3 +159,41 @@ def test_twoway_a_claim_whose_release_is_lost_in_a_store_cut_expires(
         assert counter("silobridge_messages_total", route=route, target="rest",
                        outcome="held") >= 1
         second.stop()  # while the proxy still passes (stopped behind a cut one, it took 11 s)
+
+
+def test_twoway_a_store_cut_mid_stream_holds_the_batch_and_loses_nothing(
+    amqp_url: str, prefix: str, pg_dsn: str, make_config: Callable[..., LoadedConfig],
+    run_daemon: Callable[[LoadedConfig], Daemon],
+) -> None:
+    # Given: an ordered route on PostgreSQL behind a proxy the test owns, updates of 40
+    # subjects flowing through the batch admission
+    route = f"{prefix}-ordered"
+    target = OrderedTarget(failure_rate=0.0, max_failures=0)
+    upstream = urlsplit(ADMIN_DSN)
+    subjects, updates = 40, 5
+    with Peer(target) as peer, cleanup_routes(amqp_url, [route], tiers=3), \
+            TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5432) as proxy:
+        dsn = pg_dsn.replace(f"@{upstream.netloc.split('@')[-1]}/",
+                             f"@127.0.0.1:{proxy.port}/", 1)
+        loaded = make_config([_route(route, prefix, peer.url)], store={
+            "kind": "postgres", "dsn": dsn, "pool_size": 4, "statement_timeout": 1,
+            "connect_timeout": 1})
+        daemon = run_daemon(loaded)
+        events = [update(prefix, f"C-{s}", seq) for seq in range(updates)
+                  for s in range(subjects)]
+        publish(amqp_url, f"{prefix}.customer.updated", events[:subjects])
+        assert wait_until(lambda: len(target.accepted) >= subjects // 2, 10)
+        # When: the store is cut while the rest arrive
+        proxy.cut()
+        publish(amqp_url, f"{prefix}.customer.updated", events[subjects:])
+        # Then: readiness says so, and no update of the second wave is written without its
+        # claim while the store is away
+        assert wait_until(lambda: not daemon.readiness()["store"], 15)
+        assert not wait_until(lambda: any(seq > 0 for _s, seq in target.accepted), 1.0)
+        # ... and once it is back every subject ends at its last update, each in order
+        proxy.restore()
+        assert wait_until(lambda: all(target.last.get(f"C-{s}") == updates - 1
+                                      for s in range(subjects)), 60), target.last
+        assert wait_until(lambda: daemon.readiness()["store"], 15)
+        assert target.violations == []
+        assert queue_count(amqp_url, dlq_name(route)) == 0
