@@ -197,7 +197,6 @@ class RouteWorker(Admitting):
     def _start(
         self, delivery: Delivery, envelope: Envelope, mapping: Mapping | None, check_seen: bool
     ) -> None:
-        ticket: Ticket | None = None
         try:
             if check_seen and self._delivered_before(delivery, envelope.id):
                 self._finish(delivery, Outcome.DUPLICATE)
@@ -205,15 +204,13 @@ class RouteWorker(Admitting):
             if self._filter is not None and not self._filter(envelope):
                 self._finish(delivery, Outcome.FILTERED)
                 return
+            ticket: Ticket | None = None
             if self._sync is not None:  # two-way sync hook: echo, stale, held
                 admitted, ticket = self._admit(self._sync, delivery, envelope, check_seen)
                 if not admitted:
                     return
-        except StoreUnavailable:
-            self._finish(delivery, Outcome.REQUEUED)
-            return
         except SilobridgeError as exc:
-            self._fail(delivery, envelope, exc, ticket)
+            self._stopped(delivery, envelope, exc, None)
             return
         self._go(delivery, envelope, mapping, ticket)
 
@@ -232,15 +229,21 @@ class RouteWorker(Admitting):
             started = time.perf_counter()
             self._trace.delivering(delivery, envelope)  # the target gets the deliver span
             future = self._deliver(envelope, payload, mapping)
-        except StoreUnavailable:
-            self._finish(delivery, Outcome.REQUEUED)
-            return
         except SilobridgeError as exc:
-            self._fail(delivery, envelope, exc, ticket)
+            self._stopped(delivery, envelope, exc, ticket)
             return
         future.add_done_callback(lambda done: self._guarded(
             delivery, lambda: self._delivered(delivery, envelope, mapping, done, started,
                                               ticket)))
+
+    def _stopped(self, delivery: Delivery, envelope: Envelope, error: SilobridgeError,
+                 ticket: Ticket | None) -> None:
+        """A message that failed before its delivery started: back to its queue when the
+        worker stopped while the store failed, else to a retry tier or the DLQ."""
+        if isinstance(error, StoreUnavailable):
+            self._finish(delivery, Outcome.REQUEUED)
+        else:
+            self._fail(delivery, envelope, error, ticket)
 
     def _delivered_before(self, delivery: Delivery, envelope_id: str) -> bool:
         """Was this envelope delivered already (so this copy must only be acked)?
