@@ -10,7 +10,11 @@ so the ordering's store round trips weigh the most) or, with ``--target rest``, 
 server in this process answering 200 (what most real targets are). The unordered route has no
 ``sync`` section; the ordered one has ``ordering: subject`` and ``stale: drop``. A message counts as
 done when it was delivered or dropped as stale (a later update of its subject overtook it); the
-rate runs from the first done message to the last. The check: ordered / unordered >= 0.7.
+rate runs from the first done message to the last, and each round reports how many were
+delivered, stale and held. Each round declares routes of its own: with one name for all rounds,
+the applied versions of round 1 made nearly every event of the later rounds (the same times)
+stale, never delivered, and those rounds measured the ordered route without its target calls.
+The check: ordered / unordered >= 0.7.
 
 Over the same span each round also reports the CPU time per message of the worker process and
 of its PostgreSQL backends (``cpu_us``, from /proc): on a shared machine the rates swing with
@@ -58,8 +62,11 @@ OUT = f"bench.ordering.out.{RUN}"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _routes(ordered: bool, rest: str | None) -> list[dict[str, Any]]:
-    name = f"bench-ordered-{RUN}" if ordered else f"bench-unordered-{RUN}"
+def _routes(ordered: bool, rest: str | None, round_no: int) -> list[dict[str, Any]]:
+    # a name per round: the applied versions of the round before stay in the store, and the
+    # next round's events (the same times) would be dropped as stale there, never delivered
+    name = (f"bench-ordered-{RUN}-{round_no}" if ordered
+            else f"bench-unordered-{RUN}-{round_no}")
     target: dict[str, Any] = (
         {"type": "amqp", "exchange": OUT, "routing_key": "erp.customer"} if rest is None else
         {"type": "rest", "method": "PUT", "concurrency": 16, "timeout": 10,
@@ -84,14 +91,15 @@ def _publish(channel: Any, envelopes: list[Envelope]) -> None:
                               pika.BasicProperties(delivery_mode=2, message_id=envelope.id))
 
 
-def _done(port: int, route: str) -> float:
+def _outcomes(port: int, route: str) -> dict[str, float]:
+    """The route's messages by outcome (delivered, stale, held) from the worker's metrics."""
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.HTTPError:
-        return 0.0
+        return {}
     metrics = parse(text)
-    return sum(metrics.sum("silobridge_messages_total", route=route, outcome=o)
-               for o in ("delivered", "stale"))
+    return {o: metrics.sum("silobridge_messages_total", route=route, outcome=o)
+            for o in ("delivered", "stale", "held")}
 
 
 def _cpu(pid: int) -> float:
@@ -119,17 +127,18 @@ def _spent(first: dict[int, float], last: dict[int, float], worker: int
 
 
 def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int,
-             updates: int, rest: str | None) -> tuple[float, float, float]:
-    """The rate (messages/s), and the CPU microseconds per message of the worker and of its
-    PostgreSQL backends."""
-    route = _routes(ordered, rest)[0]["name"]
+             updates: int, rest: str | None, round_no: int
+             ) -> tuple[float, float, float, dict[str, float]]:
+    """The rate (messages/s), the CPU microseconds per message of the worker and of its
+    PostgreSQL backends, and the outcomes at the end."""
+    route = _routes(ordered, rest, round_no)[0]["name"]
     config = workdir / f"{route}.yaml"
     application = f"{route}-{uuid.uuid4().hex[:8]}"
     config.write_text(yaml.safe_dump({
         "broker": {"url": URL, "prefetch": 200}, "ops": {"port": "${SB_OPS_PORT:-0}"},
         "store": {"kind": "postgres", "dsn": f"{dsn}&application_name={application}",
                   "pool_size": 8},
-        "routes": _routes(ordered, rest)}))
+        "routes": _routes(ordered, rest, round_no)}))
     apply_topology(config)
     total = subjects * updates
     _publish(channel, _events(route, subjects, updates))
@@ -139,12 +148,14 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
                     log=workdir / f"{route}.log")
     try:
         first = last = None
+        outcomes: dict[str, float] = {}
         cpu: dict[int, float] = {}
         worker = database = 0.0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             server.check_alive()  # a dead worker fails the run now, with its log
-            count = _done(port, route)
+            outcomes = _outcomes(port, route)
+            count = outcomes.get("delivered", 0.0) + outcomes.get("stale", 0.0)
             now = time.monotonic()
             if count > 0 and first is None:
                 first, cpu = (now, count), _cpus(server.pid, application)
@@ -157,7 +168,7 @@ def run_once(workdir: Path, dsn: str, channel: Any, ordered: bool, subjects: int
             raise RuntimeError(f"{route}: not done within 600 s")
         counted = max(1.0, last[1] - first[1])
         return (counted / max(1e-6, last[0] - first[0]), worker / counted * 1e6,
-                database / counted * 1e6)
+                database / counted * 1e6, outcomes)
     finally:
         server.stop()
         for name in (queue_name(route), dlq_name(route), hold_name(route),
@@ -205,15 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     cpu: dict[str, list[tuple[float, float]]] = {"unordered": [], "ordered": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            for _ in range(args.rounds):
+            for round_no in range(args.rounds):
                 for ordered in (False, True):
-                    rate, worker, database = run_once(Path(tmp), dsn, channel, ordered,
-                                                      args.subjects, args.updates, rest)
+                    rate, worker, database, outcomes = run_once(
+                        Path(tmp), dsn, channel, ordered, args.subjects, args.updates, rest,
+                        round_no)
                     label = "ordered" if ordered else "unordered"
                     rates[label].append(rate)
                     cpu[label].append((worker, database))
                     print(json.dumps({"route": label, "rate": round(rate), "cpu_us": {
-                        "worker": round(worker), "database": round(database)}}), flush=True)
+                        "worker": round(worker), "database": round(database)},
+                        **{o: round(n) for o, n in outcomes.items()}}), flush=True)
     finally:
         if server is not None:
             server.stop()
