@@ -44,7 +44,7 @@ from middleware.errors import (
 __all__ = ["Publisher"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     future: Future[Any]
     message_id: str | None
@@ -216,18 +216,23 @@ class Publisher:
                 if pending_tag > tag:
                     break
                 tags.append(pending_tag)
-        for t in tags:
-            entry = self._pending.pop(t, None)
-            if entry is None:
-                continue
-            if entry.returned is not None:
-                _fail(entry.future, entry.returned)
-            elif acked:
-                metrics.PUBLISHED.labels(entry.purpose).inc()
-                if not entry.future.done():
-                    entry.future.set_result(entry.result)
-            else:
-                _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
+        published: dict[str, int] = {}  # per purpose: one counter update per confirm frame
+        try:
+            for t in tags:
+                entry = self._pending.pop(t, None)
+                if entry is None:
+                    continue
+                if entry.returned is not None:
+                    _fail(entry.future, entry.returned)
+                elif acked:
+                    published[entry.purpose] = published.get(entry.purpose, 0) + 1
+                    if not entry.future.done():
+                        entry.future.set_result(entry.result)
+                else:
+                    _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
+        finally:  # what was resolved is counted, even if this loop broke off midway
+            for purpose, count in published.items():
+                metrics.PUBLISHED.labels(purpose).inc(count)
 
     def _on_return(
         self, _channel: Channel, method: Basic.Return, properties: pika.BasicProperties,
