@@ -9,6 +9,10 @@ histogram is collected, so every scrape, ``REGISTRY.get_sample_value`` and expos
 exactly what was observed. The sum is added value by value in observation order, so it is the
 same float ``observe`` would have made. ``deque.append`` and ``popleft`` are atomic, so
 observing from several threads loses nothing while a drain runs.
+
+Not for prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``): there another
+process reads the values from files and never calls this process's collection, so up to
+``BATCH - 1`` observations per child would be missing from a scrape.
 """
 
 from __future__ import annotations
