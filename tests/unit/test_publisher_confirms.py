@@ -74,3 +74,12 @@ def test_publisher_multiple_confirm_resolves_and_counts_each_message_once(
     assert isinstance(futures[3].exception(), PublishNacked)
     assert _published(purpose) == 3 and _published(other) == 1
     assert not publisher._pending
+
+
+def test_publisher_confirm_of_a_cancelled_future_resolves_the_rest(publisher: Publisher) -> None:
+    futures = [publisher.publish("x", "k", b"{}", Properties(message_id=str(n)), result=n)
+               for n in range(3)]
+    assert futures[1].cancel()
+    _confirm(publisher, Basic.Ack(delivery_tag=3, multiple=True))
+    assert futures[0].result() == 0 and futures[2].result() == 2
+    assert futures[1].cancelled() and not publisher._pending

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,8 +226,11 @@ class Publisher:
                     _fail(entry.future, entry.returned)
                 elif acked:
                     published[entry.purpose] = published.get(entry.purpose, 0) + 1
-                    if not entry.future.done():
+                    # one lock, not two with done() first; try is cheaper than suppress()
+                    try:  # noqa: SIM105
                         entry.future.set_result(entry.result)
+                    except InvalidStateError:  # its caller cancelled it: nothing to tell
+                        pass
                 else:
                     _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
         finally:  # what was resolved is counted, even if this loop broke off midway
