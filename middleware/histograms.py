@@ -39,13 +39,16 @@ class BufferedHistogram(Histogram):
         self._drain_lock = threading.Lock()
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        self._raise_if_not_observable()  # a parent with labels: observe its children
+        try:
+            queued = self._queued  # only what can be observed has one (``_metric_init``)
+        except AttributeError:
+            self._raise_if_not_observable()  # a parent with labels: its ValueError
+            raise
         if exemplar:  # kept on its bucket: the plain path, after what is queued
             self._drain()
             with self._drain_lock:
                 super().observe(amount, exemplar)
             return
-        queued = self._queued
         queued.append(amount)
         if len(queued) >= BATCH:
             self._drain()

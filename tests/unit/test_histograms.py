@@ -6,6 +6,7 @@ import math
 import random
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from middleware.histograms import BATCH, BufferedHistogram
@@ -50,6 +51,12 @@ def test_buffered_histogram_is_exact_at_every_read_not_only_per_batch() -> None:
     buffered.labels("r").observe(7.0)
     assert registry.get_sample_value("t_seconds_count", {"route": "r"}) == 2
     assert registry.get_sample_value("t_seconds_bucket", {"route": "r", "le": "5.0"}) == 1
+
+
+def test_buffered_histogram_with_labels_refuses_observations_like_histogram() -> None:
+    _plain, buffered, _reg, _registry = _pair()
+    with pytest.raises(ValueError, match="missing label values"):
+        buffered.observe(1.0)
 
 
 def test_buffered_histogram_nan_counts_in_the_sum_only_like_observe() -> None:
