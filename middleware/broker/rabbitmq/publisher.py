@@ -24,6 +24,7 @@ import pika
 import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
+from prometheus_client import Counter
 
 from middleware import metrics
 from middleware.broker.guard import guarded, report
@@ -83,6 +84,7 @@ class Publisher:
         self._channel: Channel | None = None
         self._flush_scheduled = False
         self._lock = threading.Lock()
+        self._published: dict[str, Counter] = {}  # per purpose: no labels() per confirm frame
         self._loop = loop or BrokerLoop()
         self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
                                              self._on_lost, prepare)
@@ -235,7 +237,10 @@ class Publisher:
                     _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
         finally:  # what was resolved is counted, even if this loop broke off midway
             for purpose, count in published.items():
-                metrics.PUBLISHED.labels(purpose).inc(count)
+                counter = self._published.get(purpose)
+                if counter is None:
+                    counter = self._published[purpose] = metrics.PUBLISHED.labels(purpose)
+                counter.inc(count)
 
     def _on_return(
         self, _channel: Channel, method: Basic.Return, properties: pika.BasicProperties,
