@@ -6,7 +6,7 @@ the worker's loop-thread path alone, on the bench's reference message (a ~1 KB C
 20-field mapping of ``bench.mapping_engine`` with both JSON Schemas), two ways:
 
 - ``handle``: ``RouteWorker.handle`` with the real AMQP target and a publisher that confirms at
-  once; deliveries whose ack does nothing. Envelope parse, filter, schema checks, mapping, the
+  once; deliveries whose ack does nothing. Envelope parse, type check, schema checks, mapping, the
   target envelope and its properties, metrics and settling: what RESULTS.md's profile calls
   "silobridge's own work".
 - ``loop``: the same worker behind the real RabbitMQ ``Consumer`` and ``Publisher``, with the
@@ -22,7 +22,9 @@ says more about the neighbours than about the worker), and wall time. In the dae
 thread is the bottleneck (busy 99 % of the time), so "loop thread" is the figure to compare.
 Everything the loop thread does runs on the calling thread, so both cases can also be counted
 in instructions, which a shared machine does not disturb: with ``--callgrind`` the timed part
-runs inside the builtin ``sorted`` (nothing else calls it), and callgrind collects only there::
+runs inside a call of the builtin ``sorted``, and callgrind collects only there (a ``sorted``
+nested in it, the consumer's of each flush's acks, toggles collection off while it runs: a
+few instructions per message go uncounted, before and after a change alike)::
 
     valgrind --tool=callgrind --toggle-collect=builtin_sorted --callgrind-out-file=cg.out \
         .venv/bin/python -m bench.worker.handle --callgrind --cases loop --messages 3000 \
