@@ -12,6 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from middleware.histograms import BufferedHistogram
+
 __all__ = [
     "AUDIT_ROWS",
     "BROKER_CALLBACK_ERRORS",
@@ -69,19 +71,19 @@ MESSAGES = Counter(
     "Route messages by final outcome of one processing attempt (see middleware.outcome).",
     ["route", "target", "outcome"],
 )
-PROCESSING_SECONDS = Histogram(
+PROCESSING_SECONDS = BufferedHistogram(  # observed per message
     "silobridge_processing_seconds",
     "Time from taking a message off the route queue to acking it.",
     ["route"],
     buckets=_LATENCY,
 )
-DELIVERY_SECONDS = Histogram(
+DELIVERY_SECONDS = BufferedHistogram(  # observed per message
     "silobridge_delivery_seconds",
     "Time the target took to accept (or refuse) one delivery.",
     ["route", "target"],
     buckets=_LATENCY,
 )
-SYNC_LAG = Histogram(
+SYNC_LAG = BufferedHistogram(  # observed per message
     "silobridge_sync_lag_seconds",
     "Source change time (envelope time) to target acceptance: how far behind the target is.",
     ["route"],

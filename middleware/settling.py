@@ -64,8 +64,11 @@ class Settling:
     def _accepted(self, delivery: Delivery, envelope: Envelope,
                   outcome: Outcome = Outcome.DELIVERED,
                   failure: dict[str, Any] | None = None) -> None:
-        if envelope.time is not None:
-            self._lag.observe(max(0.0, (datetime.now(UTC) - envelope.time).total_seconds()))
+        stamp = envelope.time
+        if stamp is not None:
+            if stamp.tzinfo is None:  # no offset: UTC, as adapters read such times (subtracting
+                stamp = stamp.replace(tzinfo=UTC)  # it from an aware now raised: redelivered)
+            self._lag.observe(max(0.0, time.time() - stamp.timestamp()))
         self._recent.add(envelope.id)
         self._finish(delivery, outcome, (self.route.name, envelope.id), failure=failure)
 

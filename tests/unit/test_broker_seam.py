@@ -3,6 +3,7 @@ and the topology is declared once however many connections start."""
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 
 from middleware.adapter import AdapterContext
@@ -28,6 +29,14 @@ def test_properties_round_trip_through_pika() -> None:
     assert wire.message_id == "m" and wire.headers == {"a": {"b": 1}}
     assert from_pika(wire) == sent
     assert to_pika(Properties()).headers is None  # no empty table on the wire
+
+
+def test_properties_round_trip_carries_every_field() -> None:
+    """The converters name each field (they run per message): a new field must be added."""
+    values = {f.name: f"v-{f.name}" for f in dataclasses.fields(Properties)}
+    values["headers"] = {"h": "1"}
+    sent = Properties(**values)
+    assert from_pika(to_pika(sent)) == sent
 
 
 def test_memory_broker_declares_its_topology_once_for_all_clients(prefix: str) -> None:

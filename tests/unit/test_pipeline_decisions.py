@@ -3,9 +3,11 @@ duplicate, filter; each ends with the message settled exactly once and the queue
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import orjson
+from prometheus_client import REGISTRY
 
 from middleware import headers as h
 from middleware.broker.properties import Properties
@@ -22,6 +24,24 @@ def test_pipeline_delivers_acks_and_records_the_envelope(tmp_path: Path, prefix:
         assert target.calls == [(envelope.id, {"customer_no": "C-7"})]
         assert route.broker.depth(queue_name(prefix)) == 0
         assert route.worker.wait_idle(1)
+
+
+def test_pipeline_event_time_without_offset_is_delivered_once_and_lag_read_as_utc(
+    tmp_path: Path, prefix: str
+) -> None:
+    # Given an event whose time has no offset (CloudEvents wants one; senders omit it)
+    target = Scripted()
+    with running_route(tmp_path, prefix, target) as route:
+        envelope = event(prefix).model_copy(update={"time": datetime(2024, 1, 1, 12, 0)})
+        route.send(envelope)
+        # Then it is delivered and acked once (the lag's subtraction raised, and the delivered
+        # message went back to its queue and to the target again), its lag counted as UTC
+        assert wait_until(lambda: route.stores.idempotency.seen(prefix, envelope.id))
+        assert route.worker.wait_idle(1)
+        assert target.calls == [(envelope.id, {"customer_no": "C-1"})]
+        lag = REGISTRY.get_sample_value("silobridge_sync_lag_seconds_sum", {"route": prefix})
+        assert lag is not None and lag > (datetime(2025, 1, 1) - datetime(2024, 1, 1, 12)
+                                          ).total_seconds()
 
 
 def test_pipeline_retries_transient_failures_through_the_tiers_then_delivers(

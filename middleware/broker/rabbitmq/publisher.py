@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import pika
 import pika.exceptions
 from pika.channel import Channel
 from pika.spec import Basic
+from prometheus_client import Counter
 
 from middleware import metrics
 from middleware.broker.guard import guarded, report
@@ -44,7 +45,7 @@ from middleware.errors import (
 __all__ = ["Publisher"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     future: Future[Any]
     message_id: str | None
@@ -83,6 +84,7 @@ class Publisher:
         self._channel: Channel | None = None
         self._flush_scheduled = False
         self._lock = threading.Lock()
+        self._published: dict[str, Counter] = {}  # per purpose: no labels() per confirm frame
         self._loop = loop or BrokerLoop()
         self._connection = ManagedConnection(self._loop, name, broker, self._on_channel,
                                              self._on_lost, prepare)
@@ -216,18 +218,29 @@ class Publisher:
                 if pending_tag > tag:
                     break
                 tags.append(pending_tag)
-        for t in tags:
-            entry = self._pending.pop(t, None)
-            if entry is None:
-                continue
-            if entry.returned is not None:
-                _fail(entry.future, entry.returned)
-            elif acked:
-                metrics.PUBLISHED.labels(entry.purpose).inc()
-                if not entry.future.done():
-                    entry.future.set_result(entry.result)
-            else:
-                _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
+        published: dict[str, int] = {}  # per purpose: one counter update per confirm frame
+        try:
+            for t in tags:
+                entry = self._pending.pop(t, None)
+                if entry is None:
+                    continue
+                if entry.returned is not None:
+                    _fail(entry.future, entry.returned)
+                elif acked:
+                    published[entry.purpose] = published.get(entry.purpose, 0) + 1
+                    # one lock, not two with done() first; try is cheaper than suppress()
+                    try:  # noqa: SIM105
+                        entry.future.set_result(entry.result)
+                    except InvalidStateError:  # its caller cancelled it: nothing to tell
+                        pass
+                else:
+                    _fail(entry.future, PublishNacked("the broker refused the message (nack)"))
+        finally:  # what was resolved is counted, even if this loop broke off midway
+            for purpose, count in published.items():
+                counter = self._published.get(purpose)
+                if counter is None:
+                    counter = self._published[purpose] = metrics.PUBLISHED.labels(purpose)
+                counter.inc(count)
 
     def _on_return(
         self, _channel: Channel, method: Basic.Return, properties: pika.BasicProperties,
