@@ -63,16 +63,18 @@ def keep(
         if node in running:
             lines.append(_answer(node, "rabbitmqctl", "list_queues", "name", "type", "leader",
                                  "members", "online", "messages", "--formatter", "json"))
-            lines.append(_answer(node, "rabbitmqctl", "list_channels", "name", "confirm",
-                                 "messages_unconfirmed", "messages_unacknowledged",
-                                 "--formatter", "json"))
         log_dir = node.dir / "log"
         if log_dir.is_dir():
             shutil.copytree(log_dir, where / node.short, dirs_exist_ok=True)
     if running:
+        lines.append(f"\n== channels (asked {running[0].name})")
+        lines.append(_answer(running[0], "rabbitmqctl", "list_channels", "name", "confirm",
+                             "messages_unconfirmed", "messages_unacknowledged",
+                             "--formatter", "json"))
         for queue in queues:
             lines.append(f"\n== quorum_status {queue} (asked {running[0].name})")
-            lines.append(_answer(running[0], "rabbitmq-queues", "quorum_status", queue))
+            lines.append(_answer(running[0], "rabbitmq-queues", "quorum_status", queue,
+                                 "--formatter", "json"))
     (where / "evidence.txt").write_text("\n".join(lines) + "\n")
     return where
 
