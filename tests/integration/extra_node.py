@@ -238,9 +238,14 @@ class ExtraNode:
         return env
 
     def _run_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-        ctl = _script("rabbitmqctl")
-        assert ctl is not None, "call require_node_tools() first"
-        return subprocess.run([ctl, "-n", self.name, *args], env=self._env(),
+        return self.cli("rabbitmqctl", *args, timeout=timeout)
+
+    def cli(self, script: str, *args: str, timeout: float = 120
+            ) -> subprocess.CompletedProcess[bytes]:
+        """``<script> -n <node> args`` for any of the CLI tools (``rabbitmq-queues``...)."""
+        path = _script(script)
+        assert path is not None, f"{script} not installed (call require_node_tools() first)"
+        return subprocess.run([path, "-n", self.name, *args], env=self._env(),
                               capture_output=True, timeout=timeout, check=False)
 
     def _watch(self) -> None:

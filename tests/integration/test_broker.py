@@ -22,6 +22,7 @@ from middleware.errors import (
     TopologyConflict,
 )
 from tests.integration.broker_control import require_rabbitmqctl
+from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,12 +74,31 @@ def test_publisher_reports_unroutable_messages(publisher: Publisher, prefix: str
         future.result(10)
     # the channel survives: the next routable message is confirmed
     publisher.publish(f"{prefix}.x", "bound.b", b"{}", props(2)).result(10)
+    assert publisher.renewals == 0  # a return is no nack: the channel is kept
 
 
 def test_publisher_reports_nacks_from_a_full_queue(publisher: Publisher, prefix: str) -> None:
     publisher.publish(f"{prefix}.x", "small", b"{}", props(1)).result(10)
     with pytest.raises(PublishNacked):
         publisher.publish(f"{prefix}.x", "small", b"{}", props(2)).result(10)
+
+
+def test_publisher_renews_its_channel_after_nacks_once_not_per_nack(
+    publisher: Publisher, prefix: str
+) -> None:
+    # Given a full queue that refuses more (overflow reject-publish)
+    publisher.publish(f"{prefix}.x", "small", b"{}", props(1)).result(10)
+    # When twenty publishes to it are nacked
+    futures = [publisher.publish(f"{prefix}.x", "small", b"{}", props(n)) for n in range(2, 22)]
+    errors = [future.exception(10) for future in futures]
+    assert any(isinstance(error, PublishNacked) for error in errors)
+    # (those still awaiting their nack when the channel was renewed failed as on a lost channel)
+    assert all(isinstance(error, PublishNacked | BrokerUnavailable) for error in errors), errors
+    # Then the channel is renewed once (RabbitMQ 3.10 can keep nacking a channel: Publisher),
+    # and the publisher carries on on the new one
+    assert wait_until(lambda: publisher.renewals == 1 and publisher.connected, 5)
+    publisher.publish(f"{prefix}.x", "bound.e", b"{}", props(30)).result(10)
+    assert publisher.renewals == 1
 
 
 def test_publisher_fails_fast_when_not_connected(broker: BrokerConfig) -> None:

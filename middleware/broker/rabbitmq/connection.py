@@ -221,6 +221,8 @@ class ManagedConnection:
         self._delay = 0.5
         self._node = 0  # which of the cluster's URLs the next attempt uses
         self._gone: threading.Event | None = None  # set when the socket closed, for stop()
+        self._channel: Channel | None = None  # the channel last opened
+        self._renewing: Channel | None = None  # a channel closed by renew_channel
         self.fatal: Exception | None = None
         self.ready = threading.Event()
         metrics.RECONNECTS.labels(name)  # exported at 0 from the start, so increase() works
@@ -319,6 +321,18 @@ class ManagedConnection:
         self._delay = min(self._delay * 2, self._broker.reconnect_max_delay)
         self.loop.call_later(random.uniform(backoff / 2, backoff), self._attempt)
 
+    def renew_channel(self) -> None:
+        """Replace the open channel with a fresh one on the same connection (loop thread).
+
+        For state the broker keeps per channel that went bad (``Publisher`` after a nack). The
+        owner sees a loss (``on_lost``: publishes awaiting a confirm fail), then a new channel.
+        """
+        channel = self._channel
+        if self._stopping or channel is None or not channel.is_open:
+            return
+        self._renewing = channel
+        channel.close()
+
     # -- callbacks on the loop ------------------------------------------------------------------
 
     def _opened(self, connection: pika.BaseConnection) -> None:
@@ -354,9 +368,12 @@ class ManagedConnection:
         self.loop.call_later(self._broker.heartbeat / 4,
                              lambda: self._watch_silence(connection, seen, since))
 
-    def _channel_opened(self, channel: Channel) -> None:
+    def _channel_opened(self, channel: Channel, renewed: bool = False) -> None:
         channel.add_on_close_callback(guarded("channel", self._channel_closed))
-        if self._opened_once:
+        self._channel = channel
+        if renewed:
+            log.info("channel renewed", connection=self.label)
+        elif self._opened_once:
             metrics.RECONNECTS.labels(self.label).inc()
             log.info("broker reconnected", connection=self.label)
         self._opened_once = True
@@ -369,13 +386,23 @@ class ManagedConnection:
         self._delay = 0.5  # only a usable channel resets the backoff
         self.ready.set()
 
-    def _channel_closed(self, _channel: Channel, reason: Exception) -> None:
-        if not self._stopping:
+    def _channel_renewed(self, channel: Channel) -> None:
+        self._channel_opened(channel, renewed=True)
+
+    def _channel_closed(self, channel: Channel, reason: Exception) -> None:
+        renewing = channel is self._renewing
+        if renewing:
+            self._renewing = None
+        elif not self._stopping:
             log.warning("channel closed", connection=self.label, reason=str(reason))
         self._lost()
         connection = self._connection
-        if connection is not None and not (connection.is_closing or connection.is_closed):
-            connection.close()
+        if connection is None or connection.is_closing or connection.is_closed:
+            return
+        if renewing and not self._stopping:
+            connection.channel(on_open_callback=guarded("channel", self._channel_renewed))
+            return
+        connection.close()
 
     def _open_failed(self, _connection: pika.BaseConnection, exc: BaseException) -> None:
         log.warning("broker connection failed", connection=self.label, error=str(exc))

@@ -3,11 +3,12 @@
 ``publish`` may be called from any thread and never waits for the broker: the message is handed
 to the connection's thread, sent persistent and mandatory, and its Future resolves when the
 broker confirms it, or fails with PublishNacked, PublishReturned (unroutable), PublishTimeout,
-BrokerUnavailable (no connection, or the connection was lost before the confirm), or
+BrokerUnavailable (no connection, or the channel closed before the confirm), or
 FieldTooLong (pika refused a value longer than an AMQP short string).
 
 A message pika refuses to send costs only itself: the confirm sequence advances only for
-messages that went out, so the broker's confirm tags keep matching the pending Futures.
+messages that went out, so the broker's confirm tags keep matching the pending Futures. After a
+nack the channel is renewed, at most once a second (``_renew_soon`` says why).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ from middleware.errors import (
 )
 
 __all__ = ["Publisher"]
+
+RENEW_AFTER = 1.0
+"""Seconds a channel lives at least before a nack renews it (``Publisher._renew_soon``)."""
 
 
 @dataclass(slots=True)
@@ -82,6 +86,9 @@ class Publisher:
         self._pending: dict[int, _Pending] = {}
         self._seq = 0
         self._channel: Channel | None = None
+        self._channel_since = 0.0  # time.monotonic() when the channel opened
+        self._renewing = False  # a renewal of the channel is scheduled
+        self.renewals = 0  # channels renewed after a nack, for tests and diagnostics
         self._flush_scheduled = False
         self._lock = threading.Lock()
         self._published: dict[str, Counter] = {}  # per purpose: no labels() per confirm frame
@@ -153,12 +160,15 @@ class Publisher:
         channel.confirm_delivery(ack_nack_callback=guarded("confirm", self._on_confirm))
         channel.add_on_return_callback(guarded("return", self._on_return))
         self._channel = channel
+        self._channel_since = time.monotonic()
+        self._renewing = False
         self._loop.call_later(1.0, lambda: self._sweep(channel))
         self._flush()
 
     def _on_lost(self) -> None:
         self._channel = None
-        self._fail_all(BrokerUnavailable("broker connection lost before the confirm"))
+        self._fail_all(BrokerUnavailable(
+            "the channel closed before the confirm (connection lost, or renewed after a nack)"))
 
     def _flush(self) -> None:
         with self._lock:
@@ -241,6 +251,34 @@ class Publisher:
                 if counter is None:
                     counter = self._published[purpose] = metrics.PUBLISHED.labels(purpose)
                 counter.inc(count)
+        if not acked:
+            self._renew_soon()
+
+    def _renew_soon(self) -> None:
+        """After a nack, renew the channel once it is ``RENEW_AFTER`` old (one at a time).
+
+        A nack may be the channel's own fault, for as long as it lives: in RabbitMQ 3.10 a
+        channel whose first publish to a quorum queue came while the queue's record still named
+        a leader on a node that had just died asks that dead node again for every later publish
+        to that queue, and each is nacked until the node is back, though a new leader was
+        elected meanwhile (``rabbit_fifo_client:enqueue`` leaves its state as it was after
+        ``{badrpc, nodedown}``, and the channel never re-reads the record). Seen in the
+        three-node test: the target queue nacked for over 30 s after its leader's node was
+        SIGKILLed. A fresh channel reads the record again. For a nack of a full queue
+        (overflow reject-publish) a new channel changes nothing; it costs the confirms then in
+        flight (they fail as on a lost connection, and are retried), at most once a second.
+        """
+        channel = self._channel
+        if channel is None or self._renewing:
+            return
+        self._renewing = True
+        wait = max(0.0, self._channel_since + RENEW_AFTER - time.monotonic())
+        self._loop.call_later(wait, lambda: self._renew(channel))
+
+    def _renew(self, channel: Channel) -> None:
+        if channel.is_open and channel is self._channel:
+            self.renewals += 1
+            self._connection.renew_channel()
 
     def _on_return(
         self, _channel: Channel, method: Basic.Return, properties: pika.BasicProperties,
