@@ -41,9 +41,9 @@ QUICK: dict[str, list[str]] = {
     "worker": ["--messages", "500", "--rounds", "1"],
     "store": ["--messages", "500", "--rounds", "1", "--processes", "1,2", "--no-target"],
     "ordering": ["--subjects", "200", "--updates", "3", "--rounds", "1", "--no-target"],
-    "ingress": ["--duration", "2", "--warmup", "1", "--rounds", "1"],
-    "sync_lag": ["--rates", "500", "--duration", "2"],
-    "memory": ["--warmup", "2", "--duration", "4", "--interval", "1", "--rate", "200",
+    "ingress": ["--duration", "1", "--warmup", "1", "--rounds", "1"],
+    "sync_lag": ["--rates", "500", "--duration", "1", "--warmup", "1"],
+    "memory": ["--warmup", "1", "--duration", "2", "--interval", "1", "--rate", "200",
                "--no-target"],
 }
 

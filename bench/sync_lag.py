@@ -215,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="200,1000,3000", help="events/s, comma-separated")
     parser.add_argument("--duration", type=float, default=30, help="seconds per rate")
+    parser.add_argument("--warmup", type=float, default=3,
+                        help="seconds of load at 200/s before the first rate (connections, "
+                        "mapping, first deliveries)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-direct", action="store_true", help="skip the direct baseline")
     parser.add_argument("--split", action="store_true",
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="bench-lag-") as tmp, \
             Harness(Path(tmp), args.connections, args.split) as harness:
-        harness.run(200, 3)  # warm up: connections, mapping, first deliveries
+        harness.run(200, args.warmup)
         for rate in rates:
             if not args.no_direct:
                 result, lags, seconds = harness.run(rate, args.duration, direct=True)

@@ -1,7 +1,15 @@
-"""The daemon process under SIGKILL and SIGTERM: nothing lost, nothing delivered twice."""
+"""The daemon process under SIGKILL and SIGTERM: nothing lost, nothing delivered twice.
+
+Each test starts the daemon on a backlog of ``SB_DAEMON_BACKLOG`` envelopes (default 5,000: the
+CI cost; 20,000 in the runs issue 2 recorded) and signals it once 1,000 were delivered. What
+either test can catch happens around the signal (the prefetch window of 100 in flight, the last
+batch's idempotency commits and acks), so the backlog only has to outlast it, which the checks
+that the signal came mid-stream assert.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -14,7 +22,7 @@ from tests.integration.helpers import drain, publish_events, queue_count, wait_u
 
 pytestmark = pytest.mark.e2e
 
-TOTAL = 20_000
+TOTAL = int(os.environ.get("SB_DAEMON_BACKLOG", "5000"))
 
 
 def route(prefix: str) -> dict[str, Any]:
