@@ -43,8 +43,14 @@ _FREE = (  # the rules' GO case for a claim, as the upsert's condition ({own}: s
     " AND (s.holder IS NULL OR (s.holder = excluded.holder AND {own}) OR s.held_until IS NULL"
     f" OR s.held_until <= {_NOW})"
 )
-_ROWS = ("SELECT subject, false, applied, holder, holder_version, held_until, parked,"
-         f" {_NOW} FROM silobridge_sync_subject WHERE route = %s AND subject = ANY(%s::text[])")
+# one primary-key lookup per asked subject: ``route = %s AND subject = ANY(%s)`` was planned
+# as a scan of the route's rows with the array as a filter, every row compared with every
+# subject asked, so a claim grew with the table (200 claims: 3 ms at 2,000 rows, 18 ms at
+# 6,000, in prepared statements)
+_ROWS = ("SELECT s.subject, false, s.applied, s.holder, s.holder_version, s.held_until,"
+         f" s.parked, {_NOW} FROM unnest(%s::text[]) AS k(subject) CROSS JOIN LATERAL"
+         " (SELECT * FROM silobridge_sync_subject r WHERE r.route = %s"
+         " AND r.subject = k.subject) AS s")
 # claims of many subjects in one statement: the upsert takes every free subject (in subject
 # order, so two replicas' batches lock shared rows in the same order), and the rows it did not
 # take are read in the same round trip, from the statement's snapshot (see ``begin_many``)
@@ -102,9 +108,9 @@ class PostgresSyncStore:
         if claim:
             rows = self._backend.run("sync", _CLAIM[takeover], (
                 route, ttl, subjects, [holder for _s, _v, holder in items],
-                [version for _s, version, _h in items], route, subjects))
+                [version for _s, version, _h in items], subjects, route))
         else:
-            rows = self._backend.run("sync", _ROWS, (route, subjects))
+            rows = self._backend.run("sync", _ROWS, (subjects, route))
         taken = {str(row[0]) for row in rows if row[1]}
         found = {str(row[0]): row for row in rows if not row[1]}
         verdicts: dict[str, str] = {}

@@ -7,7 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from middleware.stores import Stores
+import psycopg
+
+from middleware.config.models import StoreConfig
+from middleware.stores import Stores, open_stores
+from middleware.stores.sync_postgres import _ROWS
+from tests.integration.pg_helpers import pg_dsn  # noqa: F401  (a fixture)
 
 Opener = Callable[[], Stores]
 
@@ -122,3 +127,25 @@ def test_sync_store_commits_applied_versions_with_the_idempotency_records(
     assert all(other.idempotency.seen("r", ident) for ident in ("s1", "s0", "t1", "plain"))
     assert other.sync.held("r") == []
     assert (other.sync.version("r", "S"), other.sync.version("r", "T")) == (1, 1)
+
+
+def test_sync_store_reads_the_asked_subjects_by_key_in_a_large_route(pg_dsn: str) -> None:  # noqa: F811
+    """The rows a claim did not take are read by primary key, one lookup per asked subject:
+    ``subject = ANY(array)`` was planned as a scan of the route's rows with the array as a
+    filter, every row compared with every subject asked, and a claim of 200 grew from 3 to
+    18 ms as the route went from 2,000 to 6,000 subjects (prepared)."""
+    stores = open_stores(StoreConfig(kind="postgres", dsn=pg_dsn, pool_size=1))
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute("INSERT INTO silobridge_sync_subject (route, subject, applied)"
+                         " SELECT 'r', 'C-' || n, 1 FROM generate_series(1, 5000) AS n")
+            plan = "\n".join(str(row[0]) for row in conn.execute(
+                "EXPLAIN " + _ROWS, (["C-1", "C-2", "C-3"], "r")))
+        assert "ANY" not in plan, plan
+        assert "Index Scan using silobridge_sync_subject_pkey" in plan, plan
+        sync = stores.sync
+        assert sync is not None  # and the statement still decides: free, held, new
+        assert sync.begin_many("r", [("C-1", 2, "e1"), ("C-1", 3, "e2"), ("N-1", 1, "e3")],
+                               30.0, True) == ["go", "held", "go"]
+    finally:
+        stores.close()
