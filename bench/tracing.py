@@ -41,7 +41,7 @@ from middleware.envelope import Envelope
 from middleware.pipeline import RouteWorker
 from middleware.stores import open_stores
 
-__all__ = ["main"]
+__all__ = ["NullDelivery", "main"]
 
 _TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -66,7 +66,9 @@ class _Accepting:
         """Nothing to release."""
 
 
-class _Delivery:
+class NullDelivery:
+    """A delivery as the worker sees it; settling does nothing (also ``bench.worker.handle``)."""
+
     def __init__(self, body: bytes) -> None:
         self.body = body
         self.properties = Properties(message_id="m")
@@ -86,7 +88,7 @@ def _per_message(worker: RouteWorker, messages: int, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
         # distinct ids, or the worker's set of recent ids would make them duplicates
-        deliveries = [_Delivery(Envelope.new(
+        deliveries = [NullDelivery(Envelope.new(
             source="crm/bench", type="crm.customer.updated", data={"customer_no": "C-1"},
             traceparent=_TRACEPARENT).to_json()) for _ in range(messages)]
         started = time.perf_counter()

@@ -55,6 +55,7 @@ from pika.spec import Basic
 from adapters.amqp.config import AmqpTargetConfig
 from adapters.amqp.outbound import AmqpTarget
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
+from bench.tracing import NullDelivery
 from middleware.adapter import AdapterContext
 from middleware.broker.ingest import envelope_properties
 from middleware.broker.properties import Properties
@@ -87,24 +88,6 @@ class _Confirming:
         future: Future[Any] = Future()
         future.set_result(result)
         return future
-
-
-class _Delivery:
-    """A delivery as the worker sees it; settling does nothing."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.properties = Properties(message_id="m")
-        self.redelivered = False
-        self.received = time.monotonic()
-        self.settled = False
-        self.headers: dict[str, Any] = {}
-
-    def ack(self, record: Any = None) -> None:
-        self.settled = True
-
-    def nack(self) -> None:
-        self.settled = True
 
 
 class _Channel:
@@ -178,11 +161,11 @@ def handle_only(directory: Path, stores: Stores, messages: int,
                 rounds: int) -> dict[str, float]:
     worker = _worker(directory, _Confirming(), stores)
 
-    def run(deliveries: list[_Delivery]) -> None:
+    def run(deliveries: list[NullDelivery]) -> None:
         for delivery in deliveries:
             worker.handle(delivery)
 
-    return _best(lambda: [_Delivery(body) for body in _bodies(messages)], run, rounds,
+    return _best(lambda: [NullDelivery(body) for body in _bodies(messages)], run, rounds,
                  messages)
 
 
