@@ -85,22 +85,25 @@ def publish(exchange: str, key: str, envelopes: list[Envelope]) -> None:
 
 def wait_for(broker: Broker, total: int, started: float | None, timeout: float = 300,
              watch: Sequence[Callable[[], None]] = ()) -> float:
-    """Messages per second into the output queue: from ``started`` (or the first output)
-    until all ``total`` arrived.
+    """Messages per second into the output queue: from ``started`` (or the last look that
+    found no output yet) until all ``total`` arrived.
+
+    From the last empty look, not the first non-empty one: a run that finished between two
+    looks (the smoke run's 500 messages) had no time span at all and divided by zero.
 
     ``watch``: checks that raise once a process doing the work died (``Served.check_alive``),
     so a dead worker fails the run at once, with its log, instead of after ``timeout``."""
-    first_count, first_at = 0, started
+    empty_at = time.monotonic() if started is None else started
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for check in watch:
             check()
         count = broker.depth(OUT_QUEUE)
         now = time.monotonic()
-        if first_at is None and count > 0:
-            first_count, first_at = count, now
-        if count >= total and first_at is not None:
-            return (total - first_count) / (now - first_at)
+        if count >= total:
+            return total / (now - empty_at)
+        if count == 0 and started is None:
+            empty_at = now
         time.sleep(0.01)
     raise TimeoutError(f"only {broker.depth(OUT_QUEUE)} of {total} arrived")
 
