@@ -11,8 +11,9 @@ Two ways there:
   queue (looked up first), messages whose mapping looks up cross-references, and every
   message of a route whose sync asks the store more than the claim (echo fingerprints or a
   conflict rule): their store round trips go in parallel on the route's store threads.
-- **A batch per I/O tick** (``Batches``, ``_admit_batch``) for every other message of a route
-  whose sync needs only the claim (``SyncGate.batchable``: ``ordering``/``stale`` alone).
+- **A batch per I/O tick** (``storecalls.Batches``, ``_admit_batch``) for every other message
+  of a route whose sync needs only the claim (``SyncGate.batchable``: ``ordering``/``stale``
+  alone).
   The consumer thread gathers them; one store thread takes what gathered, asks the store for
   all their claims in one round trip and maps and delivers the admitted ones itself. One
   message at a time, each took a hand-over to a store thread, a wait for its claim's batch
@@ -23,9 +24,8 @@ Two ways there:
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -38,51 +38,16 @@ from middleware.errors import StoreUnavailable, SyncKeyError
 from middleware.mapping import Mapping
 from middleware.outcome import Outcome
 from middleware.settling import Settling
+from middleware.storecalls import Batches
 from middleware.twoway import Admission, SyncGate
 from middleware.twoway.gate import Ticket
 
-__all__ = ["Admitting", "Batches", "Pending"]
+__all__ = ["Admitting", "Pending"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 Pending = tuple[Delivery, Envelope, "Mapping | None"]  # a message waiting for its admission
-
-
-class Batches(Generic[T]):
-    """Items gathered on one thread and handed to ``run`` in batches on the store pool.
-
-    At most one batch runs at a time; what arrives meanwhile waits and goes as the next one,
-    so a batch is as large as what arrived during the last one (no timer: a lone item goes at
-    once). ``refuse`` gets the items the pool no longer takes (the worker is stopping).
-    """
-
-    def __init__(self, submit: Callable[[Callable[[], None]], bool],
-                 run: Callable[[list[T]], None], refuse: Callable[[list[T]], None]) -> None:
-        self._submit = submit
-        self._run = run
-        self._refuse = refuse
-        self._lock = threading.Lock()
-        self._waiting: list[T] = []
-        self._running = False
-
-    def add(self, item: T) -> None:
-        with self._lock:
-            self._waiting.append(item)
-            start, self._running = not self._running, True
-        if start and not self._submit(self._drain):
-            with self._lock:
-                refused, self._waiting, self._running = self._waiting, [], False
-            self._refuse(refused)
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._waiting = self._waiting, []
-                if not batch:
-                    self._running = False
-                    return
-            self._run(batch)
 
 
 class Admitting(Settling):

@@ -24,18 +24,19 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import structlog
 
 from middleware.errors import SilobridgeError, StoreUnavailable
 from middleware.storehealth import StoreHealth
 
-__all__ = ["BACKOFF", "GroupCommit", "StoreCalls", "all_done", "is_fault"]
+__all__ = ["BACKOFF", "Batches", "GroupCommit", "StoreCalls", "all_done", "is_fault"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+B = TypeVar("B")
 Record = tuple[str, str]
 
 BACKOFF = (0.1, 5.0)  # first and longest wait between tries of a failing store call
@@ -111,57 +112,84 @@ class StoreCalls:
             thread.join()
 
 
+class Batches(Generic[B]):
+    """Items gathered from any thread and handed to ``run`` in batches on the route's pool.
+
+    At most one batch runs at a time; what arrives meanwhile waits and goes as the next one,
+    so a batch is as large as what arrived during the last one (no timer: a lone item goes at
+    once). ``refuse`` gets the items the pool no longer takes (the worker is stopping). The
+    group commit below and the ordered routes' batch admission (``middleware.admission``)
+    both gather this way.
+    """
+
+    def __init__(self, submit: Callable[[Callable[[], None]], bool],
+                 run: Callable[[list[B]], None], refuse: Callable[[list[B]], None]) -> None:
+        self._submit = submit  # ``StoreCalls.submit``
+        self._run = run
+        self._refuse = refuse
+        self._lock = threading.Lock()
+        self._waiting: list[B] = []
+        self._running = False
+
+    def add(self, item: B) -> None:
+        with self._lock:
+            self._waiting.append(item)
+            start, self._running = not self._running, True
+        if start and not self._submit(self._drain):
+            with self._lock:
+                refused, self._waiting, self._running = self._waiting, [], False
+            self._refuse(refused)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._running = False
+                    return
+            self._run(batch)
+
+
+Commit = tuple[list[Record], "Future[None]"]
+
+
 class GroupCommit:
     """Idempotency records committed one transaction at a time per route, on the route's pool.
 
-    While one commit runs, the records that arrive meanwhile gather and go in the next one, so
-    a busy route commits few large transactions rather than one per consumer batch.
+    While one commit runs, the records that arrive meanwhile gather and go in the next one
+    (``Batches``), so a busy route commits few large transactions rather than one per
+    consumer batch.
     """
 
     def __init__(self, calls: StoreCalls, record_many: Callable[[list[Record]], None]) -> None:
         self._calls = calls
         self._record_many = record_many
         self._lock = threading.Lock()
-        self._pending: list[tuple[list[Record], Future[None]]] = []
-        self._running = False
+        self._batches: Batches[Commit] = Batches(calls.submit, self._commit, self._refused)
         self.uncommitted = 0  # records handed over and not yet durable (or given up)
 
     def commit(self, records: list[Record]) -> Future[None]:
         """A Future that completes once ``records`` are durable (or failed for good)."""
         future: Future[None] = Future()
         with self._lock:
-            self._pending.append((records, future))
             self.uncommitted += len(records)
-            start, self._running = not self._running, True
-        if start and not self._calls.submit(self._drain):
-            with self._lock:
-                self._running = False
-            self._settle(StoreUnavailable("the route is stopping; records not committed"))
+        self._batches.add((records, future))
         return future
 
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._running = False
-                    return
-            records = [record for part, _ in batch for record in part]
-            error: BaseException | None = None
-            try:
-                self._calls.call("idempotency", "record_many",
-                                 functools.partial(self._record_many, records))
-            except Exception as exc:  # given up (stopping) or refused: those messages come back
-                error = exc
-            self._finish(batch, error)
-
-    def _settle(self, error: BaseException) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
+    def _commit(self, batch: list[Commit]) -> None:
+        records = [record for part, _ in batch for record in part]
+        error: BaseException | None = None
+        try:
+            self._calls.call("idempotency", "record_many",
+                             functools.partial(self._record_many, records))
+        except Exception as exc:  # given up (stopping) or refused: those messages come back
+            error = exc
         self._finish(batch, error)
 
-    def _finish(self, batch: list[tuple[list[Record], Future[None]]],
-                error: BaseException | None) -> None:
+    def _refused(self, batch: list[Commit]) -> None:
+        self._finish(batch, StoreUnavailable("the route is stopping; records not committed"))
+
+    def _finish(self, batch: list[Commit], error: BaseException | None) -> None:
         with self._lock:
             self.uncommitted -= sum(len(records) for records, _ in batch)
         for _, future in batch:

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from middleware.admission import Batches
 from middleware.broker.topology import dlq_name
 from middleware.envelope import Envelope
+from middleware.storecalls import Batches
 from middleware.stores.base import SyncStore
 from tests.unit.pipeline_helpers import wait_until
 from tests.unit.test_twoway_pipeline import Running, outcome, running, update
