@@ -49,6 +49,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.ingress import Served, apply_topology, free_port, machine
+from bench.procs import cpu_seconds
 from middleware.broker.topology import EVENTS_EXCHANGE, dlq_name, hold_name, queue_name, retry_name
 from middleware.envelope import Envelope
 from middleware.http import ServerThread
@@ -102,21 +103,12 @@ def _outcomes(port: int, route: str) -> dict[str, float]:
             for o in ("delivered", "stale", "held")}
 
 
-def _cpu(pid: int) -> float:
-    """User + system CPU seconds of a process so far (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpus(worker: int, application: str) -> dict[int, float]:
     """CPU seconds of the worker and of the PostgreSQL backends its pool opened (by name)."""
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         backends = [int(row[0]) for row in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application,))]
-    return {pid: _cpu(pid) for pid in (worker, *backends)}
+    return {pid: cpu_seconds(pid) for pid in (worker, *backends)}
 
 
 def _spent(first: dict[int, float], last: dict[int, float], worker: int

@@ -131,7 +131,7 @@ def run_once(broker: Broker, workers: Workers, processes: int, total: int) -> fl
     publish("silobridge.events", EVENT_TYPE, events(total))
     workers.start(processes)
     try:
-        return wait_for(broker, total, None, timeout=600, watch=workers.checks())
+        return wait_for(broker, total, None, timeout=600, watch=workers.checks()).rate
     finally:
         workers.stop()
 

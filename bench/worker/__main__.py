@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,7 @@ import yaml
 
 from bench.ingress import Served, apply_topology, free_port, machine, route_queue_names
 from bench.mapping_engine import REFERENCE_MAPPING, SOURCE
+from bench.procs import broker_pid, cpu_seconds
 from middleware.broker.ingest import envelope_properties
 from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.config.models import BrokerConfig
@@ -84,9 +86,11 @@ def publish(exchange: str, key: str, envelopes: list[Envelope]) -> None:
 
 
 def wait_for(broker: Broker, total: int, started: float | None, timeout: float = 300,
-             watch: Sequence[Callable[[], None]] = ()) -> float:
+             watch: Sequence[Callable[[], None]] = (),
+             probe: Callable[[], tuple[float, ...]] | None = None) -> Window:
     """Messages per second into the output queue: from ``started`` (or the last look that
-    found no output yet) until all ``total`` arrived.
+    found no output yet) until all ``total`` arrived; with ``probe`` (CPU seconds of the
+    processes doing the work), what each spent over that same span.
 
     From the last empty look, not the first non-empty one: a run that finished between two
     looks (the smoke run's 500 messages) had no time span at all and divided by zero.
@@ -94,6 +98,7 @@ def wait_for(broker: Broker, total: int, started: float | None, timeout: float =
     ``watch``: checks that raise once a process doing the work died (``Served.check_alive``),
     so a dead worker fails the run at once, with its log, instead of after ``timeout``."""
     empty_at = time.monotonic() if started is None else started
+    first = probe() if probe is not None else ()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for check in watch:
@@ -101,11 +106,21 @@ def wait_for(broker: Broker, total: int, started: float | None, timeout: float =
         count = broker.depth(OUT_QUEUE)
         now = time.monotonic()
         if count >= total:
-            return total / (now - empty_at)
+            spent = tuple(b - a for a, b in zip(first, probe(), strict=True)) if probe else ()
+            return Window(total / (now - empty_at), spent)
         if count == 0 and started is None:
             empty_at = now
+            first = probe() if probe is not None else ()
         time.sleep(0.01)
     raise TimeoutError(f"only {broker.depth(OUT_QUEUE)} of {total} arrived")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One timed run: its rate and the CPU seconds its processes spent meanwhile."""
+
+    rate: float
+    cpu: tuple[float, ...] = ()
 
 
 # -- the three consumers -------------------------------------------------------------------
@@ -128,6 +143,11 @@ class Baseline:
                                          SRC_QUEUE, OUT_EXCHANGE, "erp.order", str(self.total)])
         time.sleep(0.5)
 
+    @property
+    def pid(self) -> int | None:
+        """The process doing the work, for its CPU time (None: the broker does it)."""
+        return self.process.pid if self.process is not None else None
+
     def check_alive(self) -> None:
         """Raise once the pass-through failed (it exits 0 after its last message; its
         traceback went to this terminal)."""
@@ -147,6 +167,10 @@ class Baseline:
 
 class Shovel(Baseline):
     name = "shovel"
+
+    @property
+    def pid(self) -> int | None:
+        return None  # the broker moves the messages itself
 
     def start(self) -> None:
         value = json.dumps({"src-uri": "amqp://", "src-queue": SRC_QUEUE,
@@ -213,6 +237,10 @@ class Silobridge(Baseline):
             time.sleep(0.05)
         raise RuntimeError(f"silobridge did not become ready; see {self.workdir / 'daemon.log'}")
 
+    @property
+    def pid(self) -> int | None:
+        return self.server.pid if self.server is not None else None
+
     def check_alive(self) -> None:
         if self.server is not None:
             self.server.check_alive()
@@ -223,7 +251,8 @@ class Silobridge(Baseline):
 
 
 def run_once(consumer: Baseline, broker: Broker, source_type: str, mode: str,
-             total: int) -> float:
+             total: int) -> Window:
+    """One timed run; its CPU seconds are the consumer's and the broker's (0 where absent)."""
     broker.reset(source_type)
     consumer.prepare()
     exchange, key = consumer.source()
@@ -231,15 +260,21 @@ def run_once(consumer: Baseline, broker: Broker, source_type: str, mode: str,
     if mode == "backlog":
         publish(exchange, key, envelopes)
     consumer.start()
+    rabbit = broker_pid()
+
+    def probe() -> tuple[float, float]:
+        pid = consumer.pid
+        return (cpu_seconds(pid) if pid else 0.0, cpu_seconds(rabbit) if rabbit else 0.0)
+
     try:  # the consumer is stopped (the daemon drained, the shovel removed) also on failure
         if mode == "backlog":
-            return wait_for(broker, total, None, watch=[consumer.check_alive])
+            return wait_for(broker, total, None, watch=[consumer.check_alive], probe=probe)
         started = time.monotonic()
         producer = threading.Thread(target=publish, args=(exchange, key, envelopes))
         producer.start()
-        rate = wait_for(broker, total, started, watch=[consumer.check_alive])
+        window = wait_for(broker, total, started, watch=[consumer.check_alive], probe=probe)
         producer.join()
-        return rate
+        return window
     finally:
         consumer.stop()
 
@@ -260,16 +295,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for queue_type in args.queues.split(","):
                 for mode in args.modes.split(","):
-                    rates: dict[str, list[float]] = {}
+                    runs: dict[str, list[Window]] = {}
                     for _ in range(args.rounds):  # interleaved, so noise hits all alike
                         for consumer in consumers:
-                            rate = run_once(consumer, broker, queue_type, mode, args.messages)
-                            rates.setdefault(consumer.name, []).append(rate)
-                    medians = {name: statistics.median(rates[name]) for name in rates}
+                            window = run_once(consumer, broker, queue_type, mode, args.messages)
+                            runs.setdefault(consumer.name, []).append(window)
+                    medians = {name: statistics.median(w.rate for w in runs[name])
+                               for name in runs}
                     row = {"queue": queue_type, "mode": mode,
                            **{name: round(rate) for name, rate in medians.items()},
                            "ratio_pika": round(medians["silobridge"] / medians["raw pika"], 2),
-                           "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2)}
+                           "ratio_shovel": round(medians["silobridge"] / medians["shovel"], 2),
+                           "cpu_us": {name: _cpu_per_message(windows, args.messages)
+                                      for name, windows in runs.items()}}
                     print(json.dumps(row), flush=True)
         finally:
             for name in (*ROUTE_QUEUES, SRC_QUEUE, OUT_QUEUE):
@@ -279,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {machine()}; {args.messages} messages, median of {args.rounds}; silobridge "
           f"route queues are always quorum queues")
     return 0
+
+
+def _cpu_per_message(windows: list[Window], total: int) -> dict[str, int]:
+    """Median CPU microseconds per message of the consumer process and of RabbitMQ (the live
+    mode's broker figure includes the producer's publishes)."""
+    return {who: round(statistics.median(w.cpu[n] for w in windows) * 1e6 / total)
+            for n, who in enumerate(("consumer", "broker"))}
 
 
 if __name__ == "__main__":

@@ -63,8 +63,13 @@ def rows(section: str) -> list[dict[str, Any]]:
 
 
 def _worker(found: list[dict[str, Any]]) -> bool:
+    """Every mode's rates, and the CPU the broker and silobridge spent per message (the
+    figure that says which of them was the limit)."""
     measured = [r for r in found if all(r.get(k, 0) > 0 for k in
-                                        ("raw pika", "shovel", "silobridge"))]
+                                        ("raw pika", "shovel", "silobridge"))
+                and r.get("cpu_us", {}).get("silobridge", {}).get("consumer", 0) > 0
+                and all(r["cpu_us"].get(k, {}).get("broker", 0) > 0
+                        for k in ("raw pika", "shovel", "silobridge"))]
     return {r["mode"] for r in measured} == {"backlog", "live"}
 
 
