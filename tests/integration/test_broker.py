@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import wait
+from concurrent.futures import Future, wait
 
 import pika
 import pytest
 
 from middleware.broker.properties import Properties
 from middleware.broker.rabbitmq.declare import declare
+from middleware.broker.rabbitmq.loopfuture import LoopFuture
 from middleware.broker.rabbitmq.publisher import Publisher
 from middleware.broker.topology import ExchangeSpec, QueueSpec, Topology
 from middleware.config.models import BrokerConfig
@@ -66,6 +68,43 @@ def test_publisher_pipelines_confirms_without_waiting_per_message(
     done, not_done = wait(futures, timeout=30)
     assert not not_done and all(f.exception() is None for f in done)
     assert amqp_channel.queue_declare(f"{prefix}.q", passive=True).method.message_count == 3000
+
+
+def test_publishes_on_the_loop_thread_confirm_through_loop_futures(
+    publisher: Publisher, prefix: str,
+) -> None:
+    """A worker publishes on the broker loop thread: its Futures are LoopFutures (no lock per
+    message), resolved by the real confirms and returns on that thread, callbacks there too."""
+    seen: list[tuple[str, bool, BaseException | None]] = []
+    finished = threading.Event()
+
+    def publish_from_loop() -> None:
+        futures = [publisher.publish(f"{prefix}.x", "bound.l", b"{}", props(n))
+                   for n in range(200)]
+        futures.append(publisher.publish(f"{prefix}.x", "nobody.listens", b"{}", props(200)))
+        assert all(isinstance(f, LoopFuture) for f in futures)
+        remaining = [len(futures)]
+
+        def done(future: Future[object]) -> None:
+            seen.append((threading.current_thread().name, future.done(), future.exception()))
+            remaining[0] -= 1
+            if not remaining[0]:
+                finished.set()
+
+        for future in futures:
+            future.add_done_callback(done)
+
+    assert publisher.loop.call_soon(publish_from_loop)
+    assert finished.wait(30)
+    assert {name for name, _done, _error in seen} == {publisher.loop.thread.name}
+    assert all(is_done for _name, is_done, _error in seen)
+    errors = [error for _name, _done, error in seen]  # in confirm order, not publish order
+    assert errors.count(None) == 200
+    assert [type(e) for e in errors if e is not None] == [PublishReturned]
+    # off the loop thread, publish still hands out a Future that can be waited for
+    off_loop = publisher.publish(f"{prefix}.x", "bound.m", b"{}", props(201))
+    assert not isinstance(off_loop, LoopFuture)
+    assert off_loop.result(10) is None
 
 
 def test_publisher_reports_unroutable_messages(publisher: Publisher, prefix: str) -> None:

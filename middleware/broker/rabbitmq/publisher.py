@@ -32,6 +32,7 @@ from middleware.broker.guard import guarded, report
 from middleware.broker.properties import PERSISTENT, Properties
 from middleware.broker.rabbitmq.connection import BrokerLoop, ManagedConnection
 from middleware.broker.rabbitmq.convert import to_pika
+from middleware.broker.rabbitmq.loopfuture import LoopFuture
 from middleware.broker.shortstr import long_property
 from middleware.config.models import BrokerConfig
 from middleware.errors import (
@@ -130,16 +131,22 @@ class Publisher:
         mandatory: bool = True,
         result: Any = None,
     ) -> Future[Any]:
-        """Send one persistent message; the Future resolves (to ``result``) on the confirm."""
-        future: Future[Any] = Future()
+        """Send one persistent message; the Future resolves (to ``result``) on the confirm.
+
+        Called on the loop thread (a worker), the Future is a ``LoopFuture``: callbacks only,
+        no waiting on it."""
+        future: Future[Any]
         if not self._connection.ready.is_set():
+            future = Future()
             future.set_exception(BrokerUnavailable("not connected to the broker"))
             return future
         properties.delivery_mode = PERSISTENT
         if self._loop.in_loop():  # a worker on the loop thread: no hand-over needed
+            future = LoopFuture()
             self._send(exchange, routing_key, body, properties, mandatory,
                        _Pending(future, properties.message_id, purpose, time.monotonic(), result))
             return future
+        future = Future()
         item = _Outgoing(exchange, routing_key, body, properties, future, purpose, mandatory,
                          result)
         with self._lock:
