@@ -6,7 +6,10 @@ stores the newest record watermark only after the whole run was confirmed. A run
 half-way leaves the watermark where it was; the next run fetches the same records again and skips
 those already published (record ids are remembered in the idempotency store), so an interrupted
 batch resumes without gaps and without duplicates. Record ids are stable: the derived id, or the
-subject plus a digest of the record's content.
+subject plus a digest of the record's content. One window stays: a process killed after a page's
+confirm and before its ids were recorded leaves that page to be published again (a publish and a
+database write cannot be one act), with the same envelope ids (the idempotency key a target
+receives).
 
 With ``emit: page`` a whole page becomes one envelope (for mappings that turn a price-list page
 into one bulk upsert); its id is a digest of the page, so a resumed run re-sends only pages whose

@@ -3,7 +3,8 @@
 One GET sequence per tick reaches the source API in total (not one per replica); the leader
 SIGKILLed, another replica polls within the lease time from the shared watermark; the leader
 stopped in order releases the lease and the last replica takes over at the next tick. Every
-record the API served is published exactly once: no gap and no duplicate.
+record the API served is published, without a gap; only the page a SIGKILL caught between its
+confirm and the record of its ids can be published twice, with the same ids.
 """
 
 from __future__ import annotations
@@ -163,10 +164,19 @@ def test_poll_replicas_share_one_lease_and_take_over_from_the_watermark(
         finally:
             for replica in replicas:
                 replica.kill()
-    # Every record served is published exactly once: no gap, no duplicate
+    # Every record served is published: no gap. Once at most, but for one page: a leader
+    # SIGKILLed after its page's confirm and before the page's ids were recorded (a publish and
+    # a database write cannot be one act) leaves that page to be published again by the next
+    # leader, with the same envelope ids (the idempotency key a target receives). Seen
+    # once in CI on a slow machine (P-00055, P-00056 twice, with the takeover at 3.95 s).
     published = [orjson.loads(body) for _, body in drain(amqp_url, queue_name(f"{prefix}-r"))]
     skus = Counter(e["subject"] for e in published)
     newest = max(int(sku[2:]) for sku in skus)
     assert sorted(skus) == [f"P-{n:05}" for n in range(newest + 1)]
-    assert set(skus.values()) == {1}, [s for s, c in skus.items() if c > 1]
+    twice = sorted(sku for sku, count in skus.items() if count > 1)
+    assert set(skus.values()) <= {1, 2} and len(twice) <= PAGE, twice
+    ids: dict[str, set[str]] = {}
+    for envelope in published:
+        ids.setdefault(envelope["subject"], set()).add(envelope["id"])
+    assert all(len(found) == 1 for found in ids.values())  # a second copy keeps the first's id
     assert newest >= 4 * 14
