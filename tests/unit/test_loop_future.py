@@ -75,6 +75,9 @@ def test_a_raising_callback_does_not_stop_the_others() -> None:
     future.add_done_callback(lambda f: reached.append(f.result()))
     future.set_result(7)
     assert reached == [7]
+    future.add_done_callback(bad)  # added after resolution: it runs at once, still guarded
+    future.add_done_callback(lambda f: reached.append(f.result()))
+    assert reached == [7, 7]
 
 
 def test_it_is_a_future_for_asyncio_too() -> None:

@@ -61,10 +61,9 @@ class LoopFuture(Future[T]):
         return True
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
-        if self._state == _PENDING:
-            self._done_callbacks.append(fn)
-        else:
-            fn(self)
+        self._done_callbacks.append(fn)
+        if self._state != _PENDING:  # settled already: run it now, guarded like the others
+            self._call_back()
 
     def set_result(self, result: Any) -> None:
         if self._state != _PENDING:
