@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import cel
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from middleware.celengine import cel
 
 __all__ = [
     "DerivationError",

@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
-import cel
-
+from middleware.celengine import cel
 from middleware.envelope import Envelope
 from middleware.errors import ProcessingError
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import cel
+from middleware.celengine import cel
 
 __all__ = ["Expression", "ExpressionError", "from_cel"]
 
