@@ -17,6 +17,10 @@ sets the pace. After each rate the harness waits until the target has every acce
 ``--split`` runs the same config as two processes on the same machine, ``--role ingress`` and
 ``--role worker``, so the HTTP ingress and the delivering worker each get a GIL (and a core).
 
+Each silobridge row also gives the CPU microseconds per delivered event that every process on
+the path spent (silobridge or ingress and worker, the target, RabbitMQ, wrk): on a 2-vCPU
+machine their sum says which rates the machine can carry at all.
+
 Baseline in the same run: the same generator at the same rate straight to the target, each
 request stamped with its send time, measures what the bare HTTP hop and the target add by
 themselves; what silobridge adds is the difference.
@@ -31,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -54,6 +59,7 @@ from bench.ingress import (
     serve_until_sigterm,
 )
 from bench.mapping_engine import REFERENCE_MAPPING
+from bench.procs import broker_pid, cpu_seconds
 
 __all__ = ["Harness", "LagStats", "lag_stats", "main"]
 
@@ -169,6 +175,20 @@ class Harness:
         """The lags recorded since the last call (and clears them)."""
         return list(httpx.get(self.target_url + "/lags", timeout=30).json())
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each process on the path (wrk: of the waited-for children,
+        which are only the wrk runs)."""
+        pids = {"ingress" if self.split else "silobridge": self.daemon,
+                "worker": self.worker, "target": self.target}
+        spent = {name: cpu_seconds(server.pid) for name, server in pids.items()
+                 if server is not None}
+        broker = broker_pid()
+        if broker is not None:
+            spent["rabbitmq"] = cpu_seconds(broker)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent["wrk"] = children.ru_utime + children.ru_stime
+        return spent
+
     def run(self, rate: float, duration: float, *, direct: bool = False,
             drain_timeout: float = 120) -> tuple[WrkResult, list[float], float]:
         """Open-loop load for ``duration`` s; then every accepted event's lag (or a timeout),
@@ -236,8 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_direct:
                 result, lags, seconds = harness.run(rate, args.duration, direct=True)
                 print(json.dumps(_row("direct", rate, result, lags, seconds)), flush=True)
+            before = harness.cpu()
             result, lags, seconds = harness.run(rate, args.duration)
             row = _row("silobridge", rate, result, lags, seconds)
+            after = harness.cpu()
+            row["cpu_us_per_event"] = {
+                name: round((after[name] - before[name]) / max(1, len(lags)) * 1e6)
+                for name in after if name in before}
             print(json.dumps(row), flush=True)
             if row["delivered"] < row["accepted"]:
                 ok = False
