@@ -40,7 +40,7 @@ Outbound through zeep (``routes[*].target``, ``type: soap``)::
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -61,6 +61,7 @@ __all__ = [
     "SoapEndpointConfig",
     "SoapInboundAuth",
     "SoapOperationConfig",
+    "SoapSystemConfig",
     "SoapTargetConfig",
     "WsseCredentials",
     "WsseInboundAuth",
@@ -288,6 +289,18 @@ class SoapClientConfig(AdapterConfig):
         30.0, gt=0, description="Seconds to wait for the response; the whole answer must "
         "arrive within connect_timeout + timeout (a peer trickling bytes is cut off then).")
     max_workers: int = Field(8, ge=1, le=256, description="Concurrent calls (thread pool size).")
+
+
+class SoapSystemConfig(SoapClientConfig):
+    """A SOAP service whose operations enrich steps call (``call:``)."""
+
+    STEP: ClassVar[str] = "call"
+
+    type: Literal["soap"] = Field("soap", description="Selects this adapter.")
+    max_response_bytes: int = Field(
+        1_048_576, ge=1, le=64 * 1_048_576,
+        description="Largest answer read; a larger one fails the step for good (unread).",
+    )
 
 
 class SoapTargetConfig(SoapClientConfig):

@@ -30,16 +30,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import orjson
-from pydantic import Field
 from requests.adapters import BaseAdapter
 
 from adapters._derive import resolve_path
 from adapters.rest.client import render
 from adapters.soap.client import SoapService, open_service
-from adapters.soap.config import SoapClientConfig
+from adapters.soap.config import SoapSystemConfig
 from middleware.adapter import AdapterContext
 from middleware.config.enrich import EnrichStep
 from middleware.enrich import Prepared, StepCall
@@ -50,18 +49,6 @@ from middleware.yamlfile import did_you_mean
 __all__ = ["SoapSystem", "SoapSystemConfig"]
 
 _WHOLE = re.compile(r"^\{(envelope|payload)\.([^{}]+)\}$")
-
-
-class SoapSystemConfig(SoapClientConfig):
-    """A SOAP service whose operations enrich steps call (``call:``)."""
-
-    STEP: ClassVar[str] = "call"
-
-    type: Literal["soap"] = Field("soap", description="Selects this adapter.")
-    max_response_bytes: int = Field(
-        1_048_576, ge=1, le=64 * 1_048_576,
-        description="Largest answer read; a larger one fails the step for good (unread).",
-    )
 
 
 class SoapSystem:

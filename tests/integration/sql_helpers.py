@@ -16,7 +16,8 @@ import psycopg
 import pymysql
 import pytest
 
-from adapters.sql import SqlTarget, SqlTargetConfig
+from adapters.sql.config import SqlTargetConfig
+from adapters.sql.outbound import SqlTarget
 from tests.integration.pg_helpers import ADMIN_DSN, schema_dsn
 
 __all__ = ["MARIADB_DSN", "Warehouse", "warehouse"]

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from adapters.sql import SqlTarget, SqlTargetConfig
+from adapters.sql.config import SqlTargetConfig
+from adapters.sql.outbound import SqlTarget
 from middleware.adapter import Delivered
 from middleware.envelope import Envelope
 from middleware.errors import ConfigError, DeliveryError
