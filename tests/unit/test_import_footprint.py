@@ -57,3 +57,17 @@ def test_registered_adapters_import_their_libraries_only_when_built() -> None:
     assert {"soap", "salesforce-om", "sql", "rest", "amqp"} <= set(result["types"])
     assert result["loaded"] == []
     assert result["after"] == ["lxml", "zeep"]  # the check above can see them
+
+
+def test_certificates_and_tokens_load_their_libraries_when_first_read() -> None:
+    result = _run(
+        "import json, sys\n"
+        "import middleware.daemon\n"
+        "def loaded(): return sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'cryptography', 'joserfc'})\n"
+        "before = loaded()\n"
+        "from middleware.tls.names import parse_subject\n"
+        "name = parse_subject('CN=client.example.com,O=Example').rfc4514_string()\n"
+        "print(json.dumps({'before': before, 'after': loaded(), 'name': name}))\n")
+    assert result == {"before": [], "after": ["cryptography"],
+                      "name": "CN=client.example.com,O=Example"}
