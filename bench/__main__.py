@@ -33,7 +33,7 @@ FULL: dict[str, list[str]] = {
     "ordering": ["--subjects", "1000", "--updates", "5", "--rounds", "3"],
     "ingress": ["--duration", "20", "--rounds", "3"],
     "sync_lag": ["--rates", "200,1000,3000", "--duration", "30"],
-    "memory": ["--warmup", "300", "--duration", "300", "--rate", "1000"],
+    "memory": ["--warmup", "300", "--duration", "1800", "--rate", "1000"],
 }
 QUICK: dict[str, list[str]] = {
     "mapping_engine": ["--rounds", "1", "--number", "2000", "--no-target"],

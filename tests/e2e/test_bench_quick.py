@@ -96,8 +96,11 @@ def _delivered(row: dict[str, Any]) -> bool:
 
 
 def _sync_lag(found: list[dict[str, Any]]) -> bool:
-    return {r["path"] for r in found if "path" in r and _delivered(r)} == {"direct",
-                                                                            "silobridge"}
+    delivered = {r["path"] for r in found if "path" in r and _delivered(r)}
+    cpu = [r.get("cpu_us_per_event", {}) for r in found if r.get("path") == "silobridge"]
+    return delivered == {"direct", "silobridge"} and all(
+        c.get("silobridge", 0) > 0 and c.get("rabbitmq", 0) > 0 and c.get("target", 0) > 0
+        for c in cpu) and bool(cpu)
 
 
 def _memory(found: list[dict[str, Any]]) -> bool:
