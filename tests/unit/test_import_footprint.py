@@ -71,3 +71,13 @@ def test_certificates_and_tokens_load_their_libraries_when_first_read() -> None:
         "print(json.dumps({'before': before, 'after': loaded(), 'name': name}))\n")
     assert result == {"before": [], "after": ["cryptography"],
                       "name": "CN=client.example.com,O=Example"}
+
+
+def test_the_engine_falls_back_to_the_package_and_reuses_one_loaded_first() -> None:
+    result = _run(
+        "import importlib.machinery, json, sys\n"
+        "importlib.machinery.EXTENSION_SUFFIXES[:] = []  # another layout: no extension found\n"
+        "from middleware.celengine import _load, cel as fallback\n"
+        "print(json.dumps({'fallback': fallback.__name__, 'works': fallback.compile('1 + 1')"
+        ".execute({}), 'reused': _load() is sys.modules['cel.cel']}))\n")
+    assert result == {"fallback": "cel", "works": 2, "reused": True}
