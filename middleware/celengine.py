@@ -33,8 +33,9 @@ def _load() -> ModuleType:
     for location in (package.submodule_search_locations or []) if package else []:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             path = Path(location) / f"cel{suffix}"
-            spec = importlib.util.spec_from_file_location("cel.cel", path)
-            if not path.is_file() or spec is None or spec.loader is None:
+            spec = (importlib.util.spec_from_file_location("cel.cel", path)
+                    if path.is_file() else None)
+            if spec is None or spec.loader is None:
                 continue
             module = importlib.util.module_from_spec(spec)
             sys.modules["cel.cel"] = module

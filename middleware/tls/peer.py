@@ -55,6 +55,9 @@ def with_peer_certificate(base: type[HttpToolsProtocol]) -> type[HttpToolsProtoc
     A function rather than a fixed class so it composes with other protocol subclasses
     (limits, timeouts) instead of competing with them for uvicorn's ``http`` setting.
     """
+    # cryptography parses the client certificate in connection_made, on the server's event
+    # loop; imported here, as the HTTPS server is built, the first client does not pay for it
+    import cryptography.x509  # noqa: F401
 
     class PeerCertificateProtocol(base):  # type: ignore[valid-type,misc]
         _tls: dict[str, Any] | None = None

@@ -68,9 +68,16 @@ def test_certificates_and_tokens_load_their_libraries_when_first_read() -> None:
         "before = loaded()\n"
         "from middleware.tls.names import parse_subject\n"
         "name = parse_subject('CN=client.example.com,O=Example').rfc4514_string()\n"
-        "print(json.dumps({'before': before, 'after': loaded(), 'name': name}))\n")
-    assert result == {"before": [], "after": ["cryptography"],
-                      "name": "CN=client.example.com,O=Example"}
+        "parsed = loaded()\n"
+        "del sys.modules['cryptography.x509']\n"
+        "from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol\n"
+        "from middleware.tls import with_peer_certificate\n"
+        "with_peer_certificate(HttpToolsProtocol)\n"
+        "print(json.dumps({'before': before, 'parsed': parsed, 'name': name,"
+        " 'https_server': 'cryptography.x509' in sys.modules}))\n")
+    # and an HTTPS server loads it as it is built, not on its event loop at the first client
+    assert result == {"before": [], "parsed": ["cryptography"],
+                      "name": "CN=client.example.com,O=Example", "https_server": True}
 
 
 def test_the_engine_falls_back_to_the_package_and_reuses_one_loaded_first() -> None:
