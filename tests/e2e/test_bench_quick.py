@@ -63,15 +63,14 @@ def rows(section: str) -> list[dict[str, Any]]:
 
 
 def _worker(found: list[dict[str, Any]]) -> bool:
-    """Every mode's rates, and the CPU the broker and silobridge spent per message (the
-    figure that says which of them was the limit). Only silobridge's consumer figure must be
-    above 0: /proc counts in 10-ms ticks, and a fast machine moves the smoke run's 500
-    messages through raw pika in ~3 ms (seen: 154,437 messages/s, CPU 0 and 0), the broker's
-    share of silobridge's run in ~1 tick."""
+    """Every mode's rates, and the CPU the consumers and the broker spent per message (the
+    figure that says which of them was the limit). The figures must be printed for every
+    variant but may read 0: /proc counts in 10-ms ticks, and a fast machine moves the smoke
+    run's 500 messages through raw pika in ~3 ms (seen: 154,437 messages/s, CPU 0 and 0) and
+    through silobridge's consumer in ~1 tick (seen: 20 µs per message)."""
     measured = [r for r in found if all(r.get(k, 0) > 0 for k in
                                         ("raw pika", "shovel", "silobridge"))
-                and r.get("cpu_us", {}).get("silobridge", {}).get("consumer", 0) > 0
-                and all(isinstance(r["cpu_us"].get(k, {}).get(side), int)
+                and all(isinstance(r.get("cpu_us", {}).get(k, {}).get(side), int)
                         for k in ("raw pika", "shovel", "silobridge")
                         for side in ("consumer", "broker"))]
     return {r["mode"] for r in measured} == {"backlog", "live"}
