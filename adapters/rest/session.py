@@ -1,10 +1,17 @@
-"""One HTTP client on its own event loop thread: what the REST target and REST enrich steps share.
+"""One HTTP client on an event loop: what the REST target and REST enrich steps share.
 
 The loop thread, the aiohttp session with its connection limit, client auth (basic, bearer,
 OAuth2 client credentials with one renewal on a 401), TLS to the peer, the environment's proxy
 and the translation of client errors into ``DeliveryError`` live here once, so a target and an
 enrich system configured alike behave alike. Callers hand requests over with ``submit`` and get
 a ``concurrent.futures.Future``: nothing waits on the caller's thread.
+
+The loop is the client's own thread, or a ``shared`` loop it is given: a REST target runs on
+the broker's I/O loop (``Broker.event_loop``), where the worker's handlers run, so a request
+submitted there starts as a task at once and its answer settles the message on the same
+thread. Handing every request to a thread of its own and every answer back cost ~100 µs of CPU
+per request at 1,000/s (a thread wake-up and a GIL hand-over each way), a sixth of the
+worker's CPU per event (``bench/RESULTS.md``, Sync lag).
 
 Answers can be read with a size limit: an enrich step merges what it reads into the payload,
 so a peer that answers a gigabyte (or streams forever) must cost at most ``limit`` bytes; the
@@ -14,6 +21,8 @@ request fails permanently past it, with the limit named.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -54,7 +63,8 @@ class HttpClient:
     def __init__(self, *, url: str, label: str, auth: ClientAuth | None, where: str,
                  timeout: float, concurrency: int, verify_tls: bool,
                  tls: TargetTlsConfig | None, tls_where: str,
-                 connector: Callable[[], aiohttp.BaseConnector] | None = None) -> None:
+                 connector: Callable[[], aiohttp.BaseConnector] | None = None,
+                 shared: asyncio.AbstractEventLoop | None = None) -> None:
         self.label = label
         self._url = url
         self._auth = auth
@@ -65,9 +75,11 @@ class HttpClient:
         self._tls = tls
         self._tls_where = tls_where
         self._connector = connector
-        self._loop = asyncio.new_event_loop()
+        self._shared = shared is not None
+        self._loop = shared or asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name=f"rest-{urlsplit(url).hostname}")
+        self._tasks: set[asyncio.Task[Any]] = set()  # in flight, for close() to wait for
         self._session: aiohttp.ClientSession | None = None
         self._authorization: str | None = None
         self._oauth: OAuth2ClientCredentials | None = None
@@ -88,8 +100,9 @@ class HttpClient:
                 self._verify)
         if self._verify and self._tls is not None:
             self._ssl = target_context(self._tls, self._tls_where)
-        self._thread.start()
-        self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+        if not self._shared:  # a shared loop may not turn yet: the first request opens it
+            self._thread.start()
+            self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
 
     async def _open(self) -> aiohttp.ClientSession:
         connector = (self._connector() if self._connector is not None
@@ -98,8 +111,34 @@ class HttpClient:
                                      timeout=aiohttp.ClientTimeout(total=self._timeout))
 
     def submit(self, work: Coroutine[Any, Any, T]) -> Future[T]:
-        """Run a coroutine (one that calls ``send``) on the client's loop."""
-        return asyncio.run_coroutine_threadsafe(work, self._loop)
+        """Run a coroutine (one that calls ``send``) as a task on the client's loop.
+
+        On that loop's own thread the task starts right away; from any other thread it is
+        handed over. Its Future is resolved by the task's callback, on the loop's thread.
+        """
+        result: Future[T] = Future()
+        if asyncio._get_running_loop() is self._loop:
+            self._start_task(work, result)
+        else:
+            self._loop.call_soon_threadsafe(self._start_task, work, result)
+        return result
+
+    def _start_task(self, work: Coroutine[Any, Any, T], result: Future[T]) -> None:
+        task = self._loop.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._settle, result))
+
+    def _settle(self, result: Future[T], done: asyncio.Task[T]) -> None:
+        self._tasks.discard(done)
+        if done.cancelled():  # the loop went away under it: as if the connection was lost
+            result.set_exception(DeliveryError(f"request to {self.label} was cancelled",
+                                               retryable=True))
+            return
+        error = done.exception()
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(done.result())
 
     async def send(self, method: str, url: str, headers: dict[str, str],
                    content: bytes | None = None, limit: int | None = None) -> Answer:
@@ -125,7 +164,8 @@ class HttpClient:
 
     async def _request(self, method: str, url: str, headers: dict[str, str],
                        content: bytes | None, token: str | None, limit: int | None) -> Answer:
-        assert self._session is not None, "start() must run before the first request"
+        if self._session is None:  # a shared loop: opened on it by the first request
+            self._session = await self._open()
         authorization = f"Bearer {token}" if token else self._authorization
         if authorization:
             headers["Authorization"] = authorization
@@ -163,18 +203,28 @@ class HttpClient:
             details={"status": response.status, "limit": limit})
 
     def close(self) -> None:
-        """Let the requests in flight finish, then close the connections and the loop."""
-        if self._thread.is_alive():
+        """Let the requests in flight finish, then close the connections (and an own loop).
+
+        On a shared loop that no longer turns (its thread died) nothing can finish: the
+        wait is bounded by the request timeout.
+        """
+        if self._shared:
+            if self._loop.is_running():
+                drained = asyncio.run_coroutine_threadsafe(self._drain(), self._loop)
+                with contextlib.suppress(TimeoutError):
+                    drained.result(self._timeout + 5)
+        elif self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
-        self._loop.close()
+            self._loop.close()
+        else:
+            self._loop.close()
         if self._oauth is not None:
             self._oauth.close()
 
     async def _drain(self) -> None:
-        pending = asyncio.all_tasks() - {asyncio.current_task()}
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
 

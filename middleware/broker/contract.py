@@ -13,6 +13,7 @@ PublishTimeout, TopologyConflict, FieldTooLong); no client library's exception c
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -127,3 +128,8 @@ class Broker(Protocol):
 
     def turning(self) -> bool:
         """Whether the I/O thread is alive and not stalled."""
+
+    def event_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The asyncio loop the I/O thread runs, where handlers are called; None if it is not
+        one. An asyncio client running there (a REST target) starts and finishes its work
+        without a thread hand-over per message; it must never block that loop."""

@@ -1,6 +1,6 @@
 """Issue 11.1: a daemon whose broker loop thread dies exits non-zero instead of idling on.
 
-The cause is real: an exception escapes a callback on pika's IOLoop, as one from pika's own code
+The cause is real: an exception escapes a callback on the broker loop, as one from pika's own code
 would (ours are all guarded). The test only schedules that callback, in the child process, once
 the daemon has started; ``silobridge run`` is otherwise the real command.
 """
@@ -32,7 +32,7 @@ _CHILD = textwrap.dedent("""
         start(self)
         def boom():
             raise RuntimeError("escaped from a loop callback, card 4111 1111 1111 1111")
-        self.broker.loop.ioloop.add_callback_threadsafe(boom)  # past the guards, as pika could
+        self.broker.loop.ioloop.call_soon_threadsafe(boom)  # past the guards, as pika could
 
     Daemon.start = start_then_break_the_loop
     sys.exit(main(["run", "-c", sys.argv[1], "--log-format", "json"]))

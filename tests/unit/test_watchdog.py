@@ -124,8 +124,8 @@ def test_broker_loop_not_turning_once_its_thread_died(watchdog: Watchdog) -> Non
     while not loop.turning() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert loop.turning()
-    # When something raises past the guards (straight on pika's IOLoop, as pika itself could)
-    loop.ioloop.add_callback_threadsafe(_die)
+    # When something raises past the guards (straight on the loop, as pika itself could)
+    loop.ioloop.call_soon_threadsafe(_die)
     loop.thread.join(5)
     # Then the loop no longer counts as turning, and the watchdog has tripped
     assert not loop.turning()

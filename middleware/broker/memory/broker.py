@@ -45,6 +45,10 @@ class MemoryBroker:
     def turning(self) -> bool:
         return self.loop.turning()
 
+    def event_loop(self) -> None:
+        """Not an asyncio loop: an asyncio client keeps a loop thread of its own here."""
+        return None
+
     def declare(self, topology: Topology) -> None:
         def run() -> None:
             for exchange in topology.exchanges:

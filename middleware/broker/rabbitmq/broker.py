@@ -9,6 +9,7 @@ lost its definitions gets them back.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -41,6 +42,9 @@ class RabbitBroker:
 
     def turning(self) -> bool:
         return self.loop.turning()
+
+    def event_loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop.ioloop
 
     def declare(self, topology: Topology) -> None:
         declare(self.config, topology)

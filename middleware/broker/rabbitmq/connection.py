@@ -1,4 +1,4 @@
-"""Broker connections on one shared I/O loop thread, each reconnecting with capped backoff.
+"""Broker connections on one shared asyncio loop thread, each reconnecting with capped backoff.
 
 pika connections are not thread-safe, so every connection of a process lives on one loop
 thread (``BrokerLoop``) and other threads reach it through ``call_soon``. Publishing and
@@ -6,6 +6,14 @@ consuming still use separate connections, as a resource alarm blocks publishers 
 sharing the thread means a consumed message is mapped, published and acked without a single
 thread switch. Before every (re)connect the ``prepare`` hook runs on a helper thread (topology
 declaration is blocking I/O), so a reconnect restores everything.
+
+The loop is an asyncio loop (pika's ``AsyncioConnection``), not pika's own ``IOLoop``, so that
+an asyncio client can run on the same thread: a REST target does (``Broker.event_loop``), and
+its requests then start and finish without a thread hand-over per message (each one woke the
+other thread and traded the GIL; ``bench/RESULTS.md``, Sync lag). pika's loop let an exception
+that escaped a callback end the thread, which the watchdog turns into a process exit; asyncio
+would log it and go on with a connection in an unknown state, so ``BrokerLoop`` keeps pika's
+rule: such an exception stops the loop and ends the thread with it.
 
 Liveness is read, not assumed: a heartbeat timer on the loop stamps the time every second, so
 ``BrokerLoop.turning`` is false once the thread died or stalled, and a connection counts as
@@ -15,6 +23,7 @@ runs guarded (``middleware.broker.guard``): an exception costs one message, neve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import random
@@ -27,7 +36,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import structlog
-from pika.adapters.select_connection import IOLoop, SelectConnection
+from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 from pika.channel import Channel
 
@@ -127,11 +136,13 @@ def _reading(what: str, expected: str) -> Iterator[None]:
 
 
 class BrokerLoop:
-    """One thread running one pika IOLoop, shared by all connections of the process."""
+    """One thread running one asyncio loop, shared by all connections of the process."""
 
     def __init__(self) -> None:
-        self.ioloop = IOLoop()
-        self._thread = threading.Thread(target=self.ioloop.start, name="amqp-loop", daemon=True)
+        self.ioloop = asyncio.new_event_loop()
+        self.ioloop.set_exception_handler(self._escaped)
+        self._escaped_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="amqp-loop", daemon=True)
         self._users = 0
         self._lock = threading.Lock()
         self._beat = 0.0  # time.monotonic() of the last heartbeat run on the loop
@@ -144,7 +155,7 @@ class BrokerLoop:
             self._users += 1
             if self._thread.ident is None:
                 self._thread.start()
-                self.ioloop.add_callback_threadsafe(self._heartbeat)
+                self.ioloop.call_soon_threadsafe(self._heartbeat)
 
     def release(self) -> None:
         """A connection stopped; the last one stops the thread."""
@@ -152,13 +163,30 @@ class BrokerLoop:
             self._users -= 1
             last = self._users == 0
         if last and self._thread.is_alive():
-            self.ioloop.add_callback_threadsafe(self.ioloop.stop)
+            self.ioloop.call_soon_threadsafe(self.ioloop.stop)
             if not self.in_loop():
                 self._thread.join(10)
                 self.ioloop.close()
 
     def in_loop(self) -> bool:
         return threading.get_ident() == self._thread.ident
+
+    def _run(self) -> None:
+        self.ioloop.run_forever()
+        if self._escaped_error is not None:  # the thread dies of it: the watchdog reads why
+            raise self._escaped_error
+
+    def _escaped(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """An exception past every guard, straight out of a callback (pika's own, say): the
+        state of the connections is unknown, so the loop stops and its thread ends with it.
+        Anything else asyncio reports (a task's exception nobody read, a transport's error,
+        already handed to its protocol) is logged as asyncio would."""
+        error = context.get("exception")
+        if "handle" in context and error is not None:
+            self._escaped_error = error
+            loop.stop()
+            return
+        loop.default_exception_handler(context)
 
     @property
     def thread(self) -> threading.Thread:
@@ -180,16 +208,19 @@ class BrokerLoop:
     def call_soon(self, fn: Callable[[], Any]) -> bool:
         """Schedule fn on the loop thread from any thread; False when the loop is not running.
 
-        On the loop thread itself a zero-delay timer does it without waking the poller. An
+        On the loop thread itself it is queued without waking the poller. An
         exception fn raises is reported and contained (``guarded``).
         """
         fn = guarded("scheduled", fn)
         if self.in_loop():
-            self.ioloop.call_later(0, fn)
+            self.ioloop.call_soon(fn)
             return True
         if not self._thread.is_alive():
             return False
-        self.ioloop.add_callback_threadsafe(fn)
+        try:
+            self.ioloop.call_soon_threadsafe(fn)
+        except RuntimeError:  # closed between the check and the call: as if not running
+            return False
         return True
 
     def call_later(self, delay: float, fn: Callable[[], Any]) -> None:
@@ -216,7 +247,7 @@ class ManagedConnection:
         self._on_lost = on_lost
         self._prepare = prepare
         self._stopping = False
-        self._connection: SelectConnection | None = None
+        self._connection: AsyncioConnection | None = None
         self._opened_once = False
         self._delay = 0.5
         self._node = 0  # which of the cluster's URLs the next attempt uses
@@ -297,7 +328,7 @@ class ManagedConnection:
         if self._stopping:
             return
         try:
-            self._connection = SelectConnection(
+            self._connection = AsyncioConnection(
                 connection_parameters(self._broker, self.label, self._node),
                 on_open_callback=guarded("connection", self._opened),
                 on_open_error_callback=guarded("connection", self._open_failed),
@@ -344,7 +375,7 @@ class ManagedConnection:
         ))
         connection.channel(on_open_callback=guarded("channel", self._channel_opened))
 
-    def _watch_silence(self, connection: SelectConnection, seen: int, since: float) -> None:
+    def _watch_silence(self, connection: AsyncioConnection, seen: int, since: float) -> None:
         """Drop a connection on which nothing arrived for 1.5 heartbeats.
 
         pika's own check runs every heartbeat + 5 s and needs two checks, so a partition that
