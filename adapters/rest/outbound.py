@@ -27,6 +27,7 @@ runs on the target's loop, where aiohttp wants its connectors made.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -61,14 +62,13 @@ class RestTarget:
         self._uses_envelope = any("{envelope." in template for template in templates)
 
     def start(self, context: AdapterContext) -> None:
-        """The client runs on the broker's I/O loop where it has one (see the module doc)."""
+        """The client runs on the broker's I/O loop if it turns (see the module doc)."""
         config = self._config
         self._client = HttpClient(
             url=config.url, label=self._label, auth=config.auth, where="routes.target.auth",
             timeout=config.timeout, concurrency=config.concurrency,
             verify_tls=config.verify_tls, tls=config.tls, tls_where="routes.target",
-            connector=self._connector,
-            shared=context.messaging.event_loop() if context.messaging is not None else None)
+            connector=self._connector, shared=_running_loop(context))
         self._client.start()
 
     def deliver(self, envelope: Envelope, payload: Any) -> Future[Delivered]:
@@ -117,3 +117,10 @@ class RestTarget:
         """Let the requests in flight finish, then close the connections."""
         if self._client is not None:
             self._client.close()
+
+
+def _running_loop(context: AdapterContext) -> asyncio.AbstractEventLoop | None:
+    """The broker's asyncio loop, if it is running: one that is not would never start a
+    request handed to it (a tool that starts a target before any broker connection)."""
+    loop = context.messaging.event_loop() if context.messaging is not None else None
+    return loop if loop is not None and loop.is_running() else None

@@ -3,8 +3,9 @@
 A realistic flow on the real RabbitMQ with a slow store (every call 30 ms): a mapping with an
 xref lookup and a capture of the id the ERP answers, delivered over HTTP to a real loopback
 server, and replayed messages that are looked up in the store before delivery. Every callback
-the broker loop runs is timed (``guard.recording_blocks``), and the target's aiohttp loop runs
-in asyncio debug mode, which reports each callback slower than ``slow_callback_duration``. A
+the broker loop runs is timed (``guard.recording_blocks``), and that loop, where the REST
+target's aiohttp requests run too, runs in asyncio debug mode, which reports each callback
+slower than ``slow_callback_duration`` (pika's frame handlers and the target's alike). A
 store call on either loop costs 50 ms; the loops' own work takes well under a millisecond.
 
 Wall-clock timing on a shared machine also sees callbacks that were merely preempted: on the
