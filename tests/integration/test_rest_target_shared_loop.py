@@ -24,6 +24,7 @@ from middleware.adapter import AdapterContext, Delivered
 from middleware.broker.rabbitmq.broker import RabbitBroker
 from middleware.config.models import BrokerConfig
 from middleware.envelope import Envelope
+from middleware.errors import DeliveryError
 from tests.integration.rest_helpers import Peer, json_response
 
 pytestmark = pytest.mark.integration
@@ -172,4 +173,18 @@ def test_close_does_not_hang_on_a_broker_loop_that_died(broker: RabbitBroker) ->
         started = time.monotonic()
         target.close()
         assert time.monotonic() - started < 1
-    assert not any(f.done() for f in in_flight)  # never settled: their messages are redelivered
+        assert not any(f.done() for f in in_flight)  # their messages are redelivered
+        # (and should what is left of the loop be wound up, they fail as retryable)
+        _cancel_what_is_left(broker.loop.ioloop)
+    errors = [f.exception(0) for f in in_flight]
+    assert all(isinstance(e, DeliveryError) and e.retryable for e in errors), errors
+
+
+def _cancel_what_is_left(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks of a loop that stopped, and close it: left to the garbage collector,
+    the loop is closed first and the tasks' connections cannot close on it any more."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
