@@ -177,8 +177,9 @@ class BrokerLoop:
             raise self._escaped_error
 
     def _escaped(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """An exception past every guard, straight out of a callback (pika's own, say): the
-        state of the connections is unknown, so the loop stops and its thread ends with it.
+        """An exception past every guard, straight out of a callback (pika's own, or one of the
+        REST targets' aiohttp callbacks, which run here too): the state of the connections is
+        unknown, so the loop stops and its thread ends with it.
         Anything else asyncio reports (a task's exception nobody read, a transport's error,
         already handed to its protocol) is logged as asyncio would."""
         error = context.get("exception")
