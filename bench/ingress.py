@@ -288,15 +288,16 @@ def apply_topology(config: Path) -> None:
     declare(loaded.broker, topology_for(loaded))
 
 
-def route_queue_names(route: str) -> list[str]:
+def route_queue_names(route: str, retry: RetryPolicy | None = None) -> list[str]:
     """Every queue the daemon declares for a bench route: the route queue, its DLQ and one delay
-    queue per tier of the default retry policy, which every bench config keeps."""
-    tiers = len(RetryPolicy().delays())
+    queue per tier of its retry policy (the default, unless the config sets one)."""
+    tiers = len((retry or RetryPolicy()).delays())
     return [queue_name(route), dlq_name(route),
             *(retry_name(route, n) for n in range(1, tiers + 1))]
 
 
-def delete_route_queues(route: str, attempts: int = 30) -> None:
+def delete_route_queues(route: str, attempts: int = 30,
+                        retry: RetryPolicy | None = None) -> None:
     """Every queue the daemon declared for the bench route (shared exchanges are kept).
 
     Retried for a minute: other test suites on a shared machine restart the broker."""
@@ -310,7 +311,7 @@ def delete_route_queues(route: str, attempts: int = 30) -> None:
             time.sleep(2)
     try:
         channel = connection.channel()
-        for name in route_queue_names(route):
+        for name in route_queue_names(route, retry):
             channel.queue_delete(name)
     finally:
         if connection.is_open:

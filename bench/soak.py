@@ -59,6 +59,7 @@ from bench.ingress import (
     serve_until_sigterm,
 )
 from bench.mapping_engine import SOURCE
+from middleware.config.models import RetryPolicy
 from middleware.recent import RECENT_IDS
 from tests.faults.proxy import FaultProxy
 
@@ -129,6 +130,8 @@ FAULTS = [
 ]
 
 
+RETRY = RetryPolicy(attempts=8, initial_delay=0.5, multiplier=2, max_delay=10)
+"""The soak route's retry tiers: short delays, so faults are retried within the run."""
 SETTLE_SECONDS = 30  # after the first round's last fault: its backlog drains (lag back in ~10 s)
 
 
@@ -327,8 +330,7 @@ def run(minutes: float, rate: float, fault_every: float, fault_seconds: float,
                                       heartbeat=2, publish_timeout=3, connect_timeout=3,
                                       reconnect_max_delay=2)
             document["inbound"][0]["dedupe"] = {"header": "X-Request-Id"}
-            document["retry"] = {"attempts": 8, "initial_delay": 0.5, "multiplier": 2,
-                                 "max_delay": 10}
+            document["retry"] = RETRY.model_dump(exclude_defaults=True)
             config.write_text(yaml.safe_dump(document, sort_keys=False))
             daemon = Daemon(config, ingress, "all", workdir / "daemon.log")
             daemon.wait_listening()
@@ -372,7 +374,7 @@ def run(minutes: float, rate: float, fault_every: float, fault_seconds: float,
             if daemon is not None:
                 daemon.stop()
             target.stop()
-            delete_route_queues(route)
+            delete_route_queues(route, retry=RETRY)  # its 8 delay queues, not the default 5
     received = Counter(subject for _, _, subject in arrivals)
     soak.accepted, soak.refused = len(senders.accepted), senders.refused
     soak.arrivals = sum(received.values())
