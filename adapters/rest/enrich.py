@@ -154,8 +154,13 @@ class _Get:
             configured = {name.lower() for name in headers}
             headers.update((name, value) for name, value in trace.items()
                            if name not in configured)
-        answer = await system.client.send("GET", url, headers,
-                                          limit=system.config.max_response_bytes)
+        limit = system.config.max_response_bytes
+        answer = await system.client.send("GET", url, headers, limit=limit)
+        if answer.cut:
+            raise DeliveryError(
+                f"{system.label} answered more than {limit} bytes; raise max_response_bytes if "
+                f"the record really is that large", retryable=False,
+                details={"status": answer.status, "limit": limit})
         if answer.status == 404 and not self._step.required:
             return None
         if not 200 <= answer.status < 300:

@@ -113,6 +113,11 @@ class RestTargetConfig(AdapterConfig):
         "puts the attributes in ce-* headers and the payload in the body, 'structured' sends "
         "the whole event as application/cloudevents+json. The event keeps the source event's "
         "id, type, subject and time, and names it as its causationid.")
+    max_response_bytes: int = Field(
+        1_048_576, ge=1, le=64 * 1_048_576,
+        description="Largest answer read (for captures); a larger one is not read, the delivery "
+        "counts all the same and nothing is captured from it (logged).",
+    )
     verify_tls: bool = Field(True, description="Verify the target's TLS certificate.")
     tls: TargetTlsConfig | None = Field(
         None, description="Private CA and/or client certificate for an https:// target (the "

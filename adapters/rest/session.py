@@ -13,9 +13,10 @@ thread. Handing every request to a thread of its own and every answer back cost 
 per request at 1,000/s (a thread wake-up and a GIL hand-over each way), a sixth of the
 worker's CPU per event (``bench/RESULTS.md``, Sync lag).
 
-Answers can be read with a size limit: an enrich step merges what it reads into the payload,
-so a peer that answers a gigabyte (or streams forever) must cost at most ``limit`` bytes; the
-request fails permanently past it, with the limit named.
+Answers are read with a size limit: a peer that answers a gigabyte (or streams forever) costs
+at most ``limit`` bytes, and the caller learns that the answer was cut (``Answer.cut``). An
+enrich step fails for good then (it would merge half a record); a target's request was
+accepted all the same, only its answer is not read.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Answer:
     status: int
     body: bytes
     headers: Mapping[str, str]
+    cut: bool = False
+    """The body passed the read limit: ``body`` is its first ``limit`` bytes, the rest unread."""
 
 
 class HttpClient:
@@ -75,10 +78,9 @@ class HttpClient:
         self._tls = tls
         self._tls_where = tls_where
         self._connector = connector
-        self._shared = shared is not None
         self._loop = shared or asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name=f"rest-{urlsplit(url).hostname}")
+        self._thread = None if shared else threading.Thread(  # None: the loop is someone else's
+            target=self._loop.run_forever, daemon=True, name=f"rest-{urlsplit(url).hostname}")
         self._tasks: set[asyncio.Task[Any]] = set()  # in flight, for close() to wait for
         self._session: aiohttp.ClientSession | None = None
         self._authorization: str | None = None
@@ -100,7 +102,7 @@ class HttpClient:
                 self._verify)
         if self._verify and self._tls is not None:
             self._ssl = target_context(self._tls, self._tls_where)
-        if not self._shared:  # a shared loop may not turn yet: the first request opens it
+        if self._thread is not None:  # a shared loop opens the session at the first request
             self._thread.start()
             self._session = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
 
@@ -174,9 +176,10 @@ class HttpClient:
             async with self._session.request(method, URL(url, encoded=True), headers=headers,
                                              proxy=self._proxy, data=content,
                                              allow_redirects=False) as response:
-                body = (await response.read() if limit is None
-                        else await self._bounded(response, limit))
-                return Answer(response.status, body, response.headers)
+                if limit is None:
+                    return Answer(response.status, await response.read(), response.headers)
+                body, cut = await self._bounded(response, limit)
+                return Answer(response.status, body, response.headers, cut)
         except (aiohttp.ClientError, TimeoutError) as exc:
             problem = describe_tls_failure(exc)
             if problem is not None:  # retried: a peer's certificate can be fixed in time
@@ -185,30 +188,29 @@ class HttpClient:
                                     ) from without_frames(exc)
             raise transport_error(exc, self.label) from without_frames(exc)
 
-    async def _bounded(self, response: aiohttp.ClientResponse, limit: int) -> bytes:
-        """The body, or a permanent error as soon as it passes ``limit`` bytes (unread rest)."""
+    async def _bounded(self, response: aiohttp.ClientResponse,
+                       limit: int) -> tuple[bytes, bool]:
+        """The body, and whether it passed ``limit`` bytes: then only its first ``limit`` bytes
+        are read, the rest never is and the connection is not reused."""
         declared = response.content_length
+        body = bytearray()
         if declared is None or declared <= limit:
-            body = bytearray()
             async for chunk in response.content.iter_chunked(65536):
                 body += chunk
                 if len(body) > limit:
                     break
             else:
-                return bytes(body)
-        response.close()  # the rest is never read; the connection is not reused
-        raise DeliveryError(
-            f"{self.label} answered more than {limit} bytes; raise max_response_bytes if the "
-            f"record really is that large", retryable=False,
-            details={"status": response.status, "limit": limit})
+                return bytes(body), False
+        response.close()
+        return bytes(body[:limit]), True
 
     def close(self) -> None:
         """Let the requests in flight finish, then close the connections (and an own loop).
 
-        On a shared loop that no longer turns (its thread died) nothing can finish: the
-        wait is bounded by the request timeout.
+        On a shared loop the wait is bounded by the request timeout, and skipped once that
+        loop has stopped (its thread died): nothing on it can finish any more.
         """
-        if self._shared:
+        if self._thread is None:
             if self._loop.is_running():
                 drained = asyncio.run_coroutine_threadsafe(self._drain(), self._loop)
                 with contextlib.suppress(TimeoutError):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.requests import Request
@@ -40,9 +41,10 @@ def broker(amqp_url: str) -> Iterator[RabbitBroker]:
     publisher.stop()
 
 
-def _target(url: str, broker: RabbitBroker | None, concurrency: int = 4) -> RestTarget:
+def _target(url: str, broker: RabbitBroker | None, concurrency: int = 4,
+            **extra: Any) -> RestTarget:
     target = RestTarget(RestTargetConfig.model_validate(
-        {"type": "rest", "url": url, "concurrency": concurrency, "timeout": 10}))
+        {"type": "rest", "url": url, "concurrency": concurrency, "timeout": 10, **extra}))
     target.start(AdapterContext(None, None, None, Path("."),  # type: ignore[arg-type]
                                 messaging=broker))
     return target
@@ -151,6 +153,37 @@ def test_without_a_running_broker_loop_the_target_keeps_a_loop_of_its_own(
         finally:
             target.close()
     assert _rest_threads() == []
+
+
+def test_an_oversized_answer_is_not_read_on_the_loop_and_the_delivery_stands(
+    broker: RabbitBroker,
+) -> None:
+    huge = b'{"id": "A-1", "lines": ["' + b"x" * 20_000_000 + b'"]}'
+
+    async def accepted(request: Request, body: bytes) -> Response:
+        return Response(huge, status_code=201, media_type="application/json")
+
+    async def failed(request: Request, body: bytes) -> Response:
+        return Response(b"<html>" + b"e" * 20_000_000, status_code=503)
+
+    with Peer(accepted) as erp, Peer(failed) as broken:
+        target = _target(f"{erp.url}/a", broker, max_response_bytes=65_536)
+        down = _target(f"{broken.url}/a", broker, max_response_bytes=65_536)
+        try:
+            # When an ERP accepts and answers 20 MB, and another refuses with 20 MB of HTML
+            [ok] = _on_loop(broker, 1, target, [])
+            [refused] = _on_loop(broker, 1, down, [])
+            delivered = ok.result(10)
+            error = refused.exception(10)
+        finally:
+            target.close()
+            down.close()
+    # Then the first delivery stands, without an answer to capture from (it was not read)
+    assert delivered == Delivered(response=None,
+                                  details={"status": 201, "answer_over_bytes": 65_536})
+    # and the refusal is classified by its status as ever, with a short excerpt of the body
+    assert isinstance(error, DeliveryError) and error.retryable
+    assert error.details["status"] == 503 and len(error.details["body"]) <= 600
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
