@@ -16,8 +16,9 @@ redelivery after a lost answer never creates a second record; the envelope's W3C
 (the worker's deliver span while tracing is on) goes out as ``traceparent`` / ``tracestate``.
 The parsed JSON answer is handed back for the route's mapping to capture cross-references (for
 example the id the ERP created). It is read up to ``max_response_bytes``: parsing it runs on the
-broker loop, and an ERP that answered 100 MB held that loop for 0.5 s and the process's memory
-by ~700 MB; a larger 2xx answer is not read, the delivery stands and nothing is captured.
+broker loop, and an ERP that answered 100 MB held that loop for 0.5 s and ~440 MB more peak
+memory than with the limit; a larger 2xx answer is not read, the delivery stands and nothing is
+captured.
 Auth, ``tls`` (a private CA, a client certificate, loaded at start), the proxy and the
 translation of client errors are ``adapters.rest.session.HttpClient``'s, shared with REST enrich
 steps; a handshake that fails is retried like any connection error, with a message that says
